@@ -1,0 +1,191 @@
+"""One error tree for the whole fleet. Each class has one stable ``code`` and one HTTP status.
+
+    FleetError                      500 INTERNAL
+    ├── BadRequest                  400 BAD_REQUEST (bad JSON, unreadable body)
+    ├── Unauthorized                401 UNAUTHORIZED
+    ├── Forbidden                   403 FORBIDDEN
+    ├── NotFound                    404 NOT_FOUND
+    │   └── JobNotFound             404 JOB_NOT_FOUND
+    ├── Conflict                    409 CONFLICT
+    │   ├── IdempotencyConflict     409 IDEMPOTENCY_CONFLICT
+    │   └── JobFinished             409 JOB_FINISHED
+    ├── PayloadTooLarge             413 PAYLOAD_TOO_LARGE
+    ├── ValidationFailed            422 VALIDATION_ERROR
+    │   ├── UnknownCapability       422 UNKNOWN_CAPABILITY
+    │   └── InvalidInput            422 INVALID_INPUT
+    ├── AdmissionRefused            429 QUEUE_FULL (carries retry_after)
+    ├── StoreUnavailable            503 STORE_UNAVAILABLE
+    └── WorkerCallError             502 (never sent as an HTTP error: ends up in job.error)
+        ├── WorkerBusy              BUSY          retryable
+        ├── WorkerUnreachable       UNREACHABLE   retryable (never delivered)
+        ├── WorkerTimeout           TIMEOUT       retryable if the capability is idempotent
+        ├── WorkerDropped           DROPPED       retryable if the capability is idempotent
+        └── ToolFailed              <worker code> permanent unless the worker says retryable
+
+The HTTP body of an error is ``{"error": {"code", "message", "details"}}`` (:meth:`to_body`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+__all__ = [
+    "AdmissionRefused",
+    "BadRequest",
+    "Conflict",
+    "FleetError",
+    "Forbidden",
+    "IdempotencyConflict",
+    "InvalidInput",
+    "JobFinished",
+    "JobNotFound",
+    "NotFound",
+    "PayloadTooLarge",
+    "StoreUnavailable",
+    "ToolFailed",
+    "Unauthorized",
+    "UnknownCapability",
+    "ValidationFailed",
+    "WorkerBusy",
+    "WorkerCallError",
+    "WorkerDropped",
+    "WorkerTimeout",
+    "WorkerUnreachable",
+]
+
+
+class FleetError(Exception):
+    """Base of every error the fleet raises on purpose.
+
+    >>> FleetError("boom", details={"x": 1}).to_body()
+    {'error': {'code': 'INTERNAL', 'message': 'boom', 'details': {'x': 1}}}
+    """
+
+    code: ClassVar[str] = "INTERNAL"
+    status: ClassVar[int] = 500
+
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details: dict[str, Any] = details or {}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, "details": self.details}
+
+    def to_body(self) -> dict[str, Any]:
+        return {"error": self.to_dict()}
+
+
+class BadRequest(FleetError):
+    code = "BAD_REQUEST"
+    status = 400
+
+
+class Unauthorized(FleetError):
+    code = "UNAUTHORIZED"
+    status = 401
+
+
+class Forbidden(FleetError):
+    code = "FORBIDDEN"
+    status = 403
+
+
+class NotFound(FleetError):
+    code = "NOT_FOUND"
+    status = 404
+
+
+class JobNotFound(NotFound):
+    code = "JOB_NOT_FOUND"
+
+
+class Conflict(FleetError):
+    code = "CONFLICT"
+    status = 409
+
+
+class IdempotencyConflict(Conflict):
+    code = "IDEMPOTENCY_CONFLICT"
+
+
+class JobFinished(Conflict):
+    code = "JOB_FINISHED"
+
+
+class PayloadTooLarge(FleetError):
+    code = "PAYLOAD_TOO_LARGE"
+    status = 413
+
+
+class ValidationFailed(FleetError):
+    code = "VALIDATION_ERROR"
+    status = 422
+
+
+class UnknownCapability(ValidationFailed):
+    code = "UNKNOWN_CAPABILITY"
+
+
+class InvalidInput(ValidationFailed):
+    code = "INVALID_INPUT"
+
+
+class AdmissionRefused(FleetError):
+    code = "QUEUE_FULL"
+    status = 429
+
+    def __init__(
+        self, message: str, *, retry_after: int = 1, details: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(message, details={**(details or {}), "retry_after": retry_after})
+        self.retry_after = retry_after
+
+
+class StoreUnavailable(FleetError):
+    code = "STORE_UNAVAILABLE"
+    status = 503
+
+
+class WorkerCallError(FleetError):
+    """A call to a worker failed. ``retryable`` says whether another attempt is safe."""
+
+    code = "WORKER_ERROR"
+    status = 502
+    retryable: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        retryable: bool | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message, details=details)
+        if code is not None:
+            self.code = code  # type: ignore[misc]  # a worker's own stable code, per instance
+        if retryable is not None:
+            self.retryable = retryable
+
+
+class WorkerBusy(WorkerCallError):
+    code = "BUSY"
+    retryable = True
+
+
+class WorkerUnreachable(WorkerCallError):
+    code = "UNREACHABLE"
+    retryable = True
+
+
+class WorkerTimeout(WorkerCallError):
+    code = "TIMEOUT"
+
+
+class WorkerDropped(WorkerCallError):
+    code = "DROPPED"
+
+
+class ToolFailed(WorkerCallError):
+    code = "TOOL_ERROR"

@@ -1,0 +1,81 @@
+"""Every Redis key name the fleet uses, from one builder.
+
+Data model (``{p}`` is the prefix, ``fleet`` by default):
+
+| key                         | type   | TTL                      | holds |
+|-----------------------------|--------|--------------------------|-------|
+| ``{p}:job:{id}``            | hash   | retention after finish   | the job record (JSON fields) and its event counter |
+| ``{p}:job:{id}:events``     | stream | retention after finish   | the job's event log; entry id ``{seq}-1`` |
+| ``{p}:jobs``                | zset   | permanent index          | job ids scored by creation time (listing) |
+| ``{p}:queue``               | stream | permanent                | dispatch queue; consumer group ``dispatchers`` |
+| ``{p}:queued``              | hash   | permanent                | queued-job count per capability (admission) |
+| ``{p}:idem:{key}``          | string | idempotency window       | job id first submitted with that key |
+| ``{p}:dead``                | zset   | permanent index          | dead-lettered job ids scored by time |
+| ``{p}:cancel``              | pubsub | n/a                      | job ids whose running call must stop |
+| ``{p}:worker:{name}``       | string | heartbeat × 3            | a worker's registration (JSON) |
+| ``{p}:wdone:{svc}:{key}``   | string | worker idempotency TTL   | a worker's stored result for an idempotency key |
+| ``{p}:wlock:{svc}:{key}``   | string | call timeout             | a worker's in-progress marker for that key |
+
+Indexes (``jobs``, ``dead``) are trimmed of ids whose record has expired when read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["DISPATCH_GROUP", "Keys"]
+
+DISPATCH_GROUP = "dispatchers"
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Key builder.
+
+    >>> Keys("t1").job("abc")
+    't1:job:abc'
+    """
+
+    prefix: str = "fleet"
+
+    def job(self, job_id: str) -> str:
+        return f"{self.prefix}:job:{job_id}"
+
+    def events(self, job_id: str) -> str:
+        return f"{self.prefix}:job:{job_id}:events"
+
+    @property
+    def jobs(self) -> str:
+        return f"{self.prefix}:jobs"
+
+    @property
+    def queue(self) -> str:
+        return f"{self.prefix}:queue"
+
+    @property
+    def queued(self) -> str:
+        return f"{self.prefix}:queued"
+
+    def idempotency(self, key: str) -> str:
+        return f"{self.prefix}:idem:{key}"
+
+    @property
+    def dead(self) -> str:
+        return f"{self.prefix}:dead"
+
+    @property
+    def cancel_channel(self) -> str:
+        return f"{self.prefix}:cancel"
+
+    def worker(self, name: str) -> str:
+        return f"{self.prefix}:worker:{name}"
+
+    @property
+    def worker_pattern(self) -> str:
+        return f"{self.prefix}:worker:*"
+
+    def worker_done(self, service: str, key: str) -> str:
+        return f"{self.prefix}:wdone:{service}:{key}"
+
+    def worker_lock(self, service: str, key: str) -> str:
+        return f"{self.prefix}:wlock:{service}:{key}"

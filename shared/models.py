@@ -1,0 +1,144 @@
+"""The data the fleet speaks: jobs, events, capabilities and worker registrations."""
+
+from __future__ import annotations
+
+import time
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "TERMINAL_STATUSES",
+    "CapabilitiesReport",
+    "CapabilitySpec",
+    "Event",
+    "EventType",
+    "Job",
+    "JobError",
+    "JobStatus",
+    "JobSubmit",
+    "Load",
+    "Progress",
+    "WorkerRegistration",
+    "now",
+]
+
+MAX_LABELS = 32
+
+
+def now() -> float:
+    """Wall-clock seconds since the epoch; every timestamp in the fleet is one of these."""
+    return time.time()
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+
+class JobSubmit(BaseModel):
+    """Body of ``POST /v1/jobs``. Unknown fields are refused, so typos do not pass silently."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    capability: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:/-]+$")
+    input: dict[str, Any] = Field(default_factory=dict)
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
+    timeout_s: float | None = Field(default=None, gt=0, le=86_400)
+    max_attempts: int | None = Field(default=None, ge=1, le=20)
+    worker: str | None = Field(default=None, min_length=1, max_length=500)
+    labels: dict[str, str] = Field(default_factory=dict, max_length=MAX_LABELS)
+
+
+class Progress(BaseModel):
+    progress: float
+    total: float | None = None
+    message: str | None = None
+
+
+class JobError(BaseModel):
+    code: str
+    message: str
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class Job(BaseModel):
+    id: str
+    status: JobStatus
+    capability: str
+    input: dict[str, Any] = Field(default_factory=dict)
+    result: Any = None
+    error: JobError | None = None
+    progress: Progress | None = None
+    attempts: int = 0
+    max_attempts: int = 3
+    timeout_s: float = 60.0
+    worker: str | None = None
+    pinned_worker: str | None = None
+    correlation_id: str
+    idempotency_key: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+
+
+EventType = Literal["status", "progress", "log", "done"]
+
+
+class Event(BaseModel):
+    """One entry of a job's event log. ``seq`` starts at 1 and has no gaps."""
+
+    seq: int
+    type: EventType
+    job_id: str
+    correlation_id: str
+    ts: float
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class CapabilitySpec(BaseModel):
+    description: str = ""
+    input_schema: dict[str, Any] = Field(default_factory=dict)
+    output_schema: dict[str, Any] | None = None
+    estimated_duration_ms: int | None = None
+    idempotent: bool = False
+    max_concurrency: int = 1
+
+
+class Load(BaseModel):
+    in_flight: int = 0
+    max_concurrency: int = 1
+
+
+class CapabilitiesReport(BaseModel):
+    """What a worker's ``get_capabilities`` tool returns."""
+
+    model_config = ConfigDict(extra="allow")
+
+    service_name: str
+    version: str = "0"
+    capabilities: dict[str, CapabilitySpec] = Field(default_factory=dict)
+    supported_features: list[str] = Field(default_factory=list)
+    health_status: str = "healthy"
+    load: Load = Field(default_factory=Load)
+
+
+class WorkerRegistration(BaseModel):
+    """What a worker heartbeats into Redis so supervisors can find it."""
+
+    name: str
+    url: str
+    version: str = "0"
+    registered_at: float = Field(default_factory=now)

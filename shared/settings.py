@@ -1,0 +1,101 @@
+"""Settings, one pydantic-settings class per program, built once at the entrypoint.
+
+Every field reads ``FLEET_<NAME>`` from the environment; command-line flags override them.
+Nothing here is read at import time.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["ClientSettings", "LogFormat", "SupervisorSettings", "WorkerSettings", "split_csv"]
+
+LogFormat = Literal["auto", "json", "console"]
+
+
+def split_csv(value: str | list[str] | None) -> list[str]:
+    if value is None:
+        return []
+    items = value.split(",") if isinstance(value, str) else value
+    return [item.strip() for item in items if item and item.strip()]
+
+
+class _Base(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FLEET_", extra="ignore")
+
+    log_format: LogFormat = "auto"
+    log_level: str = "INFO"
+    key_prefix: str = Field(default="fleet", pattern=r"^[A-Za-z0-9_.:-]+$")
+
+
+class SupervisorSettings(_Base):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8700, ge=0, le=65535)
+    redis_url: str = "memory://"
+    workers: str = ""
+    """Comma-separated worker MCP URLs (``http://host:port/mcp``)."""
+    api_tokens: str = ""
+    """Comma-separated bearer tokens. Empty: no auth, loopback binds only."""
+    insecure: bool = False
+    """Allow a non-loopback bind with no API tokens."""
+    worker_token: str | None = None
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    queue_limit: int = Field(default=1000, ge=1)
+    """Queued jobs allowed per capability before submissions get 429."""
+    default_timeout_s: float = Field(default=60.0, gt=0)
+    default_max_attempts: int = Field(default=3, ge=1, le=20)
+    concurrency: int = Field(default=256, ge=1)
+    """Jobs one supervisor process runs at once."""
+    client_max_in_flight: int = Field(default=64, ge=1, le=95)
+    """Calls in flight per pooled worker client (below httpx's 100-connection limit)."""
+    lease_s: float = Field(default=15.0, gt=0)
+    """A job held by a supervisor that stops renewing for this long is reclaimed by another."""
+    probe_interval_s: float = Field(default=5.0, gt=0)
+    breaker_threshold: int = Field(default=5, ge=1)
+    breaker_reset_s: float = Field(default=10.0, gt=0)
+    backoff_initial_s: float = Field(default=0.2, ge=0)
+    backoff_max_s: float = Field(default=10.0, gt=0)
+    retention_s: int = Field(default=7 * 86_400, ge=60)
+    """How long finished jobs and their events are kept."""
+    idempotency_ttl_s: int = Field(default=86_400, ge=1)
+    sse_keepalive_s: float = Field(default=15.0, gt=0)
+
+    @property
+    def worker_urls(self) -> list[str]:
+        return split_csv(self.workers)
+
+    @property
+    def tokens(self) -> list[str]:
+        return split_csv(self.api_tokens)
+
+
+class WorkerSettings(_Base):
+    name: str = "worker"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8701, ge=0, le=65535)
+    max_concurrency: int = Field(default=4, ge=1)
+    """Default per-tool concurrency limit; a tool may declare its own."""
+    redis_url: str | None = None
+    """Shared idempotency store and self-registration. Unset or ``memory://``: in process."""
+    advertise_url: str | None = None
+    """The MCP URL supervisors should call; with ``redis_url`` turns on self-registration."""
+    worker_token: str | None = None
+    """When set, MCP calls must carry ``Authorization: Bearer <token>``."""
+    heartbeat_s: float = Field(default=5.0, gt=0)
+    grace_s: float = Field(default=10.0, ge=0)
+    idempotency_ttl_s: int = Field(default=86_400, ge=1)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _memory_is_none(cls, value: str | None) -> str | None:
+        return None if not value or value.startswith("memory://") else value
+
+
+class ClientSettings(_Base):
+    """What the ``fleet`` CLI needs to talk to a supervisor."""
+
+    url: str = "http://127.0.0.1:8700"
+    token: str | None = None

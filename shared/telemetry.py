@@ -1,0 +1,64 @@
+"""Tracing set-up and the trace/correlation labels shared by logs and spans.
+
+Tracing is off unless asked for: ``OTEL_TRACES_EXPORTER=otlp`` (with the standard
+``OTEL_EXPORTER_OTLP_*`` variables) or ``console``. FastMCP's own client and server spans
+join the trace through the request ``_meta``; :func:`labels` gives the fields we attach to
+both spans and log lines so the two always agree.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    ConsoleSpanExporter,
+    SimpleSpanProcessor,
+    SpanExporter,
+)
+
+__all__ = ["configure_tracing", "current_trace_id", "labels", "tracer"]
+
+
+def configure_tracing(service_name: str, *, exporter: SpanExporter | None = None) -> bool:
+    """Install a tracer provider when an exporter is configured. Returns whether it did."""
+    choice = os.environ.get("OTEL_TRACES_EXPORTER", "none").lower()
+    if exporter is None and choice in ("", "none"):
+        return False
+    provider = TracerProvider(
+        resource=Resource.create(
+            {"service.name": os.environ.get("OTEL_SERVICE_NAME", service_name)}
+        )
+    )
+    if exporter is not None:
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+    elif choice == "console":
+        provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
+    else:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(provider)
+    return True
+
+
+def tracer(name: str) -> trace.Tracer:
+    return trace.get_tracer(name)
+
+
+def current_trace_id() -> str | None:
+    ctx = trace.get_current_span().get_span_context()
+    return format(ctx.trace_id, "032x") if ctx.is_valid else None
+
+
+def labels(**values: Any) -> dict[str, Any]:
+    """One mapping for log fields and span attributes: drops ``None``, adds the trace id."""
+    out = {k: v for k, v in values.items() if v is not None}
+    trace_id = current_trace_id()
+    if trace_id:
+        out["trace_id"] = trace_id
+    return out
