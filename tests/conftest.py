@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 
 os.environ.setdefault("FASTMCP_CHECK_FOR_UPDATES", "off")
 os.environ.setdefault("FASTMCP_SHOW_SERVER_BANNER", "false")
 
 import pytest
-import redis.asyncio as aioredis
+import redis
 
 REDIS_URL = os.environ.get("FLEET_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 REQUIRE_REDIS = os.environ.get("FLEET_REQUIRE_REDIS") == "1"
@@ -19,20 +19,20 @@ REQUIRE_REDIS = os.environ.get("FLEET_REQUIRE_REDIS") == "1"
 PERMANENT_SUFFIXES = (":jobs", ":queue", ":queued", ":dead")
 
 
-async def _redis_available() -> bool:
-    client = aioredis.Redis.from_url(REDIS_URL)
+def _redis_available() -> bool:
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
     try:
-        return bool(await client.ping())
+        return bool(client.ping())
     except Exception:
         return False
     finally:
-        await client.aclose()
+        client.close()
 
 
 @pytest.fixture
-async def redis_url() -> str:
+def redis_url() -> str:
     """The real Redis. Skipped when absent, unless CI demands it (FLEET_REQUIRE_REDIS=1)."""
-    if not await _redis_available():
+    if not _redis_available():
         if REQUIRE_REDIS:
             pytest.fail(f"Redis required at {REDIS_URL} but unreachable")
         pytest.skip(f"no Redis at {REDIS_URL}")
@@ -40,25 +40,24 @@ async def redis_url() -> str:
 
 
 @pytest.fixture
-async def key_prefix(redis_url: str) -> AsyncIterator[str]:
+def key_prefix(redis_url: str) -> Iterator[str]:
     """A private key prefix on the shared Redis; fails the test if a key leaks without a TTL.
 
-    Keys of ``job:*`` records are exempt while the job is unfinished (they get their TTL at
-    the end), so the check looks only at keys that should always have one.
+    Job records (``:job:``) are exempt: an unfinished job is a permanent record until it
+    ends, when it gets its retention TTL (the store contract tests check that TTL).
     """
     prefix = f"fleet-test-{uuid.uuid4().hex[:12]}"
     yield prefix
-    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
     try:
-        leaked = []
-        keys = [k async for k in client.scan_iter(match=f"{prefix}:*", count=1000)]
-        for key in keys:
-            if key.endswith(PERMANENT_SUFFIXES) or ":job:" in key:
-                continue
-            if await client.ttl(key) == -1:
-                leaked.append(key)
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+        leaked = [
+            key
+            for key in keys
+            if not key.endswith(PERMANENT_SUFFIXES) and ":job:" not in key and client.ttl(key) == -1
+        ]
         if keys:
-            await client.delete(*keys)
+            client.delete(*keys)
         assert not leaked, f"keys without TTL leaked: {leaked}"
     finally:
-        await client.aclose()
+        client.close()

@@ -1,0 +1,442 @@
+"""The durable job store: job records, the dispatch queue, event logs, idempotency, dead letters.
+
+One implementation speaks the Redis protocol to either a real Redis (``redis://``) or the
+in-process ``burner-redis`` engine (``memory://``), so both backends share every line of logic
+and one contract suite tests them. Every multi-key change is one Lua script, hence atomic on
+both. Key names come from :class:`shared.keys.Keys`; the layout is documented there.
+
+    async with open_store("memory://") as store:
+        job, created = await store.submit(job, fingerprint="...", queue_limit=100)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import redis.asyncio as aioredis
+from pydantic import BaseModel
+from redis.exceptions import RedisError
+
+from shared import (
+    DISPATCH_GROUP,
+    Event,
+    IdempotencyConflict,
+    Job,
+    JobNotFound,
+    JobStatus,
+    Keys,
+    StoreUnavailable,
+    WorkerRegistration,
+    now,
+)
+from supervisor._scripts import APPEND, SUBMIT, TRANSITION
+
+__all__ = ["QueueEntry", "Store", "open_store"]
+
+# Fields stored raw rather than JSON-encoded, because the Lua scripts read them.
+_RAW = {"status", "capability", "correlation_id"}
+_JOB_FIELDS = tuple(Job.model_fields)
+
+QueueEntry = tuple[str, str]
+"""(stream entry id, job id) of one dispatch-queue delivery."""
+
+
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    return str(value)
+
+
+def _encode_fields(fields: dict[str, Any]) -> list[str]:
+    flat: list[str] = []
+    for name, value in fields.items():
+        flat.append(name)
+        if name in _RAW:
+            flat.append(str(value))
+        else:
+            flat.append(json.dumps(value, separators=(",", ":"), default=_json_default))
+    return flat
+
+
+def _job_fields(job: Job) -> dict[str, Any]:
+    return job.model_dump(mode="json")
+
+
+class Store:
+    """Job store over a Redis-protocol client. Use :func:`open_store` to get one."""
+
+    def __init__(self, client: Any, keys: Keys, *, retention_s: int, idempotency_ttl_s: int):
+        self._r = client
+        self.keys = keys
+        self.retention_s = retention_s
+        self.idempotency_ttl_s = idempotency_ttl_s
+        self.consumer = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.embedded = not isinstance(client, aioredis.Redis)
+
+    @property
+    def client(self) -> Any:
+        return self._r
+
+    async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await getattr(self._r, method)(*args, **kwargs)
+        except RedisError as exc:
+            raise StoreUnavailable(f"store unavailable: {exc}") from exc
+        except OSError as exc:
+            raise StoreUnavailable(f"store unavailable: {exc}") from exc
+
+    async def ping(self) -> bool:
+        try:
+            await self._call("exists", self.keys.queue)
+            return True
+        except StoreUnavailable:
+            return False
+
+    async def ensure_group(self) -> None:
+        try:
+            await self._r.xgroup_create(self.keys.queue, DISPATCH_GROUP, id="0", mkstream=True)
+        except Exception as exc:  # BUSYGROUP: it exists already
+            if "BUSYGROUP" not in str(exc) and "already exists" not in str(exc):
+                raise StoreUnavailable(f"cannot create dispatch group: {exc}") from exc
+
+    # -- jobs ---------------------------------------------------------------------------
+
+    async def submit(self, job: Job, *, fingerprint: str, queue_limit: int) -> tuple[Job, bool]:
+        """Persist and enqueue ``job``. Returns ``(job, created)``.
+
+        With an idempotency key already used: the same fingerprint returns the first job
+        (``created`` False); another raises :class:`IdempotencyConflict`. A full capability
+        queue returns the count through :class:`AdmissionFull`.
+        """
+        k = self.keys
+        idem = k.idempotency(job.idempotency_key) if job.idempotency_key else k.idempotency("-")
+        fields = _job_fields(job)
+        fields["fingerprint"] = fingerprint
+        event = json.dumps({"status": job.status.value})
+        out = await self._call(
+            "eval",
+            SUBMIT,
+            6,
+            idem,
+            k.job(job.id),
+            k.jobs,
+            k.queue,
+            k.queued,
+            k.events(job.id),
+            job.id,
+            "1" if job.idempotency_key else "0",
+            str(self.idempotency_ttl_s),
+            str(queue_limit),
+            job.capability,
+            str(job.created_at),
+            event,
+            job.correlation_id,
+            *_encode_fields(fields),
+        )
+        verdict = _s(out[0])
+        if verdict == "ok":
+            return job, True
+        if verdict == "full":
+            raise AdmissionFull(int(_s(out[1])))
+        existing_id = _s(out[1])
+        existing = await self.get(existing_id)
+        stored = await self._call("hget", k.job(existing_id), "fingerprint")
+        if stored is None or json.loads(_s(stored)) != fingerprint:
+            raise IdempotencyConflict(
+                "this Idempotency-Key was already used with a different request body",
+                details={"idempotency_key": job.idempotency_key, "job_id": existing_id},
+            )
+        return existing, False
+
+    async def get(self, job_id: str) -> Job:
+        raw = await self._call("hgetall", self.keys.job(job_id))
+        if not raw:
+            raise JobNotFound(f"no job with id {job_id!r}", details={"job_id": job_id})
+        return self._decode_job(raw)
+
+    @staticmethod
+    def _decode_job(raw: dict[Any, Any]) -> Job:
+        data: dict[str, Any] = {}
+        for key, value in raw.items():
+            name = _s(key)
+            if name not in _JOB_FIELDS:
+                continue
+            text = _s(value)
+            data[name] = text if name in _RAW else json.loads(text)
+        return Job.model_validate(data)
+
+    async def flag(self, job_id: str, name: str) -> str | None:
+        """An internal field of the job hash (``cancel``), or None."""
+        value = await self._call("hget", self.keys.job(job_id), name)
+        return None if value is None else _s(value)
+
+    async def transition(
+        self,
+        job_id: str,
+        *,
+        allowed: Iterable[JobStatus] = (),
+        event: str | None = None,
+        data: dict[str, Any] | None = None,
+        finish: bool = False,
+        done: Job | None = None,
+        persist: bool = False,
+        **fields: Any,
+    ) -> int | None:
+        """Set ``fields`` if the job's status is in ``allowed`` (any when empty), append an
+        event, and on ``finish`` give the record and its log their retention TTL.
+
+        Returns the event's sequence number (0 when no event), None when refused.
+        """
+        k = self.keys
+        payload = json.dumps(data or {}, separators=(",", ":"), default=str)
+        out = await self._call(
+            "eval",
+            TRANSITION,
+            3,
+            k.job(job_id),
+            k.events(job_id),
+            k.queued,
+            ",".join(s.value for s in allowed),
+            event or "",
+            payload,
+            str(now()),
+            str(-1 if persist else self.retention_s if finish else 0),
+            done.model_dump_json() if done is not None else "",
+            *_encode_fields(fields),
+        )
+        result = int(out)
+        return None if result < 0 else result
+
+    async def append(self, job_id: str, event: str, data: dict[str, Any], **fields: Any) -> int:
+        """Append one event (and set ``fields``, e.g. the latest progress) atomically."""
+        k = self.keys
+        payload = json.dumps(data, separators=(",", ":"), default=str)
+        out = await self._call(
+            "eval",
+            APPEND,
+            2,
+            k.job(job_id),
+            k.events(job_id),
+            event,
+            payload,
+            str(now()),
+            *_encode_fields(fields),
+        )
+        return int(out)
+
+    async def events(
+        self, job_id: str, *, after: int = 0, block_ms: int | None = None, count: int = 500
+    ) -> list[Event]:
+        """Events with ``seq > after``; with ``block_ms``, wait that long for the next one."""
+        key = self.keys.events(job_id)
+        reply = await self._call("xread", {key: f"{after}-1"}, count=count, block=block_ms)
+        if not reply:
+            return []
+        entries = reply[0][1] if isinstance(reply, list) else next(iter(reply.values()))[0]
+        out: list[Event] = []
+        for entry_id, fields in entries:
+            f = {_s(a): _s(b) for a, b in fields.items()}
+            out.append(
+                Event(
+                    seq=int(_s(entry_id).split("-")[0]),
+                    type=f["t"],  # type: ignore[arg-type]
+                    job_id=job_id,
+                    correlation_id=f.get("c", ""),
+                    ts=float(f["ts"]),
+                    data=json.loads(f["d"]),
+                )
+            )
+        return out
+
+    async def list_jobs(
+        self,
+        *,
+        status: JobStatus | None = None,
+        capability: str | None = None,
+        before: float | None = None,
+        limit: int = 50,
+    ) -> tuple[list[Job], float | None]:
+        """Newest first. ``before`` is the cursor: a creation time (exclusive)."""
+        jobs: list[Job] = []
+        top = f"({before}" if before is not None else "+inf"
+        cursor = before
+        while len(jobs) < limit:
+            page = await self._ids_before(self.keys.jobs, top, 200)
+            if not page:
+                return jobs, None
+            stale = []
+            for job_id, score in page:
+                cursor = score
+                top = f"({score}"
+                raw = await self._call("hgetall", self.keys.job(job_id))
+                if not raw:
+                    stale.append(job_id)
+                    continue
+                job = self._decode_job(raw)
+                if (status and job.status != status) or (capability and job.capability != capability):
+                    continue
+                jobs.append(job)
+                if len(jobs) == limit:
+                    break
+            if stale:
+                await self._call("zrem", self.keys.jobs, *stale)
+        return jobs, cursor
+
+    async def _ids_before(self, key: str, top: str, n: int) -> list[tuple[str, float]]:
+        if hasattr(self._r, "zrevrangebyscore"):
+            rows = await self._call(
+                "zrevrangebyscore", key, top, "-inf", start=0, num=n, withscores=True
+            )
+        else:  # burner-redis has no reverse or exclusive range: filter the ascending one
+            limit = float(top[1:]) if top.startswith("(") else float("inf")
+            rows = await self._call("zrangebyscore", key, "-inf", "+inf", withscores=True)
+            rows = [row for row in reversed(rows) if float(row[1]) < limit][:n]
+        return [(_s(member), float(score)) for member, score in rows]
+
+    async def queue_depths(self) -> dict[str, int]:
+        raw = await self._call("hgetall", self.keys.queued)
+        return {_s(k): max(0, int(_s(v))) for k, v in (raw or {}).items()}
+
+    # -- dispatch queue -------------------------------------------------------------------
+
+    async def take(self, count: int, block_ms: int) -> list[QueueEntry]:
+        reply = await self._call(
+            "xreadgroup",
+            DISPATCH_GROUP,
+            self.consumer,
+            {self.keys.queue: ">"},
+            count=count,
+            block=block_ms,
+        )
+        if not reply:
+            return []
+        entries = reply[0][1] if isinstance(reply, list) else next(iter(reply.values()))[0]
+        return [(_s(eid), _s(f[b"job"] if b"job" in f else f["job"])) for eid, f in entries]
+
+    async def reclaim(self, min_idle_ms: int, count: int = 100) -> list[QueueEntry]:
+        """Deliveries whose holder stopped renewing its lease, now ours."""
+        reply = await self._call(
+            "xautoclaim",
+            self.keys.queue,
+            DISPATCH_GROUP,
+            self.consumer,
+            min_idle_time=min_idle_ms,
+            start_id="0-0",
+            count=count,
+        )
+        entries = reply[1] if reply else []
+        out = []
+        for eid, fields in entries:
+            if not fields:
+                continue  # deleted entry
+            f = {_s(a): _s(b) for a, b in fields.items()}
+            out.append((_s(eid), f["job"]))
+        return out
+
+    async def renew(self, entry_ids: list[str]) -> None:
+        """Reset the idle time of deliveries we still hold (our lease heartbeat)."""
+        if entry_ids:
+            await self._call(
+                "xclaim", self.keys.queue, DISPATCH_GROUP, self.consumer, 0, entry_ids, justid=True
+            )
+
+    async def ack(self, entry_id: str) -> None:
+        await self._call("xack", self.keys.queue, DISPATCH_GROUP, entry_id)
+        await self._call("xdel", self.keys.queue, entry_id)
+
+    async def enqueue(self, job_id: str) -> None:
+        await self._call("xadd", self.keys.queue, {"job": job_id})
+
+    # -- dead letters, cancel, registrations --------------------------------------------
+
+    async def dead_letter(self, job_id: str) -> None:
+        await self._call("zadd", self.keys.dead, {job_id: now()})
+
+    async def dead_letters(self, limit: int = 100) -> list[Job]:
+        rows = await self._ids_before(self.keys.dead, "+inf", limit)
+        jobs, stale = [], []
+        for job_id, _ in rows:
+            try:
+                jobs.append(await self.get(job_id))
+            except JobNotFound:
+                stale.append(job_id)
+        if stale:
+            await self._call("zrem", self.keys.dead, *stale)
+        return jobs
+
+    async def remove_dead_letter(self, job_id: str) -> bool:
+        return bool(await self._call("zrem", self.keys.dead, job_id))
+
+    async def publish_cancel(self, job_id: str) -> None:
+        await self._call("hset", self.keys.job(job_id), "cancel", "1")
+        await self._call("publish", self.keys.cancel_channel, job_id)
+
+    async def cancel_messages(self) -> AsyncIterator[str]:
+        """Job ids whose cancellation was requested, as they are published."""
+        pubsub = self._r.pubsub()
+        await pubsub.subscribe(self.keys.cancel_channel)
+        try:
+            while True:
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                if message and message.get("type") == "message":
+                    yield _s(message["data"])
+        finally:
+            closer = getattr(pubsub, "aclose", None) or pubsub.close
+            await closer()
+
+    async def registrations(self) -> list[WorkerRegistration]:
+        out = []
+        keys = [k async for k in self._r.scan_iter(match=self.keys.worker_pattern)]
+        for key in keys:
+            raw = await self._call("get", _s(key))
+            if raw is None:
+                continue
+            try:
+                out.append(WorkerRegistration.model_validate_json(_s(raw)))
+            except ValueError:
+                continue
+        return out
+
+
+class AdmissionFull(Exception):
+    """The capability's queue is at its limit (the API turns this into 429)."""
+
+    def __init__(self, depth: int) -> None:
+        super().__init__(f"queue depth {depth}")
+        self.depth = depth
+
+
+@asynccontextmanager
+async def open_store(
+    url: str, keys: Keys | None = None, *, retention_s: int = 7 * 86_400, idempotency_ttl_s: int = 86_400
+) -> AsyncIterator[Store]:
+    """Open the store named by ``url`` (``memory://`` or ``redis://...``)."""
+    keys = keys or Keys()
+    client: Any
+    if url.startswith("memory://"):
+        from burner_redis import BurnerRedis
+
+        client = BurnerRedis()
+    elif url.startswith(("redis://", "rediss://", "unix://")):
+        client = aioredis.Redis.from_url(url, socket_connect_timeout=5, health_check_interval=30)
+    else:
+        raise ValueError(f"unsupported store URL {url!r}: use memory:// or redis://host:port/db")
+    store = Store(client, keys, retention_s=retention_s, idempotency_ttl_s=idempotency_ttl_s)
+    try:
+        await store.ensure_group()
+        yield store
+    finally:
+        closer = getattr(client, "aclose", None) or client.close
+        result = closer()
+        if hasattr(result, "__await__"):
+            await result

@@ -1,0 +1,149 @@
+"""One contract, two backends: the embedded engine and the real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+
+from shared import IdempotencyConflict, Job, JobNotFound, JobStatus, Keys, now
+from supervisor.store import AdmissionFull, Store, open_store
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
+    if request.param == "memory":
+        async with open_store("memory://", Keys("t")) as s:
+            yield s
+    else:
+        url = request.getfixturevalue("redis_url")
+        prefix = request.getfixturevalue("key_prefix")
+        async with open_store(url, Keys(prefix), retention_s=120) as s:
+            yield s
+
+
+def make_job(capability: str = "echo", key: str | None = None, **kw: object) -> Job:
+    fields: dict[str, object] = {
+        "id": uuid.uuid4().hex,
+        "status": JobStatus.QUEUED,
+        "capability": capability,
+        "input": {"value": 1},
+        "correlation_id": "corr-" + uuid.uuid4().hex[:6],
+        "idempotency_key": key,
+        "created_at": now(),
+    }
+    return Job.model_validate({**fields, **kw})
+
+
+async def test_submit_get_roundtrip(store: Store) -> None:
+    job = make_job(labels={"team": "a"})
+    saved, created = await store.submit(job, fingerprint="f", queue_limit=10)
+    assert created
+    got = await store.get(job.id)
+    assert got == job
+    events = await store.events(job.id)
+    assert [(e.seq, e.type, e.data) for e in events] == [(1, "status", {"status": "queued"})]
+    assert events[0].correlation_id == job.correlation_id
+
+
+async def test_unknown_job(store: Store) -> None:
+    with pytest.raises(JobNotFound):
+        await store.get("nope")
+
+
+async def test_idempotency_same_and_different_body(store: Store) -> None:
+    key = uuid.uuid4().hex
+    first, created = await store.submit(make_job(key=key), fingerprint="a", queue_limit=10)
+    again, created2 = await store.submit(make_job(key=key), fingerprint="a", queue_limit=10)
+    assert created and not created2 and again.id == first.id
+    with pytest.raises(IdempotencyConflict):
+        await store.submit(make_job(key=key), fingerprint="b", queue_limit=10)
+
+
+async def test_admission_limit_per_capability(store: Store) -> None:
+    await store.submit(make_job("a"), fingerprint="x", queue_limit=2)
+    await store.submit(make_job("a"), fingerprint="x", queue_limit=2)
+    with pytest.raises(AdmissionFull):
+        await store.submit(make_job("a"), fingerprint="x", queue_limit=2)
+    await store.submit(make_job("b"), fingerprint="x", queue_limit=2)  # another capability
+    assert (await store.queue_depths())["a"] == 2
+
+
+async def test_transition_guards_and_counts(store: Store) -> None:
+    job = make_job("c")
+    await store.submit(job, fingerprint="x", queue_limit=10)
+    seq = await store.transition(
+        job.id, allowed=[JobStatus.QUEUED], event="status", data={"status": "running"},
+        status=JobStatus.RUNNING, attempts=1,
+    )
+    assert seq == 2
+    assert (await store.queue_depths())["c"] == 0
+    refused = await store.transition(job.id, allowed=[JobStatus.QUEUED], status=JobStatus.CANCELLED)
+    assert refused is None
+    final = (await store.get(job.id)).model_copy(update={"status": JobStatus.SUCCEEDED})
+    seq = await store.transition(
+        job.id, event="status", data={"status": "succeeded"}, finish=True, done=final,
+        status=JobStatus.SUCCEEDED, result={"ok": True},
+    )
+    assert seq == 4
+    got = await store.get(job.id)
+    assert got.status is JobStatus.SUCCEEDED and got.result == {"ok": True} and got.attempts == 1
+    events = await store.events(job.id)
+    assert [e.type for e in events] == ["status", "status", "status", "done"]
+    assert events[-1].data["status"] == "succeeded"
+    assert 0 < await store.client.ttl(store.keys.job(job.id)) <= store.retention_s
+
+
+async def test_events_resume_and_block(store: Store) -> None:
+    job = make_job()
+    await store.submit(job, fingerprint="x", queue_limit=10)
+    for i in range(5):
+        await store.append(job.id, "progress", {"progress": i})
+    after3 = await store.events(job.id, after=3)
+    assert [e.seq for e in after3] == [4, 5, 6]
+
+    async def later() -> None:
+        await asyncio.sleep(0)
+        await store.append(job.id, "log", {"message": "hi"})
+
+    task = asyncio.create_task(later())
+    got = await store.events(job.id, after=6, block_ms=5000)
+    await task
+    assert [(e.seq, e.type) for e in got] == [(7, "log")]
+
+
+async def test_dispatch_take_ack_and_reclaim(store: Store) -> None:
+    job = make_job()
+    await store.submit(job, fingerprint="x", queue_limit=10)
+    taken = await store.take(10, block_ms=100)
+    assert [j for _, j in taken] == [job.id]
+    assert await store.take(10, block_ms=10) == []
+    # Another replica reclaims once the lease lapses (idle 0 here = lapsed at once).
+    other = Store(store.client, store.keys, retention_s=60, idempotency_ttl_s=60)
+    reclaimed = await other.reclaim(min_idle_ms=0)
+    assert [j for _, j in reclaimed] == [job.id]
+    await other.ack(reclaimed[0][0])
+    assert await other.reclaim(min_idle_ms=0) == []
+
+
+async def test_list_newest_first_with_cursor(store: Store) -> None:
+    jobs = []
+    for i in range(5):
+        j = make_job("l", created_at=now() + i)
+        jobs.append(j)
+        await store.submit(j, fingerprint="x", queue_limit=100)
+    page, cursor = await store.list_jobs(capability="l", limit=3)
+    assert [j.id for j in page] == [j.id for j in reversed(jobs)][:3]
+    page2, _ = await store.list_jobs(capability="l", limit=3, before=cursor)
+    assert [j.id for j in page2] == [j.id for j in reversed(jobs)][3:]
+
+
+async def test_dead_letters(store: Store) -> None:
+    job = make_job()
+    await store.submit(job, fingerprint="x", queue_limit=10)
+    await store.dead_letter(job.id)
+    assert [j.id for j in await store.dead_letters()] == [job.id]
+    assert await store.remove_dead_letter(job.id)
+    assert await store.dead_letters() == []
