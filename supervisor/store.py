@@ -40,7 +40,7 @@ from supervisor._scripts import APPEND, SUBMIT, TRANSITION
 __all__ = ["QueueEntry", "Store", "open_store"]
 
 # Fields stored raw rather than JSON-encoded, because the Lua scripts read them.
-_RAW = {"status", "capability", "correlation_id"}
+_RAW = {"status", "capability", "correlation_id", "cancel"}
 _JOB_FIELDS = tuple(Job.model_fields)
 
 QueueEntry = tuple[str, str]
@@ -178,7 +178,7 @@ class Store:
     async def flag(self, job_id: str, name: str) -> str | None:
         """An internal field of the job hash (``cancel``), or None."""
         value = await self._call("hget", self.keys.job(job_id), name)
-        return None if value is None else _s(value)
+        return None if value is None or not _s(value) else _s(value)
 
     async def transition(
         self,
@@ -283,7 +283,9 @@ class Store:
                     stale.append(job_id)
                     continue
                 job = self._decode_job(raw)
-                if (status and job.status != status) or (capability and job.capability != capability):
+                if (status and job.status != status) or (
+                    capability and job.capability != capability
+                ):
                     continue
                 jobs.append(job)
                 if len(jobs) == limit:
@@ -418,7 +420,11 @@ class AdmissionFull(Exception):
 
 @asynccontextmanager
 async def open_store(
-    url: str, keys: Keys | None = None, *, retention_s: int = 7 * 86_400, idempotency_ttl_s: int = 86_400
+    url: str,
+    keys: Keys | None = None,
+    *,
+    retention_s: int = 7 * 86_400,
+    idempotency_ttl_s: int = 86_400,
 ) -> AsyncIterator[Store]:
     """Open the store named by ``url`` (``memory://`` or ``redis://...``)."""
     keys = keys or Keys()

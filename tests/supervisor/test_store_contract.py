@@ -39,7 +39,7 @@ def make_job(capability: str = "echo", key: str | None = None, **kw: object) -> 
 
 async def test_submit_get_roundtrip(store: Store) -> None:
     job = make_job(labels={"team": "a"})
-    saved, created = await store.submit(job, fingerprint="f", queue_limit=10)
+    _, created = await store.submit(job, fingerprint="f", queue_limit=10)
     assert created
     got = await store.get(job.id)
     assert got == job
@@ -75,8 +75,12 @@ async def test_transition_guards_and_counts(store: Store) -> None:
     job = make_job("c")
     await store.submit(job, fingerprint="x", queue_limit=10)
     seq = await store.transition(
-        job.id, allowed=[JobStatus.QUEUED], event="status", data={"status": "running"},
-        status=JobStatus.RUNNING, attempts=1,
+        job.id,
+        allowed=[JobStatus.QUEUED],
+        event="status",
+        data={"status": "running"},
+        status=JobStatus.RUNNING,
+        attempts=1,
     )
     assert seq == 2
     assert (await store.queue_depths())["c"] == 0
@@ -84,8 +88,13 @@ async def test_transition_guards_and_counts(store: Store) -> None:
     assert refused is None
     final = (await store.get(job.id)).model_copy(update={"status": JobStatus.SUCCEEDED})
     seq = await store.transition(
-        job.id, event="status", data={"status": "succeeded"}, finish=True, done=final,
-        status=JobStatus.SUCCEEDED, result={"ok": True},
+        job.id,
+        event="status",
+        data={"status": "succeeded"},
+        finish=True,
+        done=final,
+        status=JobStatus.SUCCEEDED,
+        result={"ok": True},
     )
     assert seq == 4
     got = await store.get(job.id)

@@ -1,0 +1,53 @@
+"""Choosing a worker for a job.
+
+A candidate is healthy, serves the capability, has its breaker available and, when the job
+pins a worker, is that worker (matched by name or URL). Among candidates the router samples
+two at random and keeps the less loaded ("power of two choices"), load being this
+supervisor's in-flight calls to it relative to the capability's declared ``max_concurrency``.
+Workers already tried by this job are avoided while another candidate exists. A worker whose
+slots are all taken by us is skipped: the job waits for a slot instead of earning a ``BUSY``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Collection
+
+from supervisor.registry import Registry, WorkerState
+
+__all__ = ["Router"]
+
+
+class Router:
+    def __init__(self, registry: Registry, in_flight: Callable[[str], int]) -> None:
+        self.registry = registry
+        self.in_flight = in_flight
+        self._random = random.Random()
+
+    def candidates(self, capability: str, pinned: str | None = None) -> list[WorkerState]:
+        out = []
+        for worker in self.registry.workers.values():
+            if pinned and pinned not in (worker.name, worker.url):
+                continue
+            if worker.healthy and capability in worker.capabilities and worker.breaker.available():
+                out.append(worker)
+        return out
+
+    def load(self, worker: WorkerState, capability: str) -> float:
+        limit = max(1, worker.capabilities[capability].max_concurrency)
+        return self.in_flight(worker.url) / limit
+
+    def choose(
+        self, capability: str, *, pinned: str | None = None, avoid: Collection[str] = ()
+    ) -> WorkerState | None:
+        """The worker for the next attempt, or None when none can take it right now."""
+        pool = [w for w in self.candidates(capability, pinned) if self.load(w, capability) < 1]
+        fresh = [w for w in pool if w.url not in avoid]
+        pool = fresh or pool
+        while pool:
+            pick = pool if len(pool) <= 2 else self._random.sample(pool, 2)
+            best = min(pick, key=lambda w: self.load(w, capability))
+            if best.breaker.allow():
+                return best
+            pool.remove(best)
+        return None

@@ -1,0 +1,50 @@
+"""Running the supervisor process: the bind-safety rule and uvicorn."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import uvicorn
+
+from shared import SupervisorSettings, configure_logging, configure_tracing
+from supervisor.app import create_app
+
+__all__ = ["InsecureBind", "check_bind", "serve"]
+
+
+class InsecureBind(SystemExit):
+    pass
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(settings: SupervisorSettings) -> None:
+    """With no API tokens the supervisor only binds to loopback, unless told it is insecure."""
+    if not settings.tokens and not is_loopback(settings.host) and not settings.insecure:
+        raise InsecureBind(
+            f"refusing to bind {settings.host}:{settings.port} without API tokens: set "
+            "FLEET_API_TOKENS=token1,token2 (clients send 'Authorization: Bearer <token>'), "
+            "bind 127.0.0.1, or pass --insecure (FLEET_INSECURE=1) to accept the risk"
+        )
+
+
+def serve(settings: SupervisorSettings) -> None:
+    check_bind(settings)
+    configure_logging(settings.log_format, settings.log_level)
+    configure_tracing("mcp-fleet-supervisor")
+    app = create_app(settings)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )

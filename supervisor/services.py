@@ -1,0 +1,24 @@
+"""The long-lived parts of one supervisor process, wired by :func:`supervisor.app.lifespan`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shared import SupervisorSettings
+from supervisor.dispatcher import Dispatcher
+from supervisor.metrics import Metrics
+from supervisor.pool import WorkerPool
+from supervisor.registry import Registry
+from supervisor.store import Store
+
+__all__ = ["Services"]
+
+
+@dataclass
+class Services:
+    settings: SupervisorSettings
+    store: Store
+    pool: WorkerPool
+    registry: Registry
+    dispatcher: Dispatcher
+    metrics: Metrics

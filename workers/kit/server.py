@@ -1,0 +1,310 @@
+"""The :class:`Worker`: a FastMCP server with the kit's behaviour, served over HTTP.
+
+>>> from workers.kit import Toolset, Worker, WorkerSettings
+>>> tools = Toolset()
+>>> @tools.tool(idempotent=True)
+... async def ping() -> dict[str, bool]:
+...     '''Check the worker answers. Needs nothing; returns {"ok": true}.'''
+...     return {"ok": True}
+>>> worker = Worker("hello", tools=tools, settings=WorkerSettings(_env_file=None))
+>>> worker.name
+'hello'
+
+In memory: ``async with fastmcp.Client(worker.server) as c: ...``. Over HTTP:
+``await worker.serve(host=..., port=...)`` runs until :meth:`Worker.request_shutdown` (or
+cancellation); ``async with worker.serving(sockets=[sock]) as url: ...`` for tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator, Iterable, Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+import uvicorn
+from fastmcp import FastMCP
+from mcp_types import ToolAnnotations
+from starlette.applications import Starlette
+from starlette.middleware import Middleware as AsgiMiddleware
+
+from shared.keys import Keys
+from shared.logs import get_logger
+from shared.models import CapabilitiesReport
+from shared.protocol import CAPABILITIES_TOOL
+from shared.settings import WorkerSettings
+from workers.kit.auth import BearerTokenMiddleware
+from workers.kit.capabilities import CAPABILITIES_DESCRIPTION, CapabilityCatalog
+from workers.kit.concurrency import LoadTracker
+from workers.kit.health import HealthMonitor
+from workers.kit.idempotency import MemoryIdempotency, RedisIdempotency
+from workers.kit.middleware import KitMiddleware, Runtime
+from workers.kit.registration import registered
+from workers.kit.toolset import Toolset
+
+__all__ = ["MCP_PATH", "Worker"]
+
+MCP_PATH = "/mcp"
+_OPEN_PATHS = frozenset({"/health", "/ready"})
+_log = get_logger("workers.kit")
+
+
+class _Server(uvicorn.Server):
+    """Uvicorn without its own signal handling: the worker drains on SIGTERM itself."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Any:
+        yield
+
+
+class Worker:
+    """A production MCP worker built from one or more :class:`Toolset`.
+
+    ``name`` is the default service name; ``settings.name`` wins when it was set explicitly
+    (``--name`` or ``FLEET_NAME``).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        tools: Toolset | Iterable[Toolset],
+        settings: WorkerSettings | None = None,
+        version: str = "0.1.0",
+        instructions: str | None = None,
+        features: Sequence[str] = (),
+        lock_ttl_s: float = 60.0,
+    ) -> None:
+        self.settings = settings if settings is not None else WorkerSettings()
+        self.name = self.settings.name if "name" in self.settings.model_fields_set else name
+        self.version = version
+        self.keys = Keys(self.settings.key_prefix)
+        self.url: str | None = None
+        self._lock_ttl_s = lock_ttl_s
+        toolsets = [tools] if isinstance(tools, Toolset) else list(tools)
+        specs = [spec for ts in toolsets for spec in ts]
+        tracker = LoadTracker(
+            {s.name: s.max_concurrency or self.settings.max_concurrency for s in specs}
+        )
+        self.runtime = Runtime(
+            service=self.name,
+            specs={s.name: s for s in specs},
+            tracker=tracker,
+            idempotency=MemoryIdempotency(self.settings.idempotency_ttl_s),
+        )
+        self.health = HealthMonitor(self.runtime, redis_configured=bool(self.settings.redis_url))
+        self.server: FastMCP[Any] = FastMCP(
+            self.name,
+            instructions=instructions,
+            version=version,
+            middleware=[KitMiddleware(self.runtime)],
+            lifespan=self._lifespan,
+            on_duplicate="error",
+            # Unexpected exceptions must not leak internals to callers; ToolErrors still pass.
+            mask_error_details=True,
+            # Lax on purpose: arguments arrive as parsed JSON and pydantic validates them in
+            # Python mode, where strict mode would refuse the JSON form of enums, dates and
+            # UUIDs. Coercing "10" to 10 is harmless: every meaning check runs after it.
+            strict_input_validation=False,
+        )
+        for spec in specs:
+            self.server.tool(
+                spec.fn,
+                name=spec.name,
+                description=spec.description,
+                annotations=ToolAnnotations(
+                    idempotent_hint=spec.idempotent, read_only_hint=spec.read_only
+                ),
+            )
+        self.catalog = CapabilityCatalog(
+            self.server,
+            service=self.name,
+            version=version,
+            specs=specs,
+            tracker=tracker,
+            health_status=self.health.health_status,
+            features=features,
+        )
+
+        async def get_capabilities() -> CapabilitiesReport:
+            return await self.catalog.report()
+
+        self.server.tool(
+            get_capabilities,
+            name=CAPABILITIES_TOOL,
+            description=CAPABILITIES_DESCRIPTION,
+            annotations=ToolAnnotations(idempotent_hint=True, read_only_hint=True),
+        )
+        self.server.custom_route("/health", methods=["GET"])(self.health.health_endpoint)
+        self.server.custom_route("/ready", methods=["GET"])(self.health.ready_endpoint)
+        self._redis: aioredis.Redis | None = None
+        self._stop: asyncio.Event | None = None
+        self._started: asyncio.Event | None = None
+        self._grace_s = self.settings.grace_s
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, server: FastMCP[Any]) -> AsyncIterator[dict[str, Any]]:
+        """Resources every transport needs (in memory and HTTP): the Redis client."""
+        async with contextlib.AsyncExitStack() as stack:
+            url = self.settings.redis_url
+            if url:
+                client = aioredis.Redis.from_url(
+                    url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30
+                )
+                stack.push_async_callback(client.aclose)
+                self._redis = self.health.redis = client
+                memory = self.runtime.idempotency
+                self.runtime.idempotency = RedisIdempotency(
+                    client,
+                    self.keys,
+                    self.name,
+                    ttl_s=self.settings.idempotency_ttl_s,
+                    lock_ttl_s=self._lock_ttl_s,
+                )
+
+                def restore() -> None:
+                    self._redis = self.health.redis = None
+                    self.runtime.idempotency = memory
+
+                stack.callback(restore)
+            yield {}
+
+    def http_app(self) -> Starlette:
+        """The ASGI app: MCP at ``/mcp`` (streaming responses), ``/health``, ``/ready``."""
+        middleware = []
+        if self.settings.worker_token:
+            middleware.append(
+                AsgiMiddleware(
+                    BearerTokenMiddleware,
+                    token=self.settings.worker_token,
+                    open_paths=_OPEN_PATHS,
+                )
+            )
+        # Never json_response=True: it drops progress and cancellation.
+        return self.server.http_app(
+            path=MCP_PATH, transport="http", json_response=False, middleware=middleware
+        )
+
+    def request_shutdown(self, *, grace_s: float | None = None) -> None:
+        """Begin a graceful shutdown (what SIGTERM does). ``grace_s=0`` cancels calls now."""
+        if grace_s is not None:
+            self._grace_s = grace_s
+        if self._stop is not None:
+            if self._stop.is_set() and grace_s == 0:
+                self.runtime.shutdown_cancel = True
+                self.runtime.tracker.cancel_all()
+            self._stop.set()
+
+    async def serve(
+        self,
+        *,
+        host: str | None = None,
+        port: int | None = None,
+        sockets: list[socket.socket] | None = None,
+    ) -> None:
+        """Serve over HTTP until :meth:`request_shutdown`, then drain; or until cancelled."""
+        self._stop, self._started = asyncio.Event(), asyncio.Event()
+        self.runtime.draining = self.runtime.shutdown_cancel = False
+        self._grace_s = self.settings.grace_s
+        config = uvicorn.Config(
+            self.http_app(),
+            host=host or self.settings.host,
+            port=self.settings.port if port is None else port,
+            lifespan="on",
+            log_config=None,
+            access_log=False,
+            ws="none",
+            timeout_graceful_shutdown=3,
+        )
+        server = _Server(config)
+        serving = asyncio.create_task(server.serve(sockets=sockets))
+        try:
+            while not server.started:
+                if serving.done():
+                    serving.result()
+                    raise RuntimeError("the HTTP server stopped while starting")
+                await asyncio.sleep(0.01)
+            self.url = _url(server, sockets, host or self.settings.host)
+            _log.info("worker.started", url=self.url, service=self.name, version=self.version)
+            self._started.set()
+            async with contextlib.AsyncExitStack() as stack:
+                advertise = self.settings.advertise_url
+                if self._redis is not None and advertise:
+                    await stack.enter_async_context(
+                        registered(
+                            self._redis,
+                            self.keys,
+                            name=self.name,
+                            url=advertise,
+                            version=self.version,
+                            heartbeat_s=self.settings.heartbeat_s,
+                            state=self.health.registration,
+                        )
+                    )
+                stop = asyncio.create_task(self._stop.wait())
+                try:
+                    await asyncio.wait({serving, stop}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    stop.cancel()
+                # Leaving the stack deregisters first, so supervisors stop routing here.
+            await self._drain()
+        except asyncio.CancelledError:
+            self.runtime.draining = self.runtime.shutdown_cancel = True
+            self.runtime.tracker.cancel_all()
+            raise
+        finally:
+            server.should_exit = True
+            await asyncio.wait({serving})
+            self.url = None
+            _log.info("worker.stopped", service=self.name)
+
+    async def _drain(self) -> None:
+        tracker = self.runtime.tracker
+        self.runtime.draining = True
+        _log.info("worker.draining", in_flight=tracker.in_flight, grace_s=self._grace_s)
+        deadline = asyncio.get_running_loop().time() + self._grace_s
+        while not await tracker.wait_idle(0.05):
+            if asyncio.get_running_loop().time() >= deadline or self.runtime.shutdown_cancel:
+                self.runtime.shutdown_cancel = True
+                cancelled = list(tracker.cancel_all())
+                _log.warning("worker.cancelling_calls", calls=len(cancelled))
+                await tracker.wait_idle(5.0)
+                break
+
+    @contextlib.asynccontextmanager
+    async def serving(
+        self,
+        *,
+        host: str | None = None,
+        port: int | None = None,
+        sockets: list[socket.socket] | None = None,
+    ) -> AsyncIterator[str]:
+        """Serve in the background for the block; yields the MCP URL; drains on exit."""
+        self._started = None
+        task = asyncio.create_task(self.serve(host=host, port=port, sockets=sockets))
+        while self._started is None or not self._started.is_set():
+            if task.done():
+                task.result()
+                raise RuntimeError("worker stopped before it started")
+            await asyncio.sleep(0.01)
+        assert self.url is not None
+        try:
+            yield self.url
+        finally:
+            self.request_shutdown()
+            await task
+
+
+def _url(server: uvicorn.Server, sockets: list[socket.socket] | None, host: str) -> str:
+    bound = sockets or [s for srv in server.servers for s in (srv.sockets or [])]
+    if bound:
+        addr = bound[0].getsockname()
+        host, port = addr[0], addr[1]
+    else:
+        port = server.config.port
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}{MCP_PATH}"
