@@ -61,8 +61,10 @@ if ttl > 0 then
   redis.call('expire', KEYS[1], ttl)
   redis.call('expire', KEYS[2], ttl)
 elseif ttl < 0 then
-  redis.call('persist', KEYS[1])
-  redis.call('persist', KEYS[2])
+  -- burner-redis has no PERSIST; a ten-year TTL is the same for an in-process store
+  for _, key in ipairs({KEYS[1], KEYS[2]}) do
+    if not pcall(redis.call, 'persist', key) then redis.call('expire', key, 315360000) end
+  end
 end
 return seq
 """

@@ -264,7 +264,9 @@ class Dispatcher:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(budget),
             wait=wait_exponential_jitter(
-                initial=self.settings.backoff_initial_s, max=self.settings.backoff_max_s
+                multiplier=self.settings.backoff_initial_s,
+                max=self.settings.backoff_max_s,
+                jitter=self.settings.backoff_initial_s,
             ),
             retry=retry_if_exception(retryable),
             before_sleep=before_sleep,

@@ -75,6 +75,8 @@ class WorkerCaller(Protocol):
 
     def in_flight(self, url: str) -> int: ...
 
+    def server_info(self, url: str) -> tuple[str, str] | None: ...
+
 
 async def _add_context_headers(request: httpx2.Request) -> None:
     for name, value in (call_headers.get() or {}).items():
@@ -194,6 +196,12 @@ class WorkerPool:
     def in_flight(self, url: str) -> int:
         endpoint = self._endpoints.get(url)
         return endpoint.in_flight if endpoint else 0
+
+    def server_info(self, url: str) -> tuple[str, str] | None:
+        """(name, version) the server announced, when its client is connected."""
+        endpoint = self._endpoints.get(url)
+        info = endpoint.client.server_info if endpoint and endpoint.client else None
+        return (info.name, info.version) if info else None
 
     async def call(
         self,

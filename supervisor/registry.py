@@ -185,6 +185,9 @@ class Registry:
             )
         worker.capabilities = caps
         worker.load = Load(in_flight=0, max_concurrency=FOREIGN_MAX_CONCURRENCY)
+        info = self.caller.server_info(worker.url)
+        if info and worker.source == "static":
+            worker.name, worker.version = info
 
     async def _probe_health(self, worker: WorkerState) -> str:
         try:

@@ -71,13 +71,16 @@ def tool_error(
 
 
 def invalid(field: str, message: str, hint: str | None = None) -> NoReturn:
-    """Raise ``INVALID_INPUT`` for ``field`` (a path such as ``rules[0].op``)."""
-    raise tool_error(INVALID_INPUT, message, field=field, hint=hint)
+    """Raise ``INVALID_INPUT`` for ``field`` (a path such as ``rules[0].op``).
+
+    The message reads after the field name: ``invalid("age", "must be positive")``.
+    """
+    raise tool_error(INVALID_INPUT, f"{field} {message}", field=field, hint=hint)
 
 
 def too_large(field: str, message: str, hint: str | None = None) -> NoReturn:
-    """Raise ``TOO_LARGE`` for ``field``."""
-    raise tool_error(TOO_LARGE, message, field=field, hint=hint)
+    """Raise ``TOO_LARGE`` for ``field``; the message reads after the field name."""
+    raise tool_error(TOO_LARGE, f"{field} {message}", field=field, hint=hint)
 
 
 def field_path(loc: Sequence[int | str]) -> str:
@@ -95,24 +98,50 @@ def field_path(loc: Sequence[int | str]) -> str:
     return out
 
 
-def from_validation_error(exc: ValidationError) -> ToolError:
+def from_validation_error(
+    exc: ValidationError, arguments: dict[str, Any] | None = None
+) -> ToolError:
     """Turn pydantic's argument error into ``INVALID_INPUT`` naming the first bad field.
 
-    The offending *value* is never echoed back: it may be large or sensitive.
+    Pydantic puts union branch names and tags into locations (``rules[0].cast.to``); with
+    the ``arguments`` at hand those are dropped, giving the path in the caller's own terms
+    (``rules[0].to``). The offending *value* is never echoed back.
     """
-    errors = exc.errors(include_url=False, include_context=False, include_input=False)
+    errors = exc.errors(include_url=False, include_input=False)
     if not errors:
         return tool_error(INVALID_INPUT, "invalid arguments")
     first = errors[0]
-    # Pydantic adds the union/tagged branch names to loc; keep them: they say which shape failed.
-    path = field_path([p for p in first["loc"] if isinstance(p, int | str)])
+    parts = _input_path([p for p in first["loc"] if isinstance(p, int | str)], arguments)
+    if first["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        # A tagged union refused the tag itself: name the tag field (e.g. ``rules[0].op``).
+        parts.append(str(first.get("ctx", {}).get("discriminator", "")).strip("'\""))
+    path = field_path([p for p in parts if p != ""])
     more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
     return tool_error(
         INVALID_INPUT,
-        f"{path or 'arguments'}: {first['msg']}{more}",
+        f"{path or 'arguments'}: {first['msg'][:300]}{more}",
         field=path or None,
         hint="Fix the named field to match the tool's input schema and call again.",
     )
+
+
+def _input_path(loc: list[int | str], arguments: dict[str, Any] | None) -> list[int | str]:
+    if arguments is None:
+        return loc
+    out: list[int | str] = []
+    current: Any = arguments
+    for i, part in enumerate(loc):
+        last = i == len(loc) - 1
+        if isinstance(part, int):
+            out.append(part)
+            current = current[part] if isinstance(current, list) and part < len(current) else None
+        elif isinstance(current, dict) and part in current:
+            out.append(part)
+            current = current[part]
+        elif last or not isinstance(current, dict):
+            out.append(part)  # a missing required field, or past the input's shape
+        # else: a union branch or tag name that is not a key of the input: leave it out
+    return out
 
 
 def payload_of(exc: BaseException) -> ToolErrorPayload:

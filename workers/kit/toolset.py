@@ -14,6 +14,8 @@ A toolset is a plain, import-time list of definitions (like a router); nothing r
 
 from __future__ import annotations
 
+import inspect
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -61,7 +63,7 @@ class Toolset:
             spec = ToolSpec(
                 fn=fn,
                 name=name or fn.__name__,
-                description=description,
+                description=description or _describe(fn),
                 idempotent=idempotent,
                 read_only=read_only,
                 estimated_duration_ms=estimated_duration_ms,
@@ -81,3 +83,11 @@ class Toolset:
 
     def __len__(self) -> int:
         return len(self._specs)
+
+
+def _describe(fn: Callable[..., Any]) -> str | None:
+    """The docstring as one paragraph per blank-line block (hard wraps joined)."""
+    doc = inspect.getdoc(fn)
+    if not doc:
+        return None
+    return "\n\n".join(re.sub(r"\s*\n\s*", " ", p).strip() for p in doc.split("\n\n"))
