@@ -336,6 +336,15 @@ async def list_workers(svc: Svc) -> dict[str, Any]:
     return {"workers": [w.view(svc.pool.in_flight(w.url)) for w in svc.registry.workers.values()]}
 
 
+@v1.get("/queues")
+async def queues(svc: Svc) -> dict[str, Any]:
+    """Queued jobs per capability, and how many jobs this supervisor holds right now."""
+    return {
+        "queues": await svc.store.queue_depths(),
+        "held_by_this_supervisor": len(svc.dispatcher.held),
+    }
+
+
 @v1.get("/capabilities")
 async def capabilities(svc: Svc) -> dict[str, Any]:
     return {"capabilities": svc.registry.catalog()}
