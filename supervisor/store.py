@@ -439,7 +439,12 @@ async def open_store(
         raise ValueError(f"unsupported store URL {url!r}: use memory:// or redis://host:port/db")
     store = Store(client, keys, retention_s=retention_s, idempotency_ttl_s=idempotency_ttl_s)
     try:
-        await store.ensure_group()
+        try:
+            await store.ensure_group()
+        except StoreUnavailable as exc:  # start anyway: /readyz says 503, requests get 503
+            from shared import get_logger
+
+            get_logger("fleet.store").warning("store.unavailable_at_start", error=exc.message)
         yield store
     finally:
         closer = getattr(client, "aclose", None) or client.close

@@ -73,7 +73,10 @@ async def start_fleet(
         **overrides,
     )
     base = await stack.enter_async_context(serve_asgi(create_app(settings)))
-    api = await stack.enter_async_context(httpx.AsyncClient(base_url=base, timeout=30))
+    headers = {"Authorization": f"Bearer {settings.tokens[0]}"} if settings.tokens else {}
+    api = await stack.enter_async_context(
+        httpx.AsyncClient(base_url=base, timeout=30, headers=headers)
+    )
     fleet = Fleet(base, api, settings, seen, urls)
 
     async def all_healthy() -> bool:
