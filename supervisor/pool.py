@@ -260,11 +260,18 @@ class WorkerPool:
             raise _unreachable(url, exc) from exc
 
 
+_JSON_TYPES = (dict, list, str, int, float, bool)
+
+
 def _result_value(result: Any) -> Any:
-    if getattr(result, "data", None) is not None:
-        return result.data
-    if getattr(result, "structured_content", None) is not None:
-        return result.structured_content
+    # ``data`` is the unwrapped value for primitives but a generated dataclass for objects;
+    # ``structured_content`` is always plain JSON (primitives wrapped as {"result": ...}).
+    data = getattr(result, "data", None)
+    structured = getattr(result, "structured_content", None)
+    if isinstance(data, _JSON_TYPES):
+        return data
+    if structured is not None:
+        return structured
     texts = [c.text for c in getattr(result, "content", []) if isinstance(c, mcp.types.TextContent)]
     return "\n".join(texts) if texts else None
 

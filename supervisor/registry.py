@@ -14,6 +14,7 @@ import contextlib
 import time
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -159,7 +160,8 @@ class Registry:
                     worker.url, CAPABILITIES_TOOL, {}, timeout=self.probe_timeout_s
                 )
                 report = CapabilitiesReport.model_validate(raw)
-                worker.name = report.service_name if worker.source == "static" else worker.name
+                if worker.source == "static":  # replicas share a service name: add the address
+                    worker.name = f"{report.service_name}@{urlsplit(worker.url).netloc}"
                 worker.version = report.version
                 worker.capabilities = report.capabilities
                 worker.features = report.supported_features

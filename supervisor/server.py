@@ -48,3 +48,7 @@ def serve(settings: SupervisorSettings) -> None:
         access_log=False,
         timeout_graceful_shutdown=10,
     )
+
+
+if __name__ == "__main__":  # `python -m supervisor.server`: settings from FLEET_* only
+    serve(SupervisorSettings())

@@ -1,0 +1,246 @@
+"""The supervisor's HTTP API as the CLI sees it: one async client, errors translated.
+
+    async with FleetApi("http://127.0.0.1:8700") as api:
+        job = await api.submit({"capability": "noop", "input": {}})
+        async for event in api.events(job["id"]):   # resumes across dropped connections
+            print(event["seq"], event["type"])
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+__all__ = ["ApiError", "FleetApi", "Unreachable", "parse_sse"]
+
+_RECONNECT_DEADLINE_S = 60.0
+"""How long a watcher keeps reconnecting to a supervisor that stopped answering."""
+
+
+class ApiError(Exception):
+    """The supervisor answered with an error body ``{"error": {code, message, details}}``."""
+
+    def __init__(self, status: int, code: str, message: str, details: dict[str, Any]) -> None:
+        super().__init__(f"{code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details
+
+    @property
+    def field(self) -> str | None:
+        field = self.details.get("field")
+        return str(field) if field else None
+
+    def one_line(self) -> str:
+        line = f"{self.code}: {self.message}"
+        if self.field and self.field not in self.message:
+            line += f" (field: {self.field})"
+        return line
+
+    @classmethod
+    def from_response(cls, response: httpx.Response) -> ApiError:
+        try:
+            body = response.json()
+            err = body["error"]
+            return cls(
+                response.status_code,
+                str(err.get("code", f"HTTP_{response.status_code}")),
+                str(err.get("message", "")),
+                dict(err.get("details") or {}),
+            )
+        except (ValueError, KeyError, TypeError, AttributeError):
+            text = response.text.strip().splitlines()[0][:200] if response.text.strip() else ""
+            return cls(response.status_code, f"HTTP_{response.status_code}", text, {})
+
+
+class Unreachable(Exception):
+    """No answer from the supervisor (refused, reset, timed out, unknown host)."""
+
+
+def _check(response: httpx.Response) -> Any:
+    if response.status_code >= 400:
+        raise ApiError.from_response(response)
+    return response.json()
+
+
+async def parse_sse(lines: AsyncIterator[str]) -> AsyncIterator[dict[str, str]]:
+    """Server-Sent Events from text lines: ``{"id", "event", "data"}`` once per blank line.
+
+    A partial event (the connection dropped before its blank line) is never yielded.
+    """
+    fields: dict[str, str] = {}
+    data: list[str] = []
+    async for line in lines:
+        if not line:
+            if data:
+                yield {**fields, "data": "\n".join(data)}
+            fields, data = {}, []
+            continue
+        if line.startswith(":"):
+            continue  # comment (keep-alive ping)
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if name == "data":
+            data.append(value)
+        elif name in ("id", "event", "retry"):
+            fields[name] = value
+
+
+class FleetApi:
+    """Async client for ``/v1``. Raises :class:`ApiError` and :class:`Unreachable` only."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str | None = None,
+        timeout: float = 30.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+        reconnect_deadline_s: float = _RECONNECT_DEADLINE_S,
+    ) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.url = url.rstrip("/")
+        self.reconnect_deadline_s = reconnect_deadline_s
+        self.reconnects = 0
+        self._client = httpx.AsyncClient(
+            base_url=self.url, headers=headers, timeout=timeout, transport=transport
+        )
+
+    async def __aenter__(self) -> FleetApi:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._client.aclose()
+
+    async def request(self, method: str, path: str, **kw: Any) -> Any:
+        try:
+            response = await self._client.request(method, path, **kw)
+        except httpx.TransportError as exc:
+            raise Unreachable(self._unreachable(exc)) from exc
+        return _check(response)
+
+    def _unreachable(self, exc: Exception) -> str:
+        reason = str(exc) or type(exc).__name__
+        return f"supervisor unreachable at {self.url}: {reason}"
+
+    # -- jobs -------------------------------------------------------------------------
+
+    async def submit(self, body: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("POST", "/v1/jobs", json=body)
+        return result
+
+    async def job(self, job_id: str, *, wait: float = 0) -> dict[str, Any]:
+        params = {"wait": wait} if wait else None
+        timeout = httpx.Timeout(30.0, read=wait + 30.0)
+        result: dict[str, Any] = await self.request(
+            "GET", f"/v1/jobs/{job_id}", params=params, timeout=timeout
+        )
+        return result
+
+    async def jobs(
+        self,
+        *,
+        status: str | None = None,
+        capability: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> dict[str, Any]:
+        params: dict[str, Any] = {"limit": limit}
+        filters = {"status": status, "capability": capability, "cursor": cursor}
+        params.update({k: v for k, v in filters.items() if v})
+        result: dict[str, Any] = await self.request("GET", "/v1/jobs", params=params)
+        return result
+
+    async def cancel(self, job_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("POST", f"/v1/jobs/{job_id}/cancel")
+        return result
+
+    async def workers(self) -> list[dict[str, Any]]:
+        return list((await self.request("GET", "/v1/workers"))["workers"])
+
+    async def capabilities(self) -> dict[str, dict[str, Any]]:
+        return dict((await self.request("GET", "/v1/capabilities"))["capabilities"])
+
+    async def queues(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("GET", "/v1/queues")
+        return result
+
+    async def dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:
+        body = await self.request("GET", "/v1/dead-letters", params={"limit": limit})
+        return list(body["jobs"])
+
+    async def redrive(self, job_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request(
+            "POST", f"/v1/dead-letters/{job_id}/redrive"
+        )
+        return result
+
+    # -- events -------------------------------------------------------------------------
+
+    async def events(
+        self,
+        job_id: str,
+        *,
+        after: int = 0,
+        on_reconnect: Callable[[int, str], None] | None = None,
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Every event of the job after ``after``, in order, each exactly once, ending with
+        ``done``. A dropped connection is resumed with ``Last-Event-ID``; an event that
+        arrives twice (it cannot, but a proxy might replay) is skipped by its ``seq``.
+        """
+        last = after
+        backoff = 0.1
+        down_since: float | None = None
+        while True:
+            headers = {"Last-Event-ID": str(last)} if last else {}
+            reason = "stream ended before the job did"
+            try:
+                async with self._client.stream(
+                    "GET",
+                    f"/v1/jobs/{job_id}/events",
+                    headers={**headers, "Accept": "text/event-stream"},
+                    timeout=httpx.Timeout(10.0, read=60.0),
+                ) as response:
+                    if 400 <= response.status_code < 500:
+                        await response.aread()
+                        raise ApiError.from_response(response)
+                    if response.status_code >= 500:
+                        await response.aread()
+                        raise httpx.RemoteProtocolError(
+                            f"HTTP {response.status_code}", request=response.request
+                        )
+                    async for sse in parse_sse(response.aiter_lines()):
+                        event = json.loads(sse["data"])
+                        seq = int(event.get("seq") or sse.get("id") or 0)
+                        if seq <= last:
+                            continue
+                        last = seq
+                        down_since, backoff = None, 0.1
+                        yield event
+                        if event.get("type") == "done":
+                            return
+            except httpx.TransportError as exc:
+                reason = str(exc) or type(exc).__name__
+            down_since = down_since or time.monotonic()
+            if time.monotonic() - down_since > self.reconnect_deadline_s:
+                raise Unreachable(
+                    f"lost the event stream of job {job_id} at {self.url} and could not "
+                    f"reconnect for {self.reconnect_deadline_s:.0f}s: {reason}"
+                )
+            self.reconnects += 1
+            if on_reconnect is not None:
+                on_reconnect(last, reason)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 2.0)

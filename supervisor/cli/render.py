@@ -1,0 +1,201 @@
+"""Tables and one-line summaries for people. Scripts use ``--json`` and never see these."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+__all__ = [
+    "STATUS_STYLE",
+    "ago",
+    "capabilities_table",
+    "duration",
+    "job_detail",
+    "jobs_table",
+    "percent",
+    "progress_cell",
+    "short_json",
+    "status_text",
+    "workers_table",
+]
+
+STATUS_STYLE = {
+    "queued": "yellow",
+    "running": "cyan",
+    "succeeded": "green",
+    "failed": "red",
+    "cancelled": "magenta",
+}
+
+
+def status_text(status: str) -> Text:
+    return Text(status, style=STATUS_STYLE.get(status, ""))
+
+
+def ago(ts: float | None, now: float | None = None) -> str:
+    if not ts:
+        return "-"
+    return duration((now or time.time()) - ts) + " ago"
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+    return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
+
+
+def job_duration(job: dict[str, Any]) -> float | None:
+    start = job.get("started_at")
+    if not start:
+        return None
+    end = job.get("finished_at") or time.time()
+    return float(end) - float(start)
+
+
+def percent(progress: dict[str, Any] | None) -> float | None:
+    if not progress or not progress.get("total"):
+        return None
+    return max(0.0, min(100.0, 100.0 * progress["progress"] / progress["total"]))
+
+
+def progress_cell(job: dict[str, Any], width: int = 20) -> RenderableType:
+    p = job.get("progress")
+    pct = percent(p)
+    if job.get("status") == "succeeded":
+        pct = 100.0
+    if pct is None:
+        return Text("-" if not p else f"{p['progress']:g}")
+    bar = ProgressBar(total=100, completed=pct, width=width)
+    return Group(bar, Text(f"{pct:3.0f}%"))
+
+
+def short_json(value: Any, limit: int = 80) -> str:
+    text = json.dumps(value, default=str, separators=(",", ":"))
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def jobs_table(jobs: list[dict[str, Any]], title: str | None = None) -> Table:
+    table = Table(title=title, expand=False)
+    table.add_column("ID", no_wrap=True, min_width=32)
+    table.add_column("CAPABILITY", no_wrap=True)
+    table.add_column("STATUS", no_wrap=True)
+    table.add_column("PROGRESS", no_wrap=True)
+    table.add_column("TRIES", justify="right")
+    table.add_column("WORKER")
+    table.add_column("AGE", no_wrap=True)
+    table.add_column("TOOK", no_wrap=True)
+    table.add_column("ERROR")
+    for job in jobs:
+        pct = percent(job.get("progress"))
+        shown = "100%" if job["status"] == "succeeded" else f"{pct:.0f}%" if pct is not None else ""
+        err = job.get("error") or {}
+        table.add_row(
+            job["id"],
+            job["capability"],
+            status_text(job["status"]),
+            shown,
+            str(job.get("attempts", 0)),
+            job.get("worker") or "-",
+            ago(job.get("created_at")),
+            duration(job_duration(job)),
+            f"{err['code']}: {err['message']}"[:60] if err else "",
+        )
+    return table
+
+
+def job_detail(job: dict[str, Any]) -> Table:
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column()
+    p = job.get("progress") or {}
+    pct = percent(p)
+    progress = ""
+    if p:
+        progress = f"{p.get('progress'):g}/{p.get('total') or '?'}"
+        progress += f" ({pct:.0f}%)" if pct is not None else ""
+        progress += f"  {p['message']}" if p.get("message") else ""
+    rows: list[tuple[str, RenderableType]] = [
+        ("id", job["id"]),
+        ("capability", job["capability"]),
+        ("status", status_text(job["status"])),
+        ("progress", progress or "-"),
+        ("attempts", f"{job.get('attempts', 0)}/{job.get('max_attempts', '?')}"),
+        ("worker", job.get("worker") or "-"),
+        ("created", ago(job.get("created_at"))),
+        ("took", duration(job_duration(job))),
+        ("correlation id", job.get("correlation_id") or "-"),
+    ]
+    if job.get("idempotency_key"):
+        rows.append(("idempotency key", job["idempotency_key"]))
+    if job.get("labels"):
+        rows.append(("labels", ", ".join(f"{k}={v}" for k, v in job["labels"].items())))
+    rows.append(("input", short_json(job.get("input"), 200)))
+    if job.get("error"):
+        err = job["error"]
+        rows.append(("error", Text(f"{err['code']}: {err['message']}", style="red")))
+    if job.get("result") is not None:
+        rows.append(("result", short_json(job["result"], 400)))
+    for key, value in rows:
+        grid.add_row(key, value if not isinstance(value, str) else Text(value))
+    return grid
+
+
+def workers_table(workers: list[dict[str, Any]]) -> Table:
+    table = Table(title=None)
+    table.add_column("NAME", no_wrap=True)
+    table.add_column("URL", no_wrap=True)
+    table.add_column("HEALTH", no_wrap=True)
+    table.add_column("LOAD", justify="right", no_wrap=True)
+    table.add_column("BREAKER", no_wrap=True)
+    table.add_column("CAPABILITIES")
+    table.add_column("SEEN", no_wrap=True)
+    for w in workers:
+        health = w.get("health") or ("healthy" if w.get("healthy") else "down")
+        style = "green" if w.get("healthy") else "red"
+        cap = (w.get("reported_load") or {}).get("max_concurrency")
+        load = f"{w.get('in_flight', 0)}/{cap}" if cap else str(w.get("in_flight", 0))
+        breaker = w.get("breaker", "-")
+        table.add_row(
+            w.get("name", "?"),
+            w.get("url", "?"),
+            Text(health, style=style),
+            load,
+            Text(breaker, style="green" if breaker == "closed" else "yellow"),
+            ", ".join(w.get("capabilities", [])),
+            ago(w.get("last_seen")),
+        )
+    return table
+
+
+def capabilities_table(caps: dict[str, dict[str, Any]]) -> Table:
+    table = Table()
+    table.add_column("CAPABILITY", no_wrap=True)
+    table.add_column("WORKERS")
+    table.add_column("IDEMPOTENT", no_wrap=True)
+    table.add_column("EST.", justify="right", no_wrap=True)
+    table.add_column("DESCRIPTION")
+    for name, spec in caps.items():
+        workers = spec.get("workers") or []
+        healthy = sum(1 for w in workers if w.get("healthy"))
+        names = ", ".join(sorted({w.get("name", "?") for w in workers}))
+        est = spec.get("estimated_duration_ms")
+        description = (spec.get("description") or "").strip().split(". ")[0].split("\n")[0]
+        table.add_row(
+            name,
+            f"{names} ({healthy}/{len(workers)} healthy)",
+            "yes" if spec.get("idempotent") else "no",
+            f"{est} ms" if est is not None else "-",
+            description[:90],
+        )
+    return table

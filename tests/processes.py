@@ -1,0 +1,93 @@
+"""Real processes for end-to-end tests: workers and supervisors, started and reaped."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from tests.helpers import wait_until_sync
+from tests.servers import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _env(extra: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLEET_")}
+    env.update(
+        FASTMCP_CHECK_FOR_UPDATES="off",
+        FASTMCP_SHOW_SERVER_BANNER="false",
+        FLEET_LOG_FORMAT="json",
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(extra)
+    return env
+
+
+class Proc:
+    def __init__(self, args: list[str], env: dict[str, str], url: str, health: str) -> None:
+        self.url = url
+        self.health = health
+        self.log = open(os.devnull, "wb")  # noqa: SIM115 - closed in stop()
+        self.p = subprocess.Popen(
+            args, env=env, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT
+        )
+
+    def healthy(self) -> bool:
+        if self.p.poll() is not None:
+            raise AssertionError(f"process exited with {self.p.returncode}")
+        try:
+            return httpx.get(self.health, timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def wait_healthy(self, timeout: float = 30) -> Proc:
+        wait_until_sync(self.healthy, timeout=timeout, message=f"{self.health} healthy")
+        return self
+
+    def kill(self) -> None:
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGKILL)
+            self.p.wait(10)
+
+    def stop(self) -> None:
+        if self.p.poll() is None:
+            self.p.terminate()
+            try:
+                self.p.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.log.close()
+
+
+@contextmanager
+def worker(name: str = "echo", **env: str) -> Iterator[Proc]:
+    port = free_port()
+    args = [sys.executable, "-m", f"workers.{name}", "--host", "127.0.0.1", "--port", str(port)]
+    proc = Proc(args, _env(env), f"http://127.0.0.1:{port}/mcp", f"http://127.0.0.1:{port}/health")
+    try:
+        yield proc.wait_healthy()
+    finally:
+        proc.stop()
+
+
+def start_supervisor(**env: str) -> Proc:
+    port = env.pop("port", None) or str(free_port())
+    extra = {"FLEET_HOST": "127.0.0.1", "FLEET_PORT": port, **env}
+    url = f"http://127.0.0.1:{port}"
+    return Proc([sys.executable, "-m", "supervisor.server"], _env(extra), url, url + "/healthz")
+
+
+@contextmanager
+def supervisor(**env: str) -> Iterator[Proc]:
+    proc = start_supervisor(**env)
+    try:
+        yield proc.wait_healthy()
+    finally:
+        proc.stop()
