@@ -114,9 +114,7 @@ async def test_worker_token_guards_mcp_but_not_probes() -> None:
             response = await http.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "ping"})
             assert response.status_code == 401
             assert response.json()["error"]["code"] == "UNAUTHORIZED"
-            wrong = await http.post(
-                url, json={}, headers={"Authorization": "Bearer wrong"}
-            )
+            wrong = await http.post(url, json={}, headers={"Authorization": "Bearer wrong"})
             assert wrong.status_code == 401
             assert (await http.get(base_of(url) + "/health")).status_code == 200
             assert (await http.get(base_of(url) + "/ready")).status_code == 200
@@ -156,9 +154,7 @@ async def test_plain_mcp_sdk_client_lists_and_calls_tools() -> None:
         assert json.loads(failed.content[0].text)["code"] == "X1"
 
 
-async def test_self_registration_heartbeats_and_is_removed(
-    redis_url: str, key_prefix: str
-) -> None:
+async def test_self_registration_heartbeats_and_is_removed(redis_url: str, key_prefix: str) -> None:
     import redis.asyncio as aioredis
 
     advertise = "http://worker-a.example:8701/mcp"
@@ -178,7 +174,7 @@ async def test_self_registration_heartbeats_and_is_removed(
             # The heartbeat rewrites it before the TTL lapses: its remaining TTL climbs back.
             await wait_until(lambda: _pttl_below(client, key, 850), 5, message="ttl running")
             await wait_until(lambda: _pttl_above(client, key, 900), 5, message="heartbeat")
-            status, body = await get_json(base_of(worker.url or "") + "/health")
+            _, body = await get_json(base_of(worker.url or "") + "/health")
             assert body["components"]["registration"]["status"] == "ok"
         assert await client.exists(key) == 0
     finally:

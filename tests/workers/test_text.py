@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pytest
@@ -73,7 +74,7 @@ async def test_chunk_text_offsets_limits_overlap_and_progress(client: Any) -> No
     for chunk in chunks:
         assert len(chunk["text"]) <= 100
         assert TEXT[chunk["start"] : chunk["end"]] == chunk["text"]
-    for prev, nxt in zip(chunks, chunks[1:], strict=False):
+    for prev, nxt in itertools.pairwise(chunks):
         assert nxt["start"] < prev["end"]  # overlap
     assert steps == [f"chunk {i}/{len(chunks)}" for i in range(1, len(chunks) + 1)]
 

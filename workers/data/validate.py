@@ -7,9 +7,9 @@ from typing import Any
 import jsonschema
 from pydantic import BaseModel, Field
 
+from workers.data.limits import BATCH, check_records
 from workers.kit import Context, ProgressReporter, invalid
 from workers.kit.errors import field_path
-from workers.data.limits import BATCH, check_records
 
 __all__ = ["RecordError", "ValidationReport", "validate_records"]
 

@@ -53,8 +53,9 @@ async def fail(
     """Always fail with a structured error carrying `code`, `message` and `retryable`. Call it
     to test how errors and retries are handled. Needs nothing (defaults: code "BOOM",
     retryable false); never returns a result."""
-    raise tool_error(code, message, hint="This tool always fails; that is its job.",
-                     retryable=retryable)
+    raise tool_error(
+        code, message, hint="This tool always fails; that is its job.", retryable=retryable
+    )
 
 
 @tools.tool(idempotent=True, read_only=True, estimated_duration_ms=10)

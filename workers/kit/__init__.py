@@ -42,12 +42,12 @@ from workers.kit.errors import (
     UNAUTHORIZED,
     UNAVAILABLE,
     invalid,
-    tool_error,
     too_large,
+    tool_error,
 )
 from workers.kit.progress import ProgressReporter
 from workers.kit.server import MCP_PATH, Worker
-from workers.kit.toolset import ToolSpec, Toolset
+from workers.kit.toolset import Toolset, ToolSpec
 from workers.kit.validation import (
     check_range,
     check_size,
@@ -80,6 +80,6 @@ __all__ = [
     "normalize_text",
     "parse_settings",
     "safe_relative_path",
-    "tool_error",
     "too_large",
+    "tool_error",
 ]

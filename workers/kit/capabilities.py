@@ -76,12 +76,14 @@ class CapabilityCatalog:
         return self._static
 
     async def report(self) -> CapabilitiesReport:
-        return CapabilitiesReport(
+        report = CapabilitiesReport(
             service_name=self.service,
             version=self.version,
             capabilities=await self._capabilities(),
             supported_features=list(self.features),
             health_status=await self.health_status(),
             load=self.tracker.load(),
-            tool_load={k: v.model_dump() for k, v in self.tracker.by_tool().items()},
         )
+        # An extra field (the model allows them): per-tool load, for finer routing.
+        setattr(report, "tool_load", {k: v.model_dump() for k, v in self.tracker.by_tool().items()})  # noqa: B010
+        return report

@@ -52,7 +52,9 @@ def parse_settings(argv: Sequence[str] | None, *, prog: str) -> WorkerSettings:
         parser.error(str(exc))
 
 
-def main(build: Callable[[WorkerSettings], Worker], *, prog: str, argv: Sequence[str] | None = None) -> None:
+def main(
+    build: Callable[[WorkerSettings], Worker], *, prog: str, argv: Sequence[str] | None = None
+) -> None:
     """Entrypoint of every ``python -m workers.<name>``."""
     settings = parse_settings(argv, prog=prog)
     configure_logging(settings.log_format, settings.log_level)

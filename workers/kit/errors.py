@@ -40,8 +40,8 @@ __all__ = [
     "field_path",
     "from_validation_error",
     "invalid",
-    "tool_error",
     "too_large",
+    "tool_error",
 ]
 
 BUSY = "BUSY"

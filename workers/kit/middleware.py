@@ -168,9 +168,7 @@ class KitMiddleware(Middleware):
             return await call_next(context)
         except ArgumentsError as exc:
             if isinstance(exc.__cause__, ValidationError):
-                raise from_validation_error(
-                    exc.__cause__, context.message.arguments
-                ) from None
+                raise from_validation_error(exc.__cause__, context.message.arguments) from None
             raise tool_error("INVALID_INPUT", str(exc)) from None
         except ToolError as exc:
             raise _structured(exc) from exc.__cause__

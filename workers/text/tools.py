@@ -71,9 +71,7 @@ async def text_stats(text: Text, ctx: Context) -> TextStats:
         await progress.step(message=f"analysed {min(start + _BLOCK, len(sents))} sentences")
     flesch = None
     if n_words and sents:
-        flesch = round(
-            206.835 - 1.015 * (n_words / len(sents)) - 84.6 * (n_syllables / n_words), 2
-        )
+        flesch = round(206.835 - 1.015 * (n_words / len(sents)) - 84.6 * (n_syllables / n_words), 2)
     return TextStats(
         characters=len(text),
         characters_no_whitespace=sum(1 for c in text if not c.isspace()),
