@@ -172,8 +172,13 @@ async def submit_job(
     response: Response,
     svc: Svc,
     idempotency_key: Annotated[str | None, Header(alias=HEADER_IDEMPOTENCY_KEY)] = None,
+    wait: Annotated[float, Query(ge=0, le=MAX_WAIT_S)] = 0,
 ) -> dict[str, Any]:
-    """Submit a job. 202 with the job; 200 with the first job on an idempotent replay."""
+    """Submit a job. 202 with the job; 200 with the first job on an idempotent replay.
+
+    With ``?wait=S`` the answer waits until the job ends or S seconds pass (200 once ended):
+    submit-and-get-the-result in one round trip.
+    """
     body = await _parse_submit(request, idempotency_key)
     await _check_capability(svc, body)
     settings = svc.settings
@@ -208,6 +213,10 @@ async def submit_job(
     if not created:
         response.status_code = 200
         response.headers["Idempotent-Replayed"] = "true"
+    if wait:
+        saved = await _wait_terminal(svc, saved.id, wait)
+        if saved.status.terminal:
+            response.status_code = 200
     return _job_body(saved)
 
 

@@ -1,24 +1,20 @@
-"""A complete worker in under 30 lines: ``python -m workers.examples_hello --port 8710``."""
-
 from typing import Annotated
 
 from pydantic import Field
 
-from workers.kit import Context, ProgressReporter, Toolset, Worker, WorkerSettings, invalid, main
+from workers.kit import Context, ProgressReporter, Toolset, Worker, WorkerSettings, main
 
 tools = Toolset()
 
 
 @tools.tool(idempotent=True, read_only=True, estimated_duration_ms=5)
 async def greet(
-    name: Annotated[str, Field(min_length=1, max_length=100)],
+    name: Annotated[str, Field(max_length=100, pattern=r"\S")],
     ctx: Context,
     times: Annotated[int, Field(ge=1, le=10)] = 1,
 ) -> dict[str, str]:
     """Greet someone. Call it when you need a greeting; needs a name (and optionally how
     many times, 1-10); returns {"greeting": "..."}."""
-    if not name.strip():
-        invalid("name", "must not be blank", "Pass the person's name.")
     progress = ProgressReporter(ctx, total=times)
     for _ in range(times):
         await progress.step(message=f"greeted {name}")

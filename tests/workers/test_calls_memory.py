@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -303,3 +304,8 @@ async def test_the_readme_example_works_in_memory() -> None:
         caps = (await client.call_tool("get_capabilities", {})).structured_content
     assert caps is not None and caps["service_name"] == "hello"
     assert json.dumps(caps)  # plain JSON
+
+
+def test_the_readme_example_is_under_30_lines() -> None:
+    source = Path(examples_hello.__file__).read_text()
+    assert len(source.splitlines()) < 30

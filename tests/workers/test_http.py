@@ -20,7 +20,7 @@ from shared.protocol import decode_tool_error
 from shared.settings import WorkerSettings
 from tests.helpers import wait_until
 from tests.workers.conftest import LogLines, base_of, get_json, served
-from workers import echo
+from workers import data, echo
 from workers.kit.registration import instance_id
 
 pytestmark = pytest.mark.e2e
@@ -226,3 +226,13 @@ async def test_calls_still_running_after_the_grace_period_are_cancelled() -> Non
     err = decode_tool_error(str(caught.value))
     assert err.code == "SHUTTING_DOWN" and err.retryable
     assert worker.runtime.tracker.in_flight == 0
+
+
+async def test_100k_records_over_http() -> None:
+    records = [{"id": i, "city": "Oslo-Norway", "age": i % 90} for i in range(100_000)]
+    assert len(json.dumps(records)) > 4 * 1024 * 1024  # past the MCP SDK's default cap
+    async with served(data.build(settings())) as url, Client(url) as client:
+        result = await client.call_tool("profile_dataset", {"records": records, "top_n": 1})
+    out = result.structured_content
+    assert out is not None and out["total_records"] == 100_000
+    assert out["fields"]["age"]["max"] == 89

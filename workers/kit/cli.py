@@ -30,7 +30,7 @@ _FLAGS: dict[str, dict[str, Any]] = {
     "max_concurrency": {"type": int, "help": "default per-tool concurrency limit"},
     "redis_url": {"help": "Redis for shared idempotency and self-registration"},
     "advertise_url": {"help": "MCP URL supervisors should call (turns on registration)"},
-    "worker_token": {"help": "require 'Authorization: Bearer <token>' on /mcp"},
+    "worker_token": {"help": "require 'Authorization: Bearer <token>' on /mcp (prefer env)"},
     "key_prefix": {"help": "Redis key prefix (default 'fleet')"},
     "heartbeat_s": {"type": float, "help": "registration heartbeat interval"},
     "grace_s": {"type": float, "help": "seconds in-flight calls get on shutdown"},
@@ -58,6 +58,11 @@ def main(
     """Entrypoint of every ``python -m workers.<name>``."""
     settings = parse_settings(argv, prog=prog)
     configure_logging(settings.log_format, settings.log_level)
+    # FastMCP logs through its own rich console handler; send it to the root handler
+    # instead, so a container's stderr stays one log format.
+    library = logging.getLogger("fastmcp")
+    library.handlers.clear()
+    library.propagate = True
     logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
     worker = build(settings)
     configure_tracing(worker.name)

@@ -26,7 +26,7 @@ from typing import Any, NoReturn
 from fastmcp.exceptions import ToolError
 from pydantic import ValidationError
 
-from shared.protocol import ToolErrorPayload, decode_tool_error, encode_tool_error
+from shared.protocol import encode_tool_error
 
 __all__ = [
     "BUSY",
@@ -142,13 +142,3 @@ def _input_path(loc: list[int | str], arguments: dict[str, Any] | None) -> list[
             out.append(part)  # a missing required field, or past the input's shape
         # else: a union branch or tag name that is not a key of the input: leave it out
     return out
-
-
-def payload_of(exc: BaseException) -> ToolErrorPayload:
-    """Read the structured payload of an error the kit or a tool raised."""
-    return decode_tool_error(str(exc))
-
-
-def describe(exc: BaseException) -> dict[str, Any]:
-    payload = payload_of(exc)
-    return {"code": payload.code, "retryable": payload.retryable}

@@ -44,9 +44,11 @@ from workers.kit.middleware import KitMiddleware, Runtime
 from workers.kit.registration import registered
 from workers.kit.toolset import Toolset
 
-__all__ = ["MCP_PATH", "Worker"]
+__all__ = ["DEFAULT_MAX_REQUEST_BYTES", "MCP_PATH", "Worker"]
 
 MCP_PATH = "/mcp"
+DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024
+"""The MCP SDK refuses request bodies over 4 MiB (HTTP 413); 100,000 records need more."""
 _OPEN_PATHS = frozenset({"/health", "/ready"})
 _log = get_logger("workers.kit")
 
@@ -76,6 +78,7 @@ class Worker:
         instructions: str | None = None,
         features: Sequence[str] = (),
         lock_ttl_s: float = 60.0,
+        max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
     ) -> None:
         self.settings = settings if settings is not None else WorkerSettings()
         self.name = self.settings.name if "name" in self.settings.model_fields_set else name
@@ -83,6 +86,7 @@ class Worker:
         self.keys = Keys(self.settings.key_prefix)
         self.url: str | None = None
         self._lock_ttl_s = lock_ttl_s
+        self.max_request_bytes = max_request_bytes
         toolsets = [tools] if isinstance(tools, Toolset) else list(tools)
         specs = [spec for ts in toolsets for spec in ts]
         tracker = LoadTracker(
@@ -228,6 +232,7 @@ class Worker:
                     serving.result()
                     raise RuntimeError("the HTTP server stopped while starting")
                 await asyncio.sleep(0.01)
+            _raise_body_limit(config.loaded_app, self.max_request_bytes)
             self.url = _url(server, sockets, host or self.settings.host)
             _log.info("worker.started", url=self.url, service=self.name, version=self.version)
             self._started.set()
@@ -297,6 +302,31 @@ class Worker:
         finally:
             self.request_shutdown()
             await task
+
+
+def _raise_body_limit(app: Any, limit: int) -> None:
+    """Lift the SDK's 4 MiB request-body cap on ``/mcp`` to ``limit``.
+
+    FastMCP 4.1 builds the SDK session manager inside its lifespan and exposes no option for
+    the cap, so it is set on the manager's body-limit middleware once the app has started.
+    Pinned to fastmcp<4.2; if the internals move, the SDK default stays and we say so.
+    """
+    seen: set[int] = set()
+    stack = [app]
+    while stack:
+        node = stack.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        manager = getattr(node, "session_manager", None)
+        limiter = getattr(manager, "asgi_app", None)
+        if limiter is not None and hasattr(limiter, "max_body_size"):
+            limiter.max_body_size = limit
+            return
+        stack.extend([getattr(node, "app", None), getattr(node, "middleware_stack", None)])
+        stack.extend(getattr(r, "app", None) for r in getattr(node, "routes", []) or [])
+        stack.extend(getattr(r, "endpoint", None) for r in getattr(node, "routes", []) or [])
+    _log.warning("worker.body_limit_unchanged", wanted=limit)
 
 
 def _url(server: uvicorn.Server, sockets: list[socket.socket] | None, host: str) -> str:

@@ -1,0 +1,185 @@
+"""Child processes and an embedded supervisor for ``fleet demo``, each an async context manager
+that leaves nothing behind: terminate, wait, kill on timeout — also when cancelled (Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+__all__ = [
+    "ChildProcess",
+    "child_env",
+    "embedded_supervisor",
+    "free_port",
+    "reap",
+    "worker_process",
+]
+
+_STOP_TIMEOUT_S = 5.0
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def child_env() -> dict[str, str]:
+    """The parent's environment without FLEET_* (a demo must not join a real fleet)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLEET_")}
+    env.update(
+        FASTMCP_CHECK_FOR_UPDATES="off",
+        FASTMCP_SHOW_SERVER_BANNER="false",
+        PYTHONUNBUFFERED="1",
+        FLEET_LOG_FORMAT="json",
+        FLEET_LOG_LEVEL="WARNING",
+    )
+    return env
+
+
+@dataclass
+class ChildProcess:
+    name: str
+    url: str
+    health_url: str
+    process: asyncio.subprocess.Process
+    log_path: Path
+
+    def log_tail(self, lines: int = 8) -> str:
+        try:
+            text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.strip().splitlines()[-lines:])
+
+    async def wait_healthy(self, deadline: float) -> None:
+        async with httpx.AsyncClient(timeout=1.0) as client:
+            while True:
+                if self.process.returncode is not None:
+                    raise RuntimeError(
+                        f"worker {self.name} exited with {self.process.returncode} while "
+                        f"starting:\n{self.log_tail()}"
+                    )
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await client.get(self.health_url)).status_code == 200:
+                        return
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"worker {self.name} not healthy at {self.health_url} in time:\n"
+                        f"{self.log_tail()}"
+                    )
+                await asyncio.sleep(0.05)
+
+    async def stop(self) -> None:
+        proc = self.process
+        if proc.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), _STOP_TIMEOUT_S)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+
+
+@contextlib.asynccontextmanager
+async def worker_process(
+    name: str, log_dir: Path, spawned: set[int]
+) -> AsyncIterator[ChildProcess]:
+    """``python -m workers.NAME`` on a free loopback port; stopped (and reaped) on exit.
+
+    Its pid stays in ``spawned`` until it is reaped, for :func:`reap` to finish the job if
+    the event loop was torn down first.
+    """
+    port = free_port()
+    log_path = log_dir / f"worker-{name}.log"
+    with log_path.open("wb") as log:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", f"workers.{name}", "--host", "127.0.0.1", "--port", str(port),
+            stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=asyncio.subprocess.STDOUT,
+            env=child_env(),
+            start_new_session=True,  # Ctrl-C reaches the demo only; it stops the children
+        )  # fmt: skip
+    spawned.add(process.pid)
+    child = ChildProcess(
+        name,
+        f"http://127.0.0.1:{port}/mcp",
+        f"http://127.0.0.1:{port}/health",
+        process,
+        log_path,
+    )
+    try:
+        yield child
+    finally:
+        # Shielded: a second Ctrl-C must not leave a child running.
+        await asyncio.shield(child.stop())
+        spawned.discard(process.pid)
+
+
+def reap(spawned: set[int]) -> None:
+    """Last resort, outside any event loop: kill and reap children that are still there."""
+    for pid in list(spawned):
+        with contextlib.suppress(ProcessLookupError, ChildProcessError):
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        spawned.discard(pid)
+
+
+@contextlib.contextmanager
+def _quiet_signals() -> Iterator[None]:
+    yield
+
+
+@contextlib.asynccontextmanager
+async def embedded_supervisor(settings: Any) -> AsyncIterator[str]:
+    """The supervisor app under uvicorn in this event loop, on a free port; yields its URL."""
+    import uvicorn
+
+    from supervisor.app import create_app
+
+    class Server(uvicorn.Server):
+        def capture_signals(self) -> Any:  # Ctrl-C belongs to the demo, not to uvicorn
+            return _quiet_signals()
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        create_app(settings),
+        lifespan="on",
+        log_config=None,
+        log_level="error",
+        access_log=False,
+        timeout_graceful_shutdown=2,
+    )
+    server = Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+                raise RuntimeError("the embedded supervisor stopped while starting")
+            await asyncio.sleep(0.01)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await asyncio.shield(asyncio.wait_for(task, 10))
+        if not task.done():
+            task.cancel()
+        sock.close()
