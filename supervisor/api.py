@@ -48,7 +48,7 @@ MAX_WAIT_S = 60.0
 router = APIRouter()
 
 
-def services(request: Request) -> Services:
+async def services(request: Request) -> Services:  # async: a sync one costs a thread hop
     svc: Services = request.app.state.services
     return svc
 
@@ -139,7 +139,7 @@ async def _check_capability(svc: Services, body: JobSubmit) -> None:
             details={"field": "capability", "known": sorted(registry.catalog())},
         )
     if body.worker and not any(
-        body.worker in (w.name, w.url) and body.capability in w.capabilities
+        w.answers_to(body.worker) and body.capability in w.capabilities
         for w in registry.workers.values()
     ):
         raise ValidationFailed(

@@ -346,6 +346,7 @@ class Dispatcher:
 
         async def on_progress(progress: float, total: float | None, message: str | None) -> None:
             p = Progress(progress=progress, total=total, message=message)
+            job.progress = p
             await self.store.append(job.id, "progress", p.model_dump(), progress=p)
 
         async def on_log(level: str, data: Any) -> None:
@@ -357,6 +358,8 @@ class Dispatcher:
 
         token = call_headers.set(headers)
         span = trace.get_current_span()
+        spec = worker.capabilities[job.capability]
+        wrapped = bool(spec.output_schema and spec.output_schema.get("x-fastmcp-wrap-result"))
         try:
             result = await self.caller.call(
                 worker.url,
@@ -366,6 +369,7 @@ class Dispatcher:
                 meta=meta,
                 on_progress=on_progress,
                 on_log=on_log,
+                wrapped=wrapped,
             )
         except WorkerCallError as exc:
             outcome = exc.code
@@ -400,8 +404,6 @@ class Dispatcher:
         job.result = result
         job.error = error
         job.finished_at = now()
-        latest = await self.store.get(job.id)
-        job.progress = latest.progress
         seq = await self.store.transition(
             job.id,
             allowed=ACTIVE,

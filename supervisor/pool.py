@@ -22,12 +22,14 @@ import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+import httpx
 import httpx2
 import mcp.types
 from fastmcp import Client
 from fastmcp.client.transports import StreamableHttpTransport
 from fastmcp.exceptions import ToolError
 from mcp.shared.exceptions import MCPError
+from opentelemetry import propagate, trace
 
 from shared import (
     WorkerBusy,
@@ -37,11 +39,14 @@ from shared import (
     WorkerUnreachable,
     decode_tool_error,
     get_logger,
+    tracer,
 )
+from supervisor import wire
 
 __all__ = ["LogHandler", "ProgressHandler", "WorkerCaller", "WorkerPool", "call_headers"]
 
 log = get_logger("fleet.pool")
+_tracer = tracer("mcp-fleet.pool")
 
 ProgressHandler = Callable[[float, float | None, str | None], Awaitable[None]]
 LogHandler = Callable[[str, Any], Awaitable[None]]
@@ -69,6 +74,7 @@ class WorkerCaller(Protocol):
         meta: dict[str, Any] | None = None,
         on_progress: ProgressHandler | None = None,
         on_log: LogHandler | None = None,
+        wrapped: bool = False,
     ) -> Any: ...
 
     async def list_tools(self, url: str, *, timeout: float) -> list[mcp.types.Tool]: ...
@@ -100,6 +106,7 @@ class _Endpoint:
         self.in_flight = 0
         self.lock = asyncio.Lock()
         self.generation = 0
+        self.legacy = False
 
     async def ensure(self) -> tuple[Client[Any], int]:
         if self.client is not None:
@@ -152,13 +159,25 @@ def _unreachable(url: str, exc: BaseException) -> WorkerUnreachable:
 class WorkerPool:
     """Pooled MCP clients keyed by worker URL. An async context manager."""
 
-    def __init__(self, *, token: str | None = None, max_in_flight: int = 64) -> None:
+    def __init__(
+        self, *, token: str | None = None, max_in_flight: int = 64, max_connections: int = 512
+    ) -> None:
         self.token = token
         self.max_in_flight = max_in_flight
         self._endpoints: dict[str, _Endpoint] = {}
         # One SSL context for every client: building one per client is most of the cost
         # of a fresh connection, even for plain http:// endpoints.
         self._ssl = ssl.create_default_context()
+        # The hot path (supervisor.wire) shares one HTTP client across all workers; httpx
+        # drops a dead keep-alive connection and dials a new one on the next call.
+        self._http = httpx.AsyncClient(
+            verify=self._ssl,
+            timeout=httpx.Timeout(30.0, read=None),
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
+            headers={"authorization": f"Bearer {token}"} if token else None,
+        )
 
     def http_factory(
         self,
@@ -186,6 +205,7 @@ class WorkerPool:
     async def close(self) -> None:
         endpoints, self._endpoints = list(self._endpoints.values()), {}
         await asyncio.gather(*(e.close() for e in endpoints), return_exceptions=True)
+        await self._http.aclose()
 
     def _endpoint(self, url: str) -> _Endpoint:
         endpoint = self._endpoints.get(url)
@@ -213,38 +233,97 @@ class WorkerPool:
         meta: dict[str, Any] | None = None,
         on_progress: ProgressHandler | None = None,
         on_log: LogHandler | None = None,
+        wrapped: bool = False,
     ) -> Any:
+        """Call ``tool`` on the worker at ``url``; ``wrapped``: unwrap a ``{"result": x}``."""
         endpoint = self._endpoint(url)
         async with endpoint.limit:
             endpoint.in_flight += 1
-            token = _log_sink.set(on_log)
             try:
-                client, generation = await endpoint.ensure()
-                try:
-                    result = await client.call_tool(
-                        tool,
-                        arguments,
-                        timeout=timeout,
-                        progress_handler=on_progress,  # type: ignore[arg-type]  # same shape
-                        meta=meta,
-                    )
-                except ToolError as exc:
-                    raise _tool_error(url, tool, str(exc)) from exc
-                except MCPError as exc:
-                    if _kills_client(exc):
-                        await endpoint.discard(generation)
-                    raise _transport_error(url, tool, exc, timeout) from exc
-                except httpx2.TransportError as exc:
-                    await endpoint.discard(generation)
-                    raise _http_error(url, tool, exc) from exc
-                except (RuntimeError, OSError) as exc:
-                    await endpoint.discard(generation)
-                    raise WorkerDropped(
-                        f"call to {tool} on {url} dropped: {exc}", details={"worker": url}
-                    ) from exc
+                if not endpoint.legacy:
+                    try:
+                        return await self._call_lean(
+                            url, tool, arguments, timeout, meta, on_progress, on_log, wrapped
+                        )
+                    except wire.LegacyServer as exc:
+                        log.info("pool.legacy_server", url=url, reason=str(exc)[:200])
+                        endpoint.legacy = True
+                return await self._call_fastmcp(
+                    endpoint, tool, arguments, timeout, meta, on_progress, on_log
+                )
             finally:
-                _log_sink.reset(token)
                 endpoint.in_flight -= 1
+
+    async def _call_lean(
+        self,
+        url: str,
+        tool: str,
+        arguments: dict[str, Any],
+        timeout: float,
+        meta: dict[str, Any] | None,
+        on_progress: ProgressHandler | None,
+        on_log: LogHandler | None,
+        wrapped: bool,
+    ) -> Any:
+        with _tracer.start_as_current_span(
+            f"tools/call {tool}", kind=trace.SpanKind.CLIENT, attributes={"mcp.tool": tool}
+        ):
+            meta = dict(meta or {})
+            propagate.inject(meta)
+            try:
+                raw = await wire.call_tool(
+                    self._http,
+                    url,
+                    tool,
+                    arguments,
+                    timeout=timeout,
+                    meta=meta,
+                    headers=call_headers.get(),
+                    on_progress=on_progress,
+                    on_log=on_log,
+                )
+            except wire.ToolCallFailed as exc:
+                raise _tool_error(url, tool, exc.text) from exc
+        return wire.result_value(raw, wrapped=wrapped)
+
+    async def _call_fastmcp(
+        self,
+        endpoint: _Endpoint,
+        tool: str,
+        arguments: dict[str, Any],
+        timeout: float,
+        meta: dict[str, Any] | None,
+        on_progress: ProgressHandler | None,
+        on_log: LogHandler | None,
+    ) -> Any:
+        url = endpoint.url
+        token = _log_sink.set(on_log)
+        try:
+            client, generation = await endpoint.ensure()
+            try:
+                result = await client.call_tool(
+                    tool,
+                    arguments,
+                    timeout=timeout,
+                    progress_handler=on_progress,  # type: ignore[arg-type]  # same shape
+                    meta=meta,
+                )
+            except ToolError as exc:
+                raise _tool_error(url, tool, str(exc)) from exc
+            except MCPError as exc:
+                if _kills_client(exc):
+                    await endpoint.discard(generation)
+                raise _transport_error(url, tool, exc, timeout) from exc
+            except httpx2.TransportError as exc:
+                await endpoint.discard(generation)
+                raise _http_error(url, tool, exc) from exc
+            except (RuntimeError, OSError) as exc:
+                await endpoint.discard(generation)
+                raise WorkerDropped(
+                    f"call to {tool} on {url} dropped: {exc}", details={"worker": url}
+                ) from exc
+        finally:
+            _log_sink.reset(token)
         return _result_value(result)
 
     async def list_tools(self, url: str, *, timeout: float) -> list[mcp.types.Tool]:

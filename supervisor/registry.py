@@ -57,12 +57,18 @@ class WorkerState:
     load: Load = field(default_factory=Load)
     foreign: bool = False
     error: str | None = None
+    service: str = ""
+
+    def answers_to(self, pin: str) -> bool:
+        """A job's ``worker`` pin matches the instance name, the URL or the service name."""
+        return pin in (self.name, self.url, self.service)
 
     def view(self, in_flight: int) -> dict[str, Any]:
         return {
             "name": self.name,
             "url": self.url,
             "version": self.version,
+            "service": self.service,
             "source": self.source,
             "health": self.health,
             "healthy": self.healthy,
@@ -160,6 +166,7 @@ class Registry:
                     worker.url, CAPABILITIES_TOOL, {}, timeout=self.probe_timeout_s
                 )
                 report = CapabilitiesReport.model_validate(raw)
+                worker.service = report.service_name
                 if worker.source == "static":  # replicas share a service name: add the address
                     worker.name = f"{report.service_name}@{urlsplit(worker.url).netloc}"
                 worker.version = report.version

@@ -27,7 +27,7 @@ class Router:
     def candidates(self, capability: str, pinned: str | None = None) -> list[WorkerState]:
         out = []
         for worker in self.registry.workers.values():
-            if pinned and pinned not in (worker.name, worker.url):
+            if pinned and not worker.answers_to(pinned):
                 continue
             if worker.healthy and capability in worker.capabilities and worker.breaker.available():
                 out.append(worker)

@@ -44,6 +44,8 @@ __all__ = [
 
 T = TypeVar("T")
 
+_PIPE_WIDTH = 140
+
 
 class Exit(IntEnum):
     OK = 0
@@ -92,7 +94,6 @@ app = typer.Typer(
     rich_markup_mode=None,
     help="mcp-fleet: submit jobs to MCP workers, watch their progress, run the services.\n\n"
     + EXIT_CODES_HELP,
-    epilog=EXIT_CODES_HELP,
 )
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
@@ -112,29 +113,34 @@ def main(
     json_out: Annotated[bool, typer.Option("--json", help="JSON output for scripts.")] = False,
 ) -> None:
     """Global options go before the command: fleet --url URL jobs."""
-    overrides = {k: v for k, v in {"url": url, "token": token}.items() if v is not None}
+    overrides: dict[str, Any] = {"url": url, "token": token}
     try:
-        settings = ClientSettings(**overrides)
+        settings = ClientSettings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:  # e.g. a bad FLEET_LOG_LEVEL-style value in the env
-        die(f"bad settings: {exc.errors()[0]['msg']}", Exit.BAD_INPUT, Console(stderr=True))
+        die(f"bad settings: {exc.errors()[0]['msg']}", Exit.BAD_INPUT)
     ctx.obj = State(
-        settings=settings,
-        json=json_out,
-        out=Console(highlight=False, soft_wrap=False),
-        err=Console(stderr=True, highlight=False),
+        settings=settings, json=json_out, out=_console(stderr=False), err=_console(stderr=True)
     )
+
+
+def _console(*, stderr: bool) -> Console:
+    """Rich decides colours (only on a TTY, honouring NO_COLOR); off a TTY lines are wide and
+    never wrapped, so logs and pipes get whole lines and tables keep their columns."""
+    probe = Console(stderr=stderr)
+    width = None if probe.is_terminal else _PIPE_WIDTH
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, width=width)
 
 
 def state(ctx: typer.Context) -> State:
     obj = ctx.find_root().obj
     if not isinstance(obj, State):  # invoked without the callback (never via the CLI)
-        obj = State(ClientSettings(), False, Console(), Console(stderr=True))
+        obj = State(ClientSettings(), False, _console(stderr=False), _console(stderr=True))
         ctx.find_root().obj = obj
     return obj
 
 
 def die(message: str, code: Exit, err: Console | None = None) -> NoReturn:
-    (err or Console(stderr=True)).print(f"error: {message}", markup=False, highlight=False)
+    (err or _console(stderr=True)).print(f"error: {message}", markup=False, highlight=False)
     raise typer.Exit(int(code))
 
 

@@ -1,9 +1,9 @@
 """The supervisor's HTTP API as the CLI sees it: one async client, errors translated.
 
-    async with FleetApi("http://127.0.0.1:8700") as api:
-        job = await api.submit({"capability": "noop", "input": {}})
-        async for event in api.events(job["id"]):   # resumes across dropped connections
-            print(event["seq"], event["type"])
+async with FleetApi("http://127.0.0.1:8700") as api:
+    job = await api.submit({"capability": "noop", "input": {}})
+    async for event in api.events(job["id"]):   # resumes across dropped connections
+        print(event["seq"], event["type"])
 """
 
 from __future__ import annotations
@@ -182,9 +182,7 @@ class FleetApi:
         return list(body["jobs"])
 
     async def redrive(self, job_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = await self.request(
-            "POST", f"/v1/dead-letters/{job_id}/redrive"
-        )
+        result: dict[str, Any] = await self.request("POST", f"/v1/dead-letters/{job_id}/redrive")
         return result
 
     # -- events -------------------------------------------------------------------------

@@ -99,7 +99,7 @@ def submit(
     input: Annotated[
         str, typer.Option("--input", "-i", help="JSON object, @file or @- for stdin.")
     ] = "{}",
-    watch: Annotated[bool, typer.Option("--watch", "-w", help="Follow the job to its end.")] = False,
+    watch: Annotated[bool, typer.Option("--watch", "-w", help="Follow it to the end.")] = False,
     idempotency_key: Annotated[str | None, typer.Option(help="Submit at most once.")] = None,
     timeout: Annotated[float | None, typer.Option(help="Per-attempt timeout, seconds.")] = None,
     max_attempts: Annotated[int | None, typer.Option(help="Attempts before failing.")] = None,

@@ -110,6 +110,8 @@ async def worker_process(
     with log_path.open("wb") as log:
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", f"workers.{name}", "--host", "127.0.0.1", "--port", str(port),
+            # Headroom: the demo runs several long echo jobs at once, beside a retried one.
+            "--max-concurrency", "8",
             stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=asyncio.subprocess.STDOUT,
             env=child_env(),
             start_new_session=True,  # Ctrl-C reaches the demo only; it stops the children

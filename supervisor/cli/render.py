@@ -66,7 +66,7 @@ def job_duration(job: dict[str, Any]) -> float | None:
 def percent(progress: dict[str, Any] | None) -> float | None:
     if not progress or not progress.get("total"):
         return None
-    return max(0.0, min(100.0, 100.0 * progress["progress"] / progress["total"]))
+    return max(0.0, min(100.0, 100.0 * float(progress["progress"]) / float(progress["total"])))
 
 
 def progress_cell(job: dict[str, Any], width: int = 20) -> RenderableType:

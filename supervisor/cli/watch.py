@@ -157,10 +157,7 @@ class Watch:
             self._log(view, f"running on {worker} (attempt {attempt})", "cyan")
         elif status == "queued" and data.get("redriven"):
             self._log(view, "redriven: queued again", "yellow")
-        elif data.get("error"):
-            err = data["error"]
-            self._log(view, f"{status}: {err.get('code')}: {err.get('message')}", "red")
-        self._update(view)
+        self._update(view)  # terminal statuses are told by the ``done`` event that follows
 
     def _on_progress(self, view: JobView, data: dict[str, Any]) -> None:
         view.progress = float(data.get("progress") or 0)
@@ -169,8 +166,10 @@ class Watch:
         self._update(view)
         now = time.monotonic()
         done = view.total is not None and view.progress >= view.total
-        if not self.live and not self.json_lines and (
-            done or now - view.last_plain >= _PLAIN_PROGRESS_EVERY_S
+        if (
+            not self.live
+            and not self.json_lines
+            and (done or now - view.last_plain >= _PLAIN_PROGRESS_EVERY_S)
         ):
             view.last_plain = now
             pct = f"{100 * view.progress / view.total:.0f}%" if view.total else f"{view.progress:g}"

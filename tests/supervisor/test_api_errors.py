@@ -104,6 +104,7 @@ async def test_queue_full_is_429_and_accepted_jobs_survive(strict_fleet: Fleet) 
             assert int(r.headers["retry-after"]) >= 1
             assert r.json()["error"]["code"] == "QUEUE_FULL"
             break
+        assert r.status_code == 202, r.text
         held.append(r.json()["id"])
     else:
         pytest.fail("admission control never refused")
