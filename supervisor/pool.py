@@ -22,7 +22,7 @@ import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-import httpx
+import aiohttp
 import httpx2
 import mcp.types
 from fastmcp import Client
@@ -168,16 +168,23 @@ class WorkerPool:
         # One SSL context for every client: building one per client is most of the cost
         # of a fresh connection, even for plain http:// endpoints.
         self._ssl = ssl.create_default_context()
-        # The hot path (supervisor.wire) shares one HTTP client across all workers; httpx
+        # The hot path (supervisor.wire) shares one aiohttp session across all workers; it
         # drops a dead keep-alive connection and dials a new one on the next call.
-        self._http = httpx.AsyncClient(
-            verify=self._ssl,
-            timeout=httpx.Timeout(30.0, read=None),
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
-            headers={"authorization": f"Bearer {token}"} if token else None,
-        )
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:  # made on first use: it must be born inside the event loop
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(
+                    limit=self._max_connections, ssl=self._ssl, enable_cleanup_closed=True
+                ),
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
+                headers={"authorization": f"Bearer {self.token}"} if self.token else None,
+                skip_auto_headers=("User-Agent",),
+            )
+        return self._session
 
     def http_factory(
         self,
@@ -205,7 +212,8 @@ class WorkerPool:
     async def close(self) -> None:
         endpoints, self._endpoints = list(self._endpoints.values()), {}
         await asyncio.gather(*(e.close() for e in endpoints), return_exceptions=True)
-        await self._http.aclose()
+        if self._session is not None:
+            await self._session.close()
 
     def _endpoint(self, url: str) -> _Endpoint:
         endpoint = self._endpoints.get(url)
@@ -272,7 +280,7 @@ class WorkerPool:
             propagate.inject(meta)
             try:
                 raw = await wire.call_tool(
-                    self._http,
+                    self.session,
                     url,
                     tool,
                     arguments,

@@ -5,8 +5,8 @@ In that protocol revision every request is its own HTTP exchange: no session, no
 capabilities) and closing the response stream cancels the call on the server. So a call is
 one POST whose answer is either JSON or an SSE stream of ``notifications/progress``,
 ``notifications/message`` and finally the result. Doing just that over one shared
-``httpx.AsyncClient`` costs a fraction of the CPU of a general-purpose client (see
-``bench/overhead.py``), which matters because the supervisor makes one such call per job.
+``aiohttp.ClientSession`` costs a fraction of the CPU of a general-purpose MCP client over
+httpx (see ``bench/overhead.py``), which matters: the supervisor makes one call per job.
 Servers that speak only older revisions are detected (:class:`LegacyServer`) and handed to
 the full FastMCP client by :mod:`supervisor.pool`.
 """
@@ -19,7 +19,7 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import httpx
+import aiohttp
 
 from shared import WorkerCallError, WorkerDropped, WorkerTimeout, WorkerUnreachable
 
@@ -51,7 +51,7 @@ class ToolCallFailed(Exception):
 
 
 async def call_tool(
-    http: httpx.AsyncClient,
+    http: aiohttp.ClientSession,
     url: str,
     name: str,
     arguments: dict[str, Any],
@@ -86,32 +86,29 @@ async def call_tool(
     content = json.dumps(body, separators=(",", ":")).encode()
     try:
         async with asyncio.timeout(timeout):
-            async with http.stream("POST", url, content=content, headers=request_headers) as r:
-                if r.status_code in (401, 403):
+            async with http.post(url, data=content, headers=request_headers) as r:
+                if r.status in (401, 403):
                     raise WorkerCallError(
-                        f"worker {url} refused the call ({r.status_code}): "
-                        "check FLEET_WORKER_TOKEN",
+                        f"worker {url} refused the call ({r.status}): check FLEET_WORKER_TOKEN",
                         code="UNAUTHORIZED",
                         retryable=False,
                         details={"worker": url},
                     )
-                if r.status_code == 503:
+                if r.status == 503:
                     raise WorkerUnreachable(
                         f"worker {url} is not taking calls (503)", details={"worker": url}
                     )
-                kind = r.headers.get("content-type", "")
-                if r.status_code >= 400 and "application/json" in kind:
-                    return _answer(json.loads(await r.aread()), request_id, url)
-                if r.status_code >= 400:
-                    raise LegacyServer(f"{r.status_code} from {url}")
-                if kind.startswith("application/json"):
-                    return _answer(json.loads(await r.aread()), request_id, url)
-                async for line in r.aiter_lines():
-                    if not line.startswith("data:"):
+                kind = r.content_type
+                if kind == "application/json":
+                    return _answer(json.loads(await r.read()), url)
+                if r.status >= 400:
+                    raise LegacyServer(f"{r.status} from {url}")
+                async for raw in r.content:
+                    if not raw.startswith(b"data:"):
                         continue
-                    message = json.loads(line[5:])
+                    message = json.loads(raw[5:])
                     if message.get("id") == request_id:
-                        return _answer(message, request_id, url)
+                        return _answer(message, url)
                     method = message.get("method")
                     params = message.get("params") or {}
                     if method == "notifications/progress" and on_progress is not None:
@@ -130,17 +127,17 @@ async def call_tool(
         raise WorkerTimeout(
             f"{name} on {url} timed out after {timeout:g}s", details={"worker": url, "tool": name}
         ) from exc
-    except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+    except aiohttp.ClientConnectorError as exc:
         raise WorkerUnreachable(
             f"worker {url} unreachable: {exc}", details={"worker": url}
         ) from exc
-    except (httpx.TransportError, ValueError) as exc:
+    except (aiohttp.ClientError, ValueError) as exc:
         raise WorkerDropped(
             f"call to {name} on {url} dropped: {exc!r}", details={"worker": url, "tool": name}
         ) from exc
 
 
-def _answer(message: dict[str, Any], request_id: int, url: str) -> dict[str, Any]:
+def _answer(message: dict[str, Any], url: str) -> dict[str, Any]:
     error = message.get("error")
     if error is not None:
         code = int(error.get("code", 0))

@@ -40,7 +40,7 @@ class ApiError(Exception):
 
     def one_line(self) -> str:
         line = f"{self.code}: {self.message}"
-        if self.field and self.field not in self.message:
+        if self.field and not self.message.startswith(self.field):
             line += f" (field: {self.field})"
         return line
 
@@ -201,6 +201,7 @@ class FleetApi:
         last = after
         backoff = 0.1
         down_since: float | None = None
+        connected = False
         while True:
             headers = {"Last-Event-ID": str(last)} if last else {}
             reason = "stream ended before the job did"
@@ -211,6 +212,7 @@ class FleetApi:
                     headers={**headers, "Accept": "text/event-stream"},
                     timeout=httpx.Timeout(10.0, read=60.0),
                 ) as response:
+                    connected = True
                     if 400 <= response.status_code < 500:
                         await response.aread()
                         raise ApiError.from_response(response)
@@ -230,6 +232,8 @@ class FleetApi:
                         if event.get("type") == "done":
                             return
             except httpx.TransportError as exc:
+                if not connected:  # never reached it: say so now rather than retry for long
+                    raise Unreachable(self._unreachable(exc)) from exc
                 reason = str(exc) or type(exc).__name__
             down_since = down_since or time.monotonic()
             if time.monotonic() - down_since > self.reconnect_deadline_s:

@@ -41,6 +41,13 @@ class BackgroundLoop:
         return future.result(timeout)
 
     def close(self) -> None:
+        async def cancel_rest() -> None:  # e.g. sse-starlette's per-loop shutdown watcher
+            rest = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in rest:
+                task.cancel()
+            await asyncio.gather(*rest, return_exceptions=True)
+
+        self.run(cancel_rest())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
         self.loop.close()
