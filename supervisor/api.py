@@ -7,6 +7,7 @@ for the code → status table.
 from __future__ import annotations
 
 import asyncio
+import functools
 import contextlib
 import hashlib
 import json
@@ -127,6 +128,14 @@ async def _parse_submit(request: Request, idem_header: str | None) -> JobSubmit:
     return body
 
 
+@functools.lru_cache(maxsize=512)
+def _validator(schema: str) -> jsonschema.protocols.Validator:
+    """Validators are costly to build and schemas change rarely: one per distinct schema."""
+    loaded = json.loads(schema)
+    cls = jsonschema.validators.validator_for(loaded, default=jsonschema.Draft202012Validator)
+    return cls(loaded)
+
+
 async def _check_capability(svc: Services, body: JobSubmit) -> None:
     registry = svc.registry
     if not registry.probed.is_set():  # first probe round still running: wait for it, briefly
@@ -147,7 +156,7 @@ async def _check_capability(svc: Services, body: JobSubmit) -> None:
             details={"field": "worker"},
         )
     if spec.input_schema:
-        validator = jsonschema.Draft202012Validator(spec.input_schema)
+        validator = _validator(json.dumps(spec.input_schema, sort_keys=True))
         error = jsonschema.exceptions.best_match(validator.iter_errors(body.input))
         if error is not None:
             field = _schema_path(error)
@@ -248,18 +257,20 @@ async def list_jobs(
 
 
 async def _wait_terminal(svc: Services, job_id: str, seconds: float) -> Job:
+    """The job once it ends (its ``done`` event carries it), or as it is when time is up."""
     deadline = time.monotonic() + seconds
+    job = await svc.store.get(job_id)
     after = 0
-    while True:
-        job = await svc.store.get(job_id)
+    while not job.status.terminal:
         remaining = deadline - time.monotonic()
-        if job.status.terminal or remaining <= 0:
-            return job
+        if remaining <= 0:
+            return await svc.store.get(job_id)
         events = await svc.store.events(job_id, after=after, block_ms=max(1, int(remaining * 1000)))
-        if events:
-            after = events[-1].seq
-            if events[-1].type == "done":
-                return Job.model_validate(events[-1].data)
+        for event in events:
+            after = event.seq
+            if event.type == "done":
+                return Job.model_validate(event.data)
+    return job
 
 
 @v1.get("/jobs/{job_id}")

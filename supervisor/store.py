@@ -35,7 +35,7 @@ from shared import (
     WorkerRegistration,
     now,
 )
-from supervisor._scripts import APPEND, SUBMIT, TRANSITION
+from supervisor._scripts import APPEND, SUBMIT, TRANSITION, EmbeddedScripts
 
 __all__ = ["QueueEntry", "Store", "open_store"]
 
@@ -82,6 +82,16 @@ class Store:
         self.idempotency_ttl_s = idempotency_ttl_s
         self.consumer = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.embedded = not isinstance(client, aioredis.Redis)
+        self._embedded_scripts = EmbeddedScripts(client) if self.embedded else None
+        self._scripts: dict[str, Any] = (
+            {}
+            if self.embedded
+            else {
+                "SUBMIT": client.register_script(SUBMIT),
+                "TRANSITION": client.register_script(TRANSITION),
+                "APPEND": client.register_script(APPEND),
+            }
+        )
 
     @property
     def client(self) -> Any:
@@ -93,6 +103,15 @@ class Store:
         except RedisError as exc:
             raise StoreUnavailable(f"store unavailable: {exc}") from exc
         except OSError as exc:
+            raise StoreUnavailable(f"store unavailable: {exc}") from exc
+
+    async def _script(self, name: str, keys: list[str], args: list[str]) -> Any:
+        """Run one of the atomic scripts: EVALSHA on Redis, in Python on the engine."""
+        try:
+            if self._embedded_scripts is not None:
+                return await self._embedded_scripts.run(name, keys, args)
+            return await self._scripts[name](keys=keys, args=args)
+        except (RedisError, OSError) as exc:
             raise StoreUnavailable(f"store unavailable: {exc}") from exc
 
     async def ping(self) -> bool:
@@ -123,25 +142,20 @@ class Store:
         fields = _job_fields(job)
         fields["fingerprint"] = fingerprint
         event = json.dumps({"status": job.status.value})
-        out = await self._call(
-            "eval",
-            SUBMIT,
-            6,
-            idem,
-            k.job(job.id),
-            k.jobs,
-            k.queue,
-            k.queued,
-            k.events(job.id),
-            job.id,
-            "1" if job.idempotency_key else "0",
-            str(self.idempotency_ttl_s),
-            str(queue_limit),
-            job.capability,
-            str(job.created_at),
-            event,
-            job.correlation_id,
-            *_encode_fields(fields),
+        out = await self._script(
+            "SUBMIT",
+            [idem, k.job(job.id), k.jobs, k.queue, k.queued, k.events(job.id)],
+            [
+                job.id,
+                "1" if job.idempotency_key else "0",
+                str(self.idempotency_ttl_s),
+                str(queue_limit),
+                job.capability,
+                str(job.created_at),
+                event,
+                job.correlation_id,
+                *_encode_fields(fields),
+            ],
         )
         verdict = _s(out[0])
         if verdict == "ok":
@@ -199,20 +213,18 @@ class Store:
         """
         k = self.keys
         payload = json.dumps(data or {}, separators=(",", ":"), default=str)
-        out = await self._call(
-            "eval",
-            TRANSITION,
-            3,
-            k.job(job_id),
-            k.events(job_id),
-            k.queued,
-            ",".join(s.value for s in allowed),
-            event or "",
-            payload,
-            str(now()),
-            str(-1 if persist else self.retention_s if finish else 0),
-            done.model_dump_json() if done is not None else "",
-            *_encode_fields(fields),
+        out = await self._script(
+            "TRANSITION",
+            [k.job(job_id), k.events(job_id), k.queued],
+            [
+                ",".join(s.value for s in allowed),
+                event or "",
+                payload,
+                str(now()),
+                str(-1 if persist else self.retention_s if finish else 0),
+                done.model_dump_json() if done is not None else "",
+                *_encode_fields(fields),
+            ],
         )
         result = int(out)
         return None if result < 0 else result
@@ -221,16 +233,10 @@ class Store:
         """Append one event (and set ``fields``, e.g. the latest progress) atomically."""
         k = self.keys
         payload = json.dumps(data, separators=(",", ":"), default=str)
-        out = await self._call(
-            "eval",
-            APPEND,
-            2,
-            k.job(job_id),
-            k.events(job_id),
-            event,
-            payload,
-            str(now()),
-            *_encode_fields(fields),
+        out = await self._script(
+            "APPEND",
+            [k.job(job_id), k.events(job_id)],
+            [event, payload, str(now()), *_encode_fields(fields)],
         )
         return int(out)
 

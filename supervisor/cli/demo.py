@@ -140,8 +140,8 @@ async def _cancel_when_running(api: FleetApi, outcome: Outcome) -> None:
             return
         await asyncio.sleep(0.1)
     job = await api.cancel(outcome.id)
-    total = (job.get("progress") or {}).get("total") or "?"
-    outcome.note = f"cancelled while running, at step {done:g}/{total}"
+    total = (job.get("progress") or {}).get("total")
+    outcome.note = f"cancelled while running, at step {done:g}/{total or 0:g}"
 
 
 async def _submit(api: FleetApi, job: DemoJob) -> Outcome:

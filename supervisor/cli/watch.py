@@ -39,6 +39,26 @@ _LOG_LINES = 6
 _PLAIN_PROGRESS_EVERY_S = 1.0
 
 
+class MarkColumn(SpinnerColumn):
+    """A spinner while the job is live; its outcome once it ended."""
+
+    def render(self, task: Task) -> Text:
+        ended = task.fields.get("ended")
+        if ended:
+            return Text(*{"succeeded": ("✓", "green"), "cancelled": ("■", "magenta")}.get(
+                ended, ("✗", "red")))  # fmt: skip
+        return Text(str(super().render(task)))
+
+
+class EtaColumn(TimeRemainingColumn):
+    """Time left while running; time taken once the job ended (whatever its outcome)."""
+
+    def render(self, task: Task) -> Text:
+        if task.fields.get("ended"):
+            return Text(duration(task.elapsed), style="progress.elapsed")
+        return super().render(task)
+
+
 class RateColumn(ProgressColumn):
     """Steps per second, from rich's own moving window of updates."""
 
@@ -81,12 +101,12 @@ class Watch:
         self.views: dict[str, JobView] = {}
         self.logs: deque[Text] = deque(maxlen=_LOG_LINES)
         self.progress = Progress(
-            SpinnerColumn(finished_text="•"),
+            MarkColumn(),
             TextColumn("{task.description}", style="bold"),
             BarColumn(bar_width=28),
             TaskProgressColumn(),
             RateColumn(),
-            TimeRemainingColumn(compact=True, elapsed_when_finished=True),
+            EtaColumn(compact=True),
             TextColumn("{task.fields[status]}"),
             TextColumn("{task.fields[message]}", style="dim"),
             console=console,
@@ -97,7 +117,7 @@ class Watch:
     def add(self, job_id: str, label: str | None = None) -> JobView:
         view = JobView(job_id=job_id, label=label or job_id[:12])
         view.task = self.progress.add_task(
-            view.label, total=None, start=False, status=self._status(view), message=""
+            view.label, total=None, start=False, status=self._status(view), message="", ended=""
         )
         self.views[job_id] = view
         return view
@@ -194,6 +214,7 @@ class Watch:
         else:
             self._log(view, view.status, style)
         if view.task is not None:
+            self.progress.update(view.task, ended=view.status)
             self.progress.stop_task(view.task)
 
     def _update(self, view: JobView) -> None:

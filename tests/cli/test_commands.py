@@ -239,7 +239,8 @@ async def test_token_is_sent_as_bearer() -> None:
         seen.append(request.headers.get("authorization"))
         return httpx.Response(401, json={"error": {"code": "UNAUTHORIZED", "message": "no"}})
 
-    async with FleetApi("http://fleet", token="s3cret", transport=httpx.MockTransport(handler)) as api:
+    transport = httpx.MockTransport(handler)
+    async with FleetApi("http://fleet", token="s3cret", transport=transport) as api:
         with pytest.raises(Exception, match="UNAUTHORIZED: no"):
             await api.workers()
     assert seen == ["Bearer s3cret"]

@@ -1,0 +1,171 @@
+"""``fleet watch`` survives a dropped connection: it resumes with Last-Event-ID, and the
+events it prints have no gap and no duplicate.
+
+A TCP proxy between the CLI and the supervisor cuts the first event stream in the middle of
+an event (after its ``id:`` line, before the blank line that completes it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from typer.testing import CliRunner
+
+from supervisor.cli import app
+from supervisor.cli.http import parse_sse
+from tests.cli.conftest import CliFleet
+
+CUT_INSIDE_EVENT = 4
+
+
+@dataclass
+class Proxy:
+    upstream_port: int
+    requests: list[bytes] = field(default_factory=list)
+    cuts: int = 0
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+        head = await reader.readuntil(b"\r\n\r\n")
+        self.requests.append(head)
+        cut = b"/events" in head.split(b"\r\n")[0] and self.cuts == 0
+        if cut:
+            self.cuts += 1
+        up_writer.write(head)
+        await up_writer.drain()
+
+        async def client_to_upstream() -> None:
+            with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+                while data := await reader.read(65536):
+                    up_writer.write(data)
+                    await up_writer.drain()
+
+        pump = asyncio.create_task(client_to_upstream())
+        seen = b""
+        marker = f"id: {CUT_INSIDE_EVENT}\r\n".encode()
+        try:
+            while data := await up_reader.read(65536):
+                if cut:
+                    seen += data
+                    if marker in seen:  # forward up to the middle of that event, then drop
+                        end = seen.index(marker) + len(marker)
+                        already = len(seen) - len(data)
+                        writer.write(data[: max(0, end - already)])
+                        await writer.drain()
+                        writer.transport.abort()
+                        return
+                writer.write(data)
+                await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            pump.cancel()
+            up_writer.close()
+            writer.close()
+
+    def last_event_ids(self) -> list[str | None]:
+        out: list[str | None] = []
+        for head in self.requests:
+            if b"/events" not in head.split(b"\r\n")[0]:
+                continue
+            found = None
+            for line in head.decode().split("\r\n")[1:]:
+                name, _, value = line.partition(":")
+                if name.lower() == "last-event-id":
+                    found = value.strip()
+            out.append(found)
+        return out
+
+
+@contextlib.asynccontextmanager
+async def proxy_to(url: str) -> AsyncIterator[tuple[str, Proxy]]:
+    proxy = Proxy(int(url.rsplit(":", 1)[1]))
+    server = await asyncio.start_server(proxy.handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}", proxy
+    finally:
+        server.close()
+
+
+def _with_proxy(cli_fleet: CliFleet) -> tuple[str, Proxy, contextlib.AsyncExitStack]:
+    stack = contextlib.AsyncExitStack()
+
+    async def start() -> tuple[str, Proxy]:
+        return await stack.enter_async_context(proxy_to(cli_fleet.url))
+
+    url, proxy = cli_fleet.bg.run(start())
+    return url, proxy, stack
+
+
+def test_watch_json_resumes_without_gap_or_duplicate(cli_fleet: CliFleet) -> None:
+    job_id = cli_fleet.submit("progress", {"steps": 20, "delay_ms": 10})
+    url, proxy, stack = _with_proxy(cli_fleet)
+    try:
+        result = CliRunner().invoke(app, ["--url", url, "--json", "watch", job_id])
+    finally:
+        cli_fleet.bg.run(stack.aclose())
+    assert result.exit_code == 0, result.output
+    seqs = [json.loads(line)["seq"] for line in result.stdout.splitlines()]
+    assert seqs == list(range(1, len(seqs) + 1)), seqs  # no gap, no duplicate
+    assert len(seqs) >= 20 + 3  # queued, running, 20 progress, succeeded, done
+    assert proxy.cuts == 1
+    # The first stream died inside event 4: the watcher resumed after event 3, which it had.
+    assert proxy.last_event_ids() == [None, str(CUT_INSIDE_EVENT - 1)]
+
+
+def test_watch_human_output_survives_the_drop(cli_fleet: CliFleet) -> None:
+    job_id = cli_fleet.submit("progress", {"steps": 10, "delay_ms": 10})
+    url, _, stack = _with_proxy(cli_fleet)
+    try:
+        result = CliRunner().invoke(app, ["--url", url, "watch", job_id])
+    finally:
+        cli_fleet.bg.run(stack.aclose())
+    assert result.exit_code == 0, result.output
+    assert "connection lost" in result.stdout and "resuming after event 3" in result.stdout
+    assert result.stdout.count("100%  step 10/10") == 1
+    assert '"steps": 10' in result.stdout
+
+
+async def test_parse_sse_never_yields_a_partial_event() -> None:
+    async def lines() -> AsyncIterator[str]:
+        for line in [": ping", "id: 1", "event: status", "data: {}", "", "id: 2", "data: {"]:
+            yield line
+
+    events = [e async for e in parse_sse(lines())]
+    assert events == [{"id": "1", "event": "status", "data": "{}"}]
+
+
+def test_ctrl_c_detaches_without_cancelling(cli_fleet: CliFleet) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    job_id = cli_fleet.submit("sleep", {"seconds": 30, "steps": 60})
+    cli_fleet.wait_running(job_id)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLEET_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "supervisor", "--url", cli_fleet.url, "watch", job_id],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    try:
+        assert "running on" in proc.stdout.readline()  # following the live stream
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130
+    assert err.strip() == (
+        f"detached from job {job_id}; it keeps running "
+        f"(follow it: fleet watch {job_id}; stop it: fleet cancel {job_id})"
+    )
+    assert cli_fleet.job(job_id)["status"] == "running"
+    cli_fleet.http.post(f"/v1/jobs/{job_id}/cancel")
