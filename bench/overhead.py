@@ -31,6 +31,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 from fastmcp import Client, Context, FastMCP
 
@@ -108,12 +109,14 @@ async def direct(url: str, calls: int, concurrency: int) -> dict[str, float]:
 
 
 async def via_supervisor(base: str, calls: int, concurrency: int) -> dict[str, float]:
-    limits = httpx.Limits(max_connections=concurrency + 8, max_keepalive_connections=concurrency + 8)
-    async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as api:
+    # aiohttp as the submitting client: httpx's pool spends O(connections) CPU per request,
+    # which at 64 in flight would measure the load generator rather than the supervisor.
+    connector = aiohttp.TCPConnector(limit=concurrency + 8)
+    async with aiohttp.ClientSession(base, connector=connector) as api:
 
         async def one() -> None:
-            r = await api.post("/v1/jobs", params={"wait": 30}, json={"capability": "noop"})
-            body = r.json()
+            async with api.post("/v1/jobs?wait=30", json={"capability": "noop"}) as r:
+                body = await r.json()
             if body.get("status") != "succeeded":
                 raise RuntimeError(f"job did not succeed: {body}")
 

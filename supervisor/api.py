@@ -7,8 +7,8 @@ for the code → status table.
 from __future__ import annotations
 
 import asyncio
-import functools
 import contextlib
+import functools
 import hashlib
 import json
 import time
@@ -73,11 +73,12 @@ v1 = APIRouter(prefix="/v1", dependencies=[Depends(require_token)])
 
 
 def _job_body(job: Job) -> dict[str, Any]:
-    return job.model_dump(mode="json", exclude={"max_attempts", "timeout_s", "pinned_worker"}) | {
-        "max_attempts": job.max_attempts,
-        "timeout_s": job.timeout_s,
-        "pinned_worker": job.pinned_worker,
-    }
+    return job.model_dump(mode="json")
+
+
+def _job_response(job: Job, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    # Serialised by pydantic in one step: FastAPI's generic encoder costs more than the job.
+    return Response(job.model_dump_json(), status, headers, media_type="application/json")
 
 
 def _validation_details(exc: ValidationError, root: str = "") -> list[dict[str, Any]]:
@@ -169,6 +170,7 @@ async def _check_capability(svc: Services, body: JobSubmit) -> None:
 @v1.post(
     "/jobs",
     status_code=202,
+    response_model=Job,
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -178,11 +180,10 @@ async def _check_capability(svc: Services, body: JobSubmit) -> None:
 )
 async def submit_job(
     request: Request,
-    response: Response,
     svc: Svc,
     idempotency_key: Annotated[str | None, Header(alias=HEADER_IDEMPOTENCY_KEY)] = None,
     wait: Annotated[float, Query(ge=0, le=MAX_WAIT_S)] = 0,
-) -> dict[str, Any]:
+) -> Response:
     """Submit a job. 202 with the job; 200 with the first job on an idempotent replay.
 
     With ``?wait=S`` the answer waits until the job ends or S seconds pass (200 once ended):
@@ -218,15 +219,16 @@ async def submit_job(
             retry_after=max(1, min(30, exc.depth // 100 or 1)),
             details={"capability": body.capability, "depth": exc.depth},
         ) from exc
-    response.headers["Location"] = f"/v1/jobs/{saved.id}"
+    status = 202
+    headers = {"Location": f"/v1/jobs/{saved.id}"}
     if not created:
-        response.status_code = 200
-        response.headers["Idempotent-Replayed"] = "true"
+        status = 200
+        headers["Idempotent-Replayed"] = "true"
     if wait:
         saved = await _wait_terminal(svc, saved.id, wait)
         if saved.status.terminal:
-            response.status_code = 200
-    return _job_body(saved)
+            status = 200
+    return _job_response(saved, status, headers)
 
 
 @v1.get("/jobs")
@@ -273,13 +275,13 @@ async def _wait_terminal(svc: Services, job_id: str, seconds: float) -> Job:
     return job
 
 
-@v1.get("/jobs/{job_id}")
+@v1.get("/jobs/{job_id}", response_model=Job)
 async def get_job(
     job_id: str, svc: Svc, wait: Annotated[float, Query(ge=0, le=MAX_WAIT_S)] = 0
-) -> dict[str, Any]:
+) -> Response:
     """The job; with ``?wait=S``, long-poll until it ends or S seconds pass."""
     job = await _wait_terminal(svc, job_id, wait) if wait else await svc.store.get(job_id)
-    return _job_body(job)
+    return _job_response(job)
 
 
 @v1.get("/jobs/{job_id}/events", response_model=None)

@@ -186,8 +186,12 @@ async def run_demo(console: Console, *, quiet: bool, spawned: set[int]) -> DemoR
                 assert o.id is not None
                 watch.add(o.id, o.job.label)
             canceller = asyncio.create_task(_cancel_when_running(api, long_job))
-            finals = await watch.run()
-            await canceller
+            try:
+                finals = await watch.run()
+                await canceller
+            finally:  # interrupted: the canceller must not outlive the supervisor
+                canceller.cancel()
+                await asyncio.gather(canceller, return_exceptions=True)
             for o in outcomes:
                 o.body = finals.get(o.id or "") or o.body
                 o.status = (o.body or {}).get("status", o.status)

@@ -1,12 +1,13 @@
 """A real fleet for the CLI: an echo worker and a supervisor over HTTP, in a background thread.
 
 ``CliRunner`` calls the CLI synchronously (and the CLI runs its own event loop), so the
-servers live on another thread's loop; one fleet serves the whole CLI suite.
+servers live on another thread's loop; one fleet serves the whole CLI package.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 import threading
 from collections.abc import Awaitable, Callable, Iterator
@@ -83,19 +84,22 @@ class CliFleet:
         return result
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def bg() -> Iterator[BackgroundLoop]:
     loop = BackgroundLoop()
     yield loop
     loop.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def cli_fleet(bg: BackgroundLoop) -> Iterator[CliFleet]:
     import workers.echo
 
     # Server logs go to the real stderr: CliRunner swaps sys.stdout while a command runs,
     # and a log line from the server thread must not land in the command's output.
+    saved_structlog = structlog.get_config()
+    root = logging.getLogger()
+    saved_root = (root.level, list(root.handlers))
     configure_logging("json", "WARNING", stream=sys.__stderr__)
     stack = AsyncExitStack()
 
@@ -128,7 +132,9 @@ def cli_fleet(bg: BackgroundLoop) -> Iterator[CliFleet]:
     finally:
         http.close()
         bg.run(stack.aclose())
-        structlog.reset_defaults()
+        structlog.configure(**saved_structlog)  # other suites get their logging back
+        root.setLevel(saved_root[0])
+        root.handlers[:] = saved_root[1]
 
 
 Invoke = Callable[..., Any]
