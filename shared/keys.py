@@ -12,6 +12,7 @@ Data model (``{p}`` is the prefix, ``fleet`` by default):
 | ``{p}:idem:{key}``          | string | idempotency window       | job id first submitted with that key |
 | ``{p}:dead``                | zset   | permanent index          | dead-lettered job ids scored by time |
 | ``{p}:cancel``              | pubsub | n/a                      | job ids whose running call must stop |
+| ``{p}:changed``             | pubsub | n/a                      | job ids whose event log just grew (wakes watchers) |
 | ``{p}:worker:{name}``       | string | heartbeat × 3            | a worker's registration (JSON) |
 | ``{p}:wdone:{svc}:{key}``   | string | worker idempotency TTL   | a worker's stored result for an idempotency key |
 | ``{p}:wlock:{svc}:{key}``   | string | call timeout             | a worker's in-progress marker for that key |
@@ -66,6 +67,10 @@ class Keys:
     @property
     def cancel_channel(self) -> str:
         return f"{self.prefix}:cancel"
+
+    @property
+    def changed_channel(self) -> str:
+        return f"{self.prefix}:changed"
 
     def worker(self, name: str) -> str:
         return f"{self.prefix}:worker:{name}"

@@ -67,6 +67,7 @@ async def build_services(
             tasks = [
                 asyncio.create_task(registry.run(), name="registry"),
                 asyncio.create_task(dispatcher.run(), name="dispatcher"),
+                asyncio.create_task(store.listen_changes(), name="changes"),
             ]
 
             async def stop() -> None:

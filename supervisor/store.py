@@ -11,6 +11,7 @@ both. Key names come from :class:`shared.keys.Keys`; the layout is documented th
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
@@ -42,6 +43,9 @@ __all__ = ["QueueEntry", "Store", "open_store"]
 # Fields stored raw rather than JSON-encoded, because the Lua scripts read them.
 _RAW = {"status", "capability", "correlation_id", "cancel"}
 _JOB_FIELDS = tuple(Job.model_fields)
+
+MAX_BLOCK_MS = 2000
+"""Longest single blocking read; callers loop for longer waits."""
 
 QueueEntry = tuple[str, str]
 """(stream entry id, job id) of one dispatch-queue delivery."""
@@ -82,6 +86,7 @@ class Store:
         self.idempotency_ttl_s = idempotency_ttl_s
         self.consumer = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.embedded = not isinstance(client, aioredis.Redis)
+        self._signals = _Signals()
         self._embedded_scripts = EmbeddedScripts(client) if self.embedded else None
         self._scripts: dict[str, Any] = (
             {}
@@ -105,14 +110,44 @@ class Store:
         except OSError as exc:
             raise StoreUnavailable(f"store unavailable: {exc}") from exc
 
-    async def _script(self, name: str, keys: list[str], args: list[str]) -> Any:
-        """Run one of the atomic scripts: EVALSHA on Redis, in Python on the engine."""
+    async def _script(
+        self, name: str, keys: list[str], args: list[str], *, job_id: str | None = None
+    ) -> Any:
+        """Run one of the atomic scripts: EVALSHA on Redis, in Python on the engine; then
+        wake whoever watches ``job_id`` (here directly, elsewhere through ``changed``)."""
         try:
             if self._embedded_scripts is not None:
-                return await self._embedded_scripts.run(name, keys, args)
-            return await self._scripts[name](keys=keys, args=args)
+                out = await self._embedded_scripts.run(name, keys, args)
+            else:
+                out = await self._scripts[name](keys=keys, args=args)
+                if job_id is not None:
+                    await self._r.publish(self.keys.changed_channel, job_id)
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(f"store unavailable: {exc}") from exc
+        if job_id is not None:
+            self._signals.notify(job_id)
+        return out
+
+    async def listen_changes(self) -> None:
+        """Relay other replicas' ``changed`` messages to local watchers (Redis only)."""
+        if self.embedded:
+            return
+        while True:
+            pubsub = self._r.pubsub()
+            try:
+                await pubsub.subscribe(self.keys.changed_channel)
+                while True:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    if message and message.get("type") == "message":
+                        self._signals.notify(_s(message["data"]))
+            except (RedisError, OSError) as exc:
+                from shared import get_logger
+
+                get_logger("fleet.store").warning("store.changes_listener_failed", error=str(exc))
+                self._signals.notify_all()  # let watchers re-read rather than sleep blind
+                await asyncio.sleep(1.0)
+            finally:
+                await pubsub.aclose()
 
     async def ping(self) -> bool:
         try:
@@ -145,7 +180,8 @@ class Store:
         out = await self._script(
             "SUBMIT",
             [idem, k.job(job.id), k.jobs, k.queue, k.queued, k.events(job.id)],
-            [
+            job_id=job.id,
+            args=[
                 job.id,
                 "1" if job.idempotency_key else "0",
                 str(self.idempotency_ttl_s),
@@ -216,7 +252,8 @@ class Store:
         out = await self._script(
             "TRANSITION",
             [k.job(job_id), k.events(job_id), k.queued],
-            [
+            job_id=job_id,
+            args=[
                 ",".join(s.value for s in allowed),
                 event or "",
                 payload,
@@ -236,16 +273,37 @@ class Store:
         out = await self._script(
             "APPEND",
             [k.job(job_id), k.events(job_id)],
-            [event, payload, str(now()), *_encode_fields(fields)],
+            job_id=job_id,
+            args=[event, payload, str(now()), *_encode_fields(fields)],
         )
         return int(out)
 
     async def events(
         self, job_id: str, *, after: int = 0, block_ms: int | None = None, count: int = 500
     ) -> list[Event]:
-        """Events with ``seq > after``; with ``block_ms``, wait that long for the next one."""
+        """Events with ``seq > after``; with ``block_ms``, wait that long for the next one.
+
+        Waiting holds no connection: a watcher sleeps on an in-process signal, set by this
+        process's own writes and, across replicas, by the ``changed`` channel.
+        """
+        if not block_ms:
+            return await self._read_events(job_id, after, count)
+        signal = self._signals.acquire(job_id)
+        try:
+            events = await self._read_events(job_id, after, count)
+            if events:
+                return events
+            try:
+                await asyncio.wait_for(signal.wait(), block_ms / 1000)
+            except TimeoutError:
+                return []
+            return await self._read_events(job_id, after, count)
+        finally:
+            self._signals.release(job_id, signal)
+
+    async def _read_events(self, job_id: str, after: int, count: int) -> list[Event]:
         key = self.keys.events(job_id)
-        reply = await self._call("xread", {key: f"{after}-1"}, count=count, block=block_ms)
+        reply = await self._call("xread", {key: f"{after}-1"}, count=count)
         if not reply:
             return []
         entries = reply[0][1] if isinstance(reply, list) else next(iter(reply.values()))[0]
@@ -324,7 +382,7 @@ class Store:
             self.consumer,
             {self.keys.queue: ">"},
             count=count,
-            block=block_ms,
+            block=min(block_ms, MAX_BLOCK_MS),
         )
         if not reply:
             return []
@@ -416,6 +474,38 @@ class Store:
         return out
 
 
+class _Signals:
+    """One asyncio.Event per watched job, shared by its watchers, replaced once set."""
+
+    def __init__(self) -> None:
+        self._events: dict[str, tuple[asyncio.Event, int]] = {}
+
+    def acquire(self, job_id: str) -> asyncio.Event:
+        event, users = self._events.get(job_id, (None, 0))
+        if event is None:
+            event = asyncio.Event()
+        self._events[job_id] = (event, users + 1)
+        return event
+
+    def release(self, job_id: str, event: asyncio.Event) -> None:
+        current = self._events.get(job_id)
+        if current is not None and current[0] is event:
+            if current[1] <= 1:
+                del self._events[job_id]
+            else:
+                self._events[job_id] = (event, current[1] - 1)
+
+    def notify(self, job_id: str) -> None:
+        current = self._events.pop(job_id, None)
+        if current is not None:
+            current[0].set()
+
+    def notify_all(self) -> None:
+        events, self._events = self._events, {}
+        for event, _ in events.values():
+            event.set()
+
+
 class AdmissionFull(Exception):
     """The capability's queue is at its limit (the API turns this into 429)."""
 
@@ -431,6 +521,7 @@ async def open_store(
     *,
     retention_s: int = 7 * 86_400,
     idempotency_ttl_s: int = 86_400,
+    max_connections: int = 256,
 ) -> AsyncIterator[Store]:
     """Open the store named by ``url`` (``memory://`` or ``redis://...``)."""
     keys = keys or Keys()
@@ -440,7 +531,19 @@ async def open_store(
 
         client = BurnerRedis()
     elif url.startswith(("redis://", "rediss://", "unix://")):
-        client = aioredis.Redis.from_url(url, socket_connect_timeout=5, health_check_interval=30)
+        # Blocking reads are capped at MAX_BLOCK_MS, well inside the socket timeout, so a
+        # silent connection is detected and a long wait is a loop of short ones.
+        # A blocking pool: at the cap a command waits for a free connection instead of
+        # failing with "Too many connections" (the default pool's answer).
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=max_connections,
+            timeout=10,
+            socket_connect_timeout=5,
+            socket_timeout=10,
+            health_check_interval=30,
+        )
+        client = aioredis.Redis(connection_pool=pool)
     else:
         raise ValueError(f"unsupported store URL {url!r}: use memory:// or redis://host:port/db")
     store = Store(client, keys, retention_s=retention_s, idempotency_ttl_s=idempotency_ttl_s)

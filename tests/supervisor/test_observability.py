@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
 
 import pytest
+from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from shared import configure_tracing
@@ -27,11 +28,17 @@ async def test_metrics_after_jobs(fleet: Fleet) -> None:
     assert "fleet_worker_healthy{" in text and "fleet_worker_breaker_state{" in text
 
 
-@pytest.fixture(scope="module")
-def spans() -> InMemorySpanExporter:
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
     exporter = InMemorySpanExporter()
     configure_tracing("fleet-test", exporter=exporter)
-    return exporter
+    yield exporter
+    # OpenTelemetry sets its global provider once per process; put the no-op one back so
+    # later tests (which assert on trace ids they pass in) see an untraced process again.
+    from opentelemetry.util._once import Once
+
+    trace._TRACER_PROVIDER_SET_ONCE = Once()  # type: ignore[attr-defined]
+    trace._TRACER_PROVIDER = None  # type: ignore[attr-defined]
 
 
 @pytest.fixture
