@@ -54,6 +54,8 @@ class SupervisorSettings(_Base):
     lease_s: float = Field(default=15.0, gt=0)
     """A job held by a supervisor that stops renewing for this long is reclaimed by another."""
     probe_interval_s: float = Field(default=5.0, gt=0)
+    foreign_concurrency: int = Field(default=16, ge=1, le=95)
+    """Calls in flight allowed per tool on a plain MCP server that declares no limit."""
     breaker_threshold: int = Field(default=5, ge=1)
     breaker_reset_s: float = Field(default=10.0, gt=0)
     backoff_initial_s: float = Field(default=0.2, ge=0)

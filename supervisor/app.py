@@ -58,6 +58,7 @@ async def build_services(
             probe_interval_s=settings.probe_interval_s,
             breaker_threshold=settings.breaker_threshold,
             breaker_reset_s=settings.breaker_reset_s,
+            foreign_concurrency=settings.foreign_concurrency,
         )
         stack.push_async_callback(registry.aclose)
         metrics = Metrics()

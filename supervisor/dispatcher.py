@@ -15,6 +15,7 @@ error only when the worker marks it retryable.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import time
 from dataclasses import dataclass, field
@@ -103,7 +104,8 @@ class Dispatcher:
         self.caller = caller
         self.settings = settings
         self.metrics = metrics
-        self.router = Router(registry, caller.in_flight)
+        self.inflight: collections.Counter[tuple[str, str]] = collections.Counter()
+        self.router = Router(registry, lambda url, cap: self.inflight[(url, cap)])
         self.held: dict[str, _Held] = {}
         self._slot_freed = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -281,7 +283,7 @@ class Dispatcher:
             try:
                 async for attempt in retrying:
                     with attempt:
-                        target = first.pop() if first else self._choose(job, held)
+                        target = first.pop() if first else await self._choose(job, held)
                         result = await self._attempt(job, target, held)
             except _Ended:
                 return True
@@ -296,11 +298,16 @@ class Dispatcher:
         worker = self.registry.workers.get(str(exc.details.get("worker", "")))
         return worker.features if worker else []
 
-    def _choose(self, job: Job, held: _Held) -> WorkerState:
-        worker = self.router.choose(job.capability, pinned=job.pinned_worker, avoid=held.tried)
-        if worker is None:
-            raise NoWorker(f"no healthy worker serves {job.capability!r} right now")
-        return worker
+    async def _choose(self, job: Job, held: _Held) -> WorkerState:
+        """A worker for a retry; waits for a free slot up to the job's timeout."""
+        deadline = time.monotonic() + min(job.timeout_s, 60.0)
+        while True:
+            worker = self.router.choose(job.capability, pinned=job.pinned_worker, avoid=held.tried)
+            if worker is not None:
+                return worker
+            if time.monotonic() >= deadline:
+                raise NoWorker(f"no healthy worker serves {job.capability!r} right now")
+            await self.registry.wait_change(timeout=min(1.0, deadline - time.monotonic()))
 
     async def _wait_for_worker(self, job: Job, held: _Held) -> WorkerState | None:
         """Hold a queued job until a worker can take it (the job stays ``queued``)."""
@@ -360,6 +367,8 @@ class Dispatcher:
         span = trace.get_current_span()
         spec = worker.capabilities[job.capability]
         wrapped = bool(spec.output_schema and spec.output_schema.get("x-fastmcp-wrap-result"))
+        slot = (worker.url, job.capability)
+        self.inflight[slot] += 1
         try:
             result = await self.caller.call(
                 worker.url,
@@ -387,6 +396,9 @@ class Dispatcher:
             raise
         finally:
             call_headers.reset(token)
+            self.inflight[slot] -= 1
+            if not self.inflight[slot]:
+                del self.inflight[slot]
             await self.registry.notify()  # a slot freed: waiting jobs may go
         worker.breaker.success()
         self.metrics.attempts.labels(job.capability, "ok").inc()

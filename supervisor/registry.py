@@ -38,9 +38,6 @@ __all__ = ["Registry", "WorkerState"]
 
 log = get_logger("fleet.registry")
 
-FOREIGN_MAX_CONCURRENCY = 8
-"""Concurrency assumed for a server that does not declare one (plain MCP servers)."""
-
 
 @dataclass
 class WorkerState:
@@ -102,7 +99,9 @@ class Registry:
         breaker_threshold: int = 5,
         breaker_reset_s: float = 10.0,
         probe_timeout_s: float = 5.0,
+        foreign_concurrency: int = 16,
     ) -> None:
+        self.foreign_concurrency = foreign_concurrency
         self.caller = caller
         self.store = store
         self.static_urls = list(static_urls)
@@ -190,10 +189,10 @@ class Registry:
                 input_schema=dict(tool.input_schema or {}),
                 output_schema=dict(tool.output_schema) if tool.output_schema else None,
                 idempotent=bool(hints and hints.idempotent_hint),
-                max_concurrency=FOREIGN_MAX_CONCURRENCY,
+                max_concurrency=self.foreign_concurrency,
             )
         worker.capabilities = caps
-        worker.load = Load(in_flight=0, max_concurrency=FOREIGN_MAX_CONCURRENCY)
+        worker.load = Load(in_flight=0, max_concurrency=self.foreign_concurrency)
         info = self.caller.server_info(worker.url)
         if info and worker.source == "static":
             worker.name, worker.version = info

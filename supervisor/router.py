@@ -3,7 +3,8 @@
 A candidate is healthy, serves the capability, has its breaker available and, when the job
 pins a worker, is that worker (matched by name or URL). Among candidates the router samples
 two at random and keeps the less loaded ("power of two choices"), load being this
-supervisor's in-flight calls to it relative to the capability's declared ``max_concurrency``.
+supervisor's in-flight calls of that capability to it relative to the capability's declared
+``max_concurrency`` (workers limit each tool on its own).
 Workers already tried by this job are avoided while another candidate exists. A worker whose
 slots are all taken by us is skipped: the job waits for a slot instead of earning a ``BUSY``.
 """
@@ -19,7 +20,7 @@ __all__ = ["Router"]
 
 
 class Router:
-    def __init__(self, registry: Registry, in_flight: Callable[[str], int]) -> None:
+    def __init__(self, registry: Registry, in_flight: Callable[[str, str], int]) -> None:
         self.registry = registry
         self.in_flight = in_flight
         self._random = random.Random()
@@ -35,7 +36,7 @@ class Router:
 
     def load(self, worker: WorkerState, capability: str) -> float:
         limit = max(1, worker.capabilities[capability].max_concurrency)
-        return self.in_flight(worker.url) / limit
+        return self.in_flight(worker.url, capability) / limit
 
     def choose(
         self, capability: str, *, pinned: str | None = None, avoid: Collection[str] = ()
