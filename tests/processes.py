@@ -66,6 +66,10 @@ class Proc:
         self.log.close()
 
 
+def worker_env(**env: str) -> dict[str, str]:
+    return _env(env)
+
+
 @contextmanager
 def worker(name: str = "echo", **env: str) -> Iterator[Proc]:
     port = free_port()

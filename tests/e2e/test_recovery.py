@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import httpx
 import pytest
 
 from tests.helpers import wait_until_sync
-from tests.processes import start_supervisor, supervisor, worker
+from tests.processes import Proc, start_supervisor, supervisor, worker, worker_env
 
 pytestmark = pytest.mark.e2e
 
@@ -97,3 +98,48 @@ def test_supervisor_kill9_recovers_from_redis(redis_url: str, key_prefix: str) -
                 )
                 >= 2
             )
+
+
+def test_worker_token_is_presented_and_required() -> None:
+    with worker(FLEET_WORKER_TOKEN="s3cret") as w:
+        with supervisor(**FAST, FLEET_WORKERS=w.url, FLEET_WORKER_TOKEN="s3cret") as sup:
+            with httpx.Client(base_url=sup.url, timeout=30) as api:
+                wait_until_sync(lambda: workers_up(api, 1), timeout=20, message="worker up")
+                job = api.post("/v1/jobs?wait=20", json={"capability": "noop"}).json()
+                assert job["status"] == "succeeded", job
+        with supervisor(**FAST, FLEET_WORKERS=w.url) as sup, httpx.Client(base_url=sup.url) as api:
+            # without the token the worker refuses: it is never healthy here
+            wait_until_sync(
+                lambda: (ws := api.get("/v1/workers").json()["workers"]) and ws[0]["error"],
+                timeout=20,
+                message="probe error",
+            )
+            assert not api.get("/v1/workers").json()["workers"][0]["healthy"]
+
+
+def test_worker_restart_on_same_port_reconnects() -> None:
+    with worker() as w:
+        port = w.url.split(":")[2].split("/")[0]
+        with (
+            supervisor(**FAST, FLEET_WORKERS=w.url) as sup,
+            httpx.Client(base_url=sup.url, timeout=30) as api,
+        ):
+            wait_until_sync(lambda: workers_up(api, 1), timeout=20, message="worker up")
+            assert (
+                api.post("/v1/jobs?wait=20", json={"capability": "noop"}).json()["status"]
+                == "succeeded"
+            )
+            w.kill()
+            restarted = Proc(
+                [sys.executable, "-m", "workers.echo", "--host", "127.0.0.1", "--port", port],
+                worker_env(),
+                w.url,
+                w.health,
+            )
+            try:
+                restarted.wait_healthy()
+                for _ in range(3):
+                    job = api.post("/v1/jobs?wait=20", json={"capability": "noop"}).json()
+                    assert job["status"] == "succeeded", job
+            finally:
+                restarted.stop()
