@@ -23,7 +23,6 @@ import asyncio
 import json
 import os
 import socket
-import statistics
 import subprocess
 import sys
 import time
@@ -87,9 +86,8 @@ def wait_http(url: str, timeout: float = 30) -> None:
 
 
 def spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        args, cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    quiet = subprocess.DEVNULL
+    return subprocess.Popen(args, cwd=ROOT, env={**os.environ, **env}, stdout=quiet, stderr=quiet)
 
 
 # -- measurements -----------------------------------------------------------------------------
@@ -236,18 +234,32 @@ def main() -> None:
         "progress_lost": (p["sent"] - p["received"], p["sent"] == p["received"], "0"),
     }
     if args.json:
-        print(json.dumps({"direct": d, "supervisor": s, "progress": p,
-                          "verdicts": {k: {"value": v, "ok": ok, "target": t}
-                                       for k, (v, ok, t) in verdicts.items()}}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "direct": d,
+                    "supervisor": s,
+                    "progress": p,
+                    "verdicts": {
+                        k: {"value": v, "ok": ok, "target": t} for k, (v, ok, t) in verdicts.items()
+                    },
+                },
+                indent=2,
+            )
+        )
         return
-    print(f"store: {args.redis or 'memory://'}   cores: {os.cpu_count()}   calls: {args.calls} "
-          f"sequential, {args.calls * 4} at {args.concurrency} in flight\n")
+    print(
+        f"store: {args.redis or 'memory://'}   cores: {os.cpu_count()}   calls: {args.calls} "
+        f"sequential, {args.calls * 4} at {args.concurrency} in flight\n"
+    )
     print(f"{'':28}{'direct (1 client)':>20}{'via supervisor':>18}")
     print(f"{'latency p50 (ms)':28}{d['p50_ms']:>20.2f}{s['p50_ms']:>18.2f}")
     print(f"{'latency p99 (ms)':28}{d['p99_ms']:>20.2f}{s['p99_ms']:>18.2f}")
     print(f"{'throughput (calls/s)':28}{d['throughput']:>20.0f}{s['throughput']:>18.0f}")
-    print(f"\nprogress → SSE watcher: p50 {p['p50_ms']:.2f} ms, p99 {p['p99_ms']:.2f} ms, "
-          f"{p['received']}/{p['sent']} events\n")
+    print(
+        f"\nprogress → SSE watcher: p50 {p['p50_ms']:.2f} ms, p99 {p['p99_ms']:.2f} ms, "
+        f"{p['received']}/{p['sent']} events\n"
+    )
     for name, (value, ok, target) in verdicts.items():
         print(f"  {'PASS' if ok else 'MISS'}  {name:18} {value:8.2f}   target {target}")
 

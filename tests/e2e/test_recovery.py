@@ -102,11 +102,13 @@ def test_supervisor_kill9_recovers_from_redis(redis_url: str, key_prefix: str) -
 
 def test_worker_token_is_presented_and_required() -> None:
     with worker(FLEET_WORKER_TOKEN="s3cret") as w:
-        with supervisor(**FAST, FLEET_WORKERS=w.url, FLEET_WORKER_TOKEN="s3cret") as sup:
-            with httpx.Client(base_url=sup.url, timeout=30) as api:
-                wait_until_sync(lambda: workers_up(api, 1), timeout=20, message="worker up")
-                job = api.post("/v1/jobs?wait=20", json={"capability": "noop"}).json()
-                assert job["status"] == "succeeded", job
+        with (
+            supervisor(**FAST, FLEET_WORKERS=w.url, FLEET_WORKER_TOKEN="s3cret") as sup,
+            httpx.Client(base_url=sup.url, timeout=30) as api,
+        ):
+            wait_until_sync(lambda: workers_up(api, 1), timeout=20, message="worker up")
+            job = api.post("/v1/jobs?wait=20", json={"capability": "noop"}).json()
+            assert job["status"] == "succeeded", job
         with supervisor(**FAST, FLEET_WORKERS=w.url) as sup, httpx.Client(base_url=sup.url) as api:
             # without the token the worker refuses: it is never healthy here
             wait_until_sync(
