@@ -145,3 +145,10 @@ def test_worker_restart_on_same_port_reconnects() -> None:
                     assert job["status"] == "succeeded", job
             finally:
                 restarted.stop()
+
+
+def test_supervisor_stops_cleanly_on_sigterm() -> None:
+    proc = start_supervisor(**FAST).wait_healthy()
+    proc.p.terminate()
+    assert proc.p.wait(20) == 0
+    proc.stop()
