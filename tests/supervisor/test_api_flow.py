@@ -142,3 +142,30 @@ async def test_many_concurrent_jobs(any_fleet: Fleet) -> None:
     assert all(d["status"] == "succeeded" for d in done)
     workers = {d["result"]["worker"] for d in done}
     assert workers == {"w1", "w2"}  # both workers got work
+
+
+async def test_cancel_queued_job_takes_it_out_of_dispatch(fleet: Fleet) -> None:
+    w1 = fleet.seen["w1"]
+    running = [await fleet.submit("hold", worker="w1") for _ in range(8)]  # fills w1's 8 slots
+    await wait_until(lambda: len([c for c in w1.calls if c["tool"] == "hold"]) == 8)
+    queued = await fleet.submit("hold", worker="w1")
+    assert (await fleet.api.get(f"/v1/jobs/{queued['id']}")).json()["status"] == "queued"
+    r = await fleet.api.post(f"/v1/jobs/{queued['id']}/cancel")
+    assert r.status_code == 200 and r.json()["status"] == "cancelled"
+    w1.release.set()
+    for job in running:
+        assert (await fleet.wait(job["id"]))["status"] == "succeeded"
+    assert len([c for c in w1.calls if c["tool"] == "hold"]) == 8  # the cancelled one never ran
+    depth = (await fleet.api.get("/v1/queues")).json()["queues"].get("hold", 0)
+    assert depth == 0
+
+
+async def test_openapi_and_docs(fleet: Fleet) -> None:
+    spec = (await fleet.api.get("/openapi.json")).json()
+    for path in ("/v1/jobs", "/v1/jobs/{job_id}", "/v1/jobs/{job_id}/events",
+                 "/v1/jobs/{job_id}/cancel", "/v1/workers", "/v1/capabilities",
+                 "/v1/dead-letters", "/v1/dead-letters/{job_id}/redrive", "/healthz",
+                 "/readyz", "/metrics"):  # fmt: skip
+        assert path in spec["paths"], path
+    assert "capability" in str(spec["paths"]["/v1/jobs"]["post"]["requestBody"])
+    assert (await fleet.api.get("/docs")).status_code == 200
