@@ -225,7 +225,7 @@ async def submit_job(
         status = 200
         headers["Idempotent-Replayed"] = "true"
     if wait:
-        saved = await _wait_terminal(svc, saved.id, wait)
+        saved = await _wait_terminal(svc, saved.id, wait, known=saved if created else None)
         if saved.status.terminal:
             status = 200
     return _job_response(saved, status, headers)
@@ -258,10 +258,12 @@ async def list_jobs(
     }
 
 
-async def _wait_terminal(svc: Services, job_id: str, seconds: float) -> Job:
+async def _wait_terminal(
+    svc: Services, job_id: str, seconds: float, known: Job | None = None
+) -> Job:
     """The job once it ends (its ``done`` event carries it), or as it is when time is up."""
     deadline = time.monotonic() + seconds
-    job = await svc.store.get(job_id)
+    job = known or await svc.store.get(job_id)
     after = 0
     while not job.status.terminal:
         remaining = deadline - time.monotonic()

@@ -204,11 +204,11 @@ class Dispatcher:
     async def _handle(self, job_id: str, held: _Held) -> None:
         done = False
         try:
-            job = await self.store.get(job_id)
+            job, flags = await self.store.get_with_flags(job_id)
             with bind(job_id=job.id, correlation_id=job.correlation_id, capability=job.capability):
                 if job.status.terminal:
                     done = True
-                elif await self.store.flag(job_id, "cancel"):
+                elif flags.get("cancel"):
                     await self._finish(job, JobStatus.CANCELLED, error=_cancelled())
                     done = True
                 else:

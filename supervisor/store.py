@@ -119,9 +119,13 @@ class Store:
             if self._embedded_scripts is not None:
                 out = await self._embedded_scripts.run(name, keys, args)
             else:
-                out = await self._scripts[name](keys=keys, args=args)
-                if job_id is not None:
-                    await self._r.publish(self.keys.changed_channel, job_id)
+                if job_id is None:
+                    out = await self._scripts[name](keys=keys, args=args)
+                else:  # script and wake-up in one round trip
+                    pipe = self._r.pipeline(transaction=False)
+                    await self._scripts[name](keys=keys, args=args, client=pipe)
+                    pipe.publish(self.keys.changed_channel, job_id)
+                    out, _ = await pipe.execute()
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(f"store unavailable: {exc}") from exc
         if job_id is not None:
@@ -209,10 +213,15 @@ class Store:
         return existing, False
 
     async def get(self, job_id: str) -> Job:
+        return (await self.get_with_flags(job_id))[0]
+
+    async def get_with_flags(self, job_id: str) -> tuple[Job, dict[str, str]]:
+        """The job and its internal fields (``cancel``) in one read."""
         raw = await self._call("hgetall", self.keys.job(job_id))
         if not raw:
             raise JobNotFound(f"no job with id {job_id!r}", details={"job_id": job_id})
-        return self._decode_job(raw)
+        flags = {_s(k): _s(v) for k, v in raw.items() if _s(k) == "cancel"}
+        return self._decode_job(raw), flags
 
     @staticmethod
     def _decode_job(raw: dict[Any, Any]) -> Job:
@@ -417,8 +426,14 @@ class Store:
             )
 
     async def ack(self, entry_id: str) -> None:
-        await self._call("xack", self.keys.queue, DISPATCH_GROUP, entry_id)
-        await self._call("xdel", self.keys.queue, entry_id)
+        """Done with a delivery: acknowledge it and drop it from the stream."""
+        pipe = self._r.pipeline()
+        pipe.xack(self.keys.queue, DISPATCH_GROUP, entry_id)
+        pipe.xdel(self.keys.queue, entry_id)
+        try:
+            await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(f"store unavailable: {exc}") from exc
 
     async def enqueue(self, job_id: str) -> None:
         await self._call("xadd", self.keys.queue, {"job": job_id})
