@@ -4,6 +4,9 @@ Status, capability and correlation_id are stored raw in the job hash so these sc
 read them; every other field is JSON. Event-log entry ids are ``{seq}-1``.
 """
 
+import asyncio
+from typing import Any
+
 SUBMIT = """
 -- KEYS: idem, job, jobs, queue, queued, events
 -- ARGV: job_id, has_idem, idem_ttl, queue_limit, capability, created_at, event_data, corr, pairs...
@@ -86,8 +89,6 @@ return seq
 # scripts' logic runs here under an asyncio.Lock with the same atomicity. The store contract
 # suite runs against both versions.
 
-import asyncio  # noqa: E402
-from typing import Any  # noqa: E402
 
 
 def _text(value: Any) -> str:
