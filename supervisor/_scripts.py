@@ -90,7 +90,6 @@ return seq
 # suite runs against both versions.
 
 
-
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
