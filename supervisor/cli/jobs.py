@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -231,30 +232,37 @@ def cancel(
         st.out.print(f"cancelling {job_id} (still {job.get('status')})", markup=False)
 
 
+def _show(
+    ctx: typer.Context,
+    json_out: bool,
+    key: str,
+    fetch: Callable[[Any], Any],
+    empty: str,
+    render: Callable[[Any], Any],
+) -> None:
+    """A listing: ``{key: items}`` as JSON, a note on stderr when empty, else a table."""
+    st = state(ctx)
+    items = run_api(st, fetch)
+    if st.wants_json(json_out):
+        print_json({key: items})
+    elif not items:
+        st.err.print(empty, markup=False)
+    else:
+        st.out.print(render(items))
+
+
 @app.command()
 def workers(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     """Workers the supervisor knows: health, load, breaker, capabilities."""
-    st = state(ctx)
-    found = run_api(st, lambda api: api.workers())
-    if st.wants_json(json_out):
-        print_json({"workers": found})
-    elif not found:
-        st.err.print("no workers (start one: fleet worker echo)", markup=False)
-    else:
-        st.out.print(workers_table(found))
+    _show(ctx, json_out, "workers", lambda api: api.workers(),
+          "no workers (start one: fleet worker echo)", workers_table)  # fmt: skip
 
 
 @app.command()
 def capabilities(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     """The merged capability catalog and which workers serve each."""
-    st = state(ctx)
-    caps = run_api(st, lambda api: api.capabilities())
-    if st.wants_json(json_out):
-        print_json({"capabilities": caps})
-    elif not caps:
-        st.err.print("no capabilities (no healthy workers yet)", markup=False)
-    else:
-        st.out.print(capabilities_table(caps))
+    _show(ctx, json_out, "capabilities", lambda api: api.capabilities(),
+          "no capabilities (no healthy workers yet)", capabilities_table)  # fmt: skip
 
 
 @app.command("dead-letters")
@@ -264,14 +272,8 @@ def dead_letters(
     json_out: JsonOpt = False,
 ) -> None:
     """Failed jobs waiting for a look (re-drive one with fleet redrive JOB_ID)."""
-    st = state(ctx)
-    found = run_api(st, lambda api: api.dead_letters(limit))
-    if st.wants_json(json_out):
-        print_json({"jobs": found})
-    elif not found:
-        st.err.print("no dead letters", markup=False)
-    else:
-        st.out.print(jobs_table(found, title="dead letters"))
+    _show(ctx, json_out, "jobs", lambda api: api.dead_letters(limit), "no dead letters",
+          lambda found: jobs_table(found, title="dead letters"))  # fmt: skip
 
 
 @app.command()
