@@ -6,37 +6,16 @@ the worker gets streamable HTTP at ``/mcp`` with progress, ``/health`` and ``/re
 line, per-tool concurrency limits answering ``BUSY``, idempotency keys, structured
 validation errors, cooperative cancellation, Redis self-registration and graceful shutdown.
 
-Example — the whole of ``workers/examples_hello.py`` (run it with
-``python -m workers.examples_hello --port 8710``)::
-
-    from typing import Annotated
-
-    from pydantic import Field
-
-    from workers.kit import Context, ProgressReporter, Toolset, Worker, WorkerSettings, main
+Example (the full, tested version is ``workers/examples_hello.py``)::
 
     tools = Toolset()
 
+    @tools.tool(idempotent=True, estimated_duration_ms=5)
+    async def greet(name: str, ctx: Context) -> dict[str, str]:
+        '''Greet someone; needs a name; returns {"greeting": "..."}.'''
+        return {"greeting": f"Hello, {name}!"}
 
-    @tools.tool(idempotent=True, read_only=True, estimated_duration_ms=5)
-    async def greet(
-        name: Annotated[str, Field(max_length=100, pattern=r"\\S")],
-        ctx: Context,
-        times: Annotated[int, Field(ge=1, le=10)] = 1,
-    ) -> dict[str, str]:
-        '''Greet someone. ... returns {"greeting": "..."}.'''
-        progress = ProgressReporter(ctx, total=times)
-        for _ in range(times):
-            await progress.step(message=f"greeted {name}")
-        return {"greeting": " ".join([f"Hello, {name.strip()}!"] * times)}
-
-
-    def build(settings: WorkerSettings | None = None) -> Worker:
-        return Worker("hello", tools=tools, settings=settings, version="1.0.0")
-
-
-    if __name__ == "__main__":
-        main(build, prog="python -m workers.examples_hello")
+    main(lambda settings: Worker("hello", tools=tools, settings=settings))
 
 Error codes are in :mod:`workers.kit.errors`; meaning checks in :mod:`workers.kit.validation`.
 """
