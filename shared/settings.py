@@ -6,10 +6,10 @@ Nothing here is read at import time.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = ["ClientSettings", "LogFormat", "SupervisorSettings", "WorkerSettings", "split_csv"]
 
@@ -36,7 +36,8 @@ class SupervisorSettings(_Base):
     port: int = Field(default=8700, ge=0, le=65535)
     redis_url: str = "memory://"
     workers: str = ""
-    """Comma-separated worker MCP URLs (``http://host:port/mcp``)."""
+    """Comma-separated worker MCP URLs (``http://host:port/mcp``), each optionally named
+    ``service=URL`` (the service name then qualifies its capabilities: ``service.tool``)."""
     api_tokens: str = ""
     """Comma-separated bearer tokens. Empty: no auth, loopback binds only."""
     insecure: bool = False
@@ -54,6 +55,9 @@ class SupervisorSettings(_Base):
     lease_s: float = Field(default=15.0, gt=0)
     """A job held by a supervisor that stops renewing for this long is reclaimed by another."""
     probe_interval_s: float = Field(default=5.0, gt=0)
+    probe_failures_to_down: int = Field(default=2, ge=1, le=100)
+    """Consecutive failed probes before a worker that was up is marked down (one failed probe
+    is often a blip; a refused connection during a call marks it down at once)."""
     foreign_concurrency: int = Field(default=16, ge=1, le=95)
     """Calls in flight allowed per tool on a plain MCP server that declares no limit."""
     breaker_threshold: int = Field(default=5, ge=1)
@@ -89,6 +93,18 @@ class WorkerSettings(_Base):
     heartbeat_s: float = Field(default=5.0, gt=0)
     grace_s: float = Field(default=10.0, ge=0)
     idempotency_ttl_s: int = Field(default=86_400, ge=1)
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Comma-separated extra names a request's ``Host`` may carry (any port; ``*`` globs, e.g.
+    ``*.internal``). Loopback names, the bind host and the ``advertise_url`` host are always
+    allowed; any other ``Host`` gets 421 (DNS-rebinding protection)."""
+    allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Comma-separated extra browser origins (``https://app.example``, ``http://dash:*``). A
+    request without ``Origin`` passes; loopback and same-origin ones pass; others get 403."""
+
+    @field_validator("allowed_hosts", "allowed_origins", mode="before")
+    @classmethod
+    def _csv(cls, value: str | list[str] | None) -> list[str]:
+        return split_csv(value)
 
     @field_validator("redis_url")
     @classmethod

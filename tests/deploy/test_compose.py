@@ -24,9 +24,11 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from shared.settings import WorkerSettings
 from supervisor.cli import app
 from tests.helpers import wait_until_sync
 from tests.servers import free_port
+from workers.kit.hosts import allowed_hosts
 
 ROOT = Path(__file__).resolve().parents[2]
 FLEET_SERVICES = ("supervisor", "worker-data", "worker-text")
@@ -69,6 +71,30 @@ def test_compose_structure(compose: dict[str, Any]) -> None:
     mount = services["otel-collector"]["volumes"][0].split(":")
     assert (ROOT / mount[0]).is_file()
     assert services["jaeger"]["environment"]["COLLECTOR_OTLP_ENABLED"] == "true"
+
+
+def test_workers_allow_every_host_name_they_are_called_by(
+    compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Host allowlist covers the healthcheck, the advertised address and the service name."""
+    container_ip = "172.18.0.5"
+    for name in ("worker-data", "worker-text"):
+        service = compose["services"][name]
+        for key, value in service["environment"].items():
+            if key.startswith("FLEET_"):
+                monkeypatch.setenv(key, _interpolate(str(value)))
+        settings = WorkerSettings()
+        command = _interpolate(service["command"][2]).replace(CONTAINER_ADDRESS, container_ip)
+        advertise = re.search(r"FLEET_ADVERTISE_URL=(\S+)", command)
+        bind = re.search(r"--host (\S+)", command)
+        assert advertise and bind
+        hosts = allowed_hosts(
+            settings.allowed_hosts, advertise_url=advertise.group(1), bind_host=bind.group(1)
+        )
+        probe = re.search(r"http://([^:/]+)", service["healthcheck"]["test"][-1])
+        assert probe and probe.group(1) == "127.0.0.1"
+        assert {name, container_ip, "127.0.0.1", "localhost"} <= set(hosts), name
+        assert "*" not in hosts and "0.0.0.0" not in hosts
 
 
 def test_collector_pipeline_is_wired(compose: dict[str, Any]) -> None:
@@ -236,6 +262,12 @@ def test_services_start_pass_healthchecks_and_self_register(
         return urls == expected
 
     wait_until_sync(registered, timeout=30, interval=0.2, message="workers self-registered")
+    for name in ("worker-data", "worker-text"):  # called by service name, as inside compose
+        mcp = f"http://127.0.0.1:{host_fleet[name].port}/mcp"
+        by_name = _initialize(mcp, host=f"{name}:8701")
+        assert by_name.status_code == 200, by_name.text
+        refused = _initialize(mcp, host="evil.example:8701")
+        assert refused.status_code == 421 and refused.json()["error"]["code"] == "HOST_NOT_ALLOWED"
     runner = CliRunner()
     for capability, payload in (
         ("summarize", '{"text": "One sentence here. Another one there.", "max_sentences": 1}'),
@@ -243,3 +275,18 @@ def test_services_start_pass_healthchecks_and_self_register(
     ):
         result = runner.invoke(app, ["--url", url, "submit", capability, "-i", payload, "--watch"])
         assert result.exit_code == 0, result.output
+
+
+def _initialize(url: str, *, host: str) -> httpx.Response:
+    body = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-11-25",
+            "capabilities": {},
+            "clientInfo": {"name": "compose-test", "version": "0"},
+        },
+    }
+    headers = {"Host": host, "Accept": "application/json, text/event-stream"}
+    return httpx.post(url, json=body, headers=headers, timeout=5)

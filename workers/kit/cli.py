@@ -31,6 +31,8 @@ _FLAGS: dict[str, dict[str, Any]] = {
     "redis_url": {"help": "Redis for shared idempotency and self-registration"},
     "advertise_url": {"help": "MCP URL supervisors should call (turns on registration)"},
     "worker_token": {"help": "require 'Authorization: Bearer <token>' on /mcp (prefer env)"},
+    "allowed_hosts": {"help": "extra comma-separated Host names to accept (loopback always)"},
+    "allowed_origins": {"help": "extra comma-separated browser origins to accept"},
     "key_prefix": {"help": "Redis key prefix (default 'fleet')"},
     "heartbeat_s": {"type": float, "help": "registration heartbeat interval"},
     "grace_s": {"type": float, "help": "seconds in-flight calls get on shutdown"},

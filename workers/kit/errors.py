@@ -14,6 +14,8 @@ Codes the kit itself sends (tools add their own, documented in their description
     INVALID_INPUT                    the arguments fail the schema or a meaning check (``field``)
     TOO_LARGE                        an input exceeds a size limit (``field``)
     UNAUTHORIZED                     missing or wrong worker token (HTTP 401 before MCP)
+    HOST_NOT_ALLOWED                 the ``Host`` header is not on the allowlist (HTTP 421)
+    ORIGIN_NOT_ALLOWED               the ``Origin`` header is not on the allowlist (HTTP 403)
     IDEMPOTENCY_CONFLICT             the idempotency key was used with different arguments
     INTERNAL                         an unexpected failure; details are only in the worker log
 """
@@ -30,9 +32,11 @@ from shared.protocol import encode_tool_error
 
 __all__ = [
     "BUSY",
+    "HOST_NOT_ALLOWED",
     "IDEMPOTENCY_CONFLICT",
     "INTERNAL",
     "INVALID_INPUT",
+    "ORIGIN_NOT_ALLOWED",
     "SHUTTING_DOWN",
     "TOO_LARGE",
     "UNAUTHORIZED",
@@ -52,6 +56,8 @@ TOO_LARGE = "TOO_LARGE"
 UNAUTHORIZED = "UNAUTHORIZED"
 IDEMPOTENCY_CONFLICT = "IDEMPOTENCY_CONFLICT"
 INTERNAL = "INTERNAL"
+HOST_NOT_ALLOWED = "HOST_NOT_ALLOWED"
+ORIGIN_NOT_ALLOWED = "ORIGIN_NOT_ALLOWED"
 
 
 def tool_error(

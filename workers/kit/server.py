@@ -39,16 +39,25 @@ from workers.kit.auth import BearerTokenMiddleware
 from workers.kit.capabilities import CAPABILITIES_DESCRIPTION, CapabilityCatalog
 from workers.kit.concurrency import LoadTracker
 from workers.kit.health import HealthMonitor
+from workers.kit.hosts import HostOriginMiddleware, allowed_hosts
 from workers.kit.idempotency import MemoryIdempotency, RedisIdempotency
 from workers.kit.middleware import KitMiddleware, Runtime
 from workers.kit.registration import registered
 from workers.kit.toolset import Toolset
 
-__all__ = ["DEFAULT_MAX_REQUEST_BYTES", "MCP_PATH", "Worker"]
+__all__ = ["DEFAULT_MAX_REQUEST_BYTES", "KEEP_ALIVE_S", "MCP_PATH", "Worker"]
 
 MCP_PATH = "/mcp"
 DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024
 """The MCP SDK refuses request bodies over 4 MiB (HTTP 413); 100,000 records need more."""
+KEEP_ALIVE_S = 75
+"""Seconds an idle HTTP connection stays open (uvicorn's default is 5).
+
+Supervisors probe every 5 s and keep their connections alive between probes; had the worker
+also closed idle connections after 5 s, a probe could be sent on a connection the worker is
+closing at that instant and fail. 75 s, the common load-balancer figure, outlasts any probe
+period and client keep-alive expiry (httpx: 5 s), so the client always closes first.
+"""
 _OPEN_PATHS = frozenset({"/health", "/ready"})
 _log = get_logger("workers.kit")
 
@@ -177,9 +186,20 @@ class Worker:
                 stack.callback(restore)
             yield {}
 
-    def http_app(self) -> Starlette:
-        """The ASGI app: MCP at ``/mcp`` (streaming responses), ``/health``, ``/ready``."""
-        middleware = []
+    def http_app(self, *, bind_host: str | None = None) -> Starlette:
+        """The ASGI app: MCP at ``/mcp`` (streaming responses), ``/health``, ``/ready``.
+
+        Every path checks ``Host`` and ``Origin`` first (:mod:`workers.kit.hosts`);
+        ``bind_host`` (default ``settings.host``) is allowed when it is not a wildcard.
+        """
+        hosts = allowed_hosts(
+            self.settings.allowed_hosts,
+            advertise_url=self.settings.advertise_url,
+            bind_host=self.settings.host if bind_host is None else bind_host,
+        )
+        middleware = [
+            AsgiMiddleware(HostOriginMiddleware, hosts=hosts, origins=self.settings.allowed_origins)
+        ]
         if self.settings.worker_token:
             middleware.append(
                 AsgiMiddleware(
@@ -188,9 +208,15 @@ class Worker:
                     open_paths=_OPEN_PATHS,
                 )
             )
-        # Never json_response=True: it drops progress and cancellation.
+        # Never json_response=True: it drops progress and cancellation. FastMCP's own
+        # Host/Origin guard stays off (FASTMCP_HTTP_HOST_ORIGIN_PROTECTION must not add a
+        # second allowlist with plain-text refusals): HostOriginMiddleware runs it for us.
         return self.server.http_app(
-            path=MCP_PATH, transport="http", json_response=False, middleware=middleware
+            path=MCP_PATH,
+            transport="http",
+            json_response=False,
+            middleware=middleware,
+            host_origin_protection=False,
         )
 
     def request_shutdown(self, *, grace_s: float | None = None) -> None:
@@ -215,7 +241,7 @@ class Worker:
         self.runtime.draining = self.runtime.shutdown_cancel = False
         self._grace_s = self.settings.grace_s
         config = uvicorn.Config(
-            self.http_app(),
+            self.http_app(bind_host=host or self.settings.host),
             host=host or self.settings.host,
             port=self.settings.port if port is None else port,
             lifespan="on",
@@ -223,6 +249,7 @@ class Worker:
             access_log=False,
             ws="none",
             timeout_graceful_shutdown=3,
+            timeout_keep_alive=KEEP_ALIVE_S,
         )
         server = _Server(config)
         serving = asyncio.create_task(server.serve(sockets=sockets))
