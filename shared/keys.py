@@ -15,7 +15,7 @@ Data model (``{p}`` is the prefix, ``fleet`` by default):
 | ``{p}:changed``             | pubsub | n/a                      | job ids whose event log just grew (wakes watchers) |
 | ``{p}:worker:{name}``       | string | heartbeat × 3            | a worker's registration (JSON) |
 | ``{p}:wdone:{svc}:{key}``   | string | worker idempotency TTL   | a worker's stored result for an idempotency key |
-| ``{p}:wlock:{svc}:{key}``   | string | call timeout             | a worker's in-progress marker for that key |
+| ``{p}:wlock:{svc}:{key}``   | string | 5 s, renewed every 1.5 s | a worker's in-progress marker for that key |
 
 Indexes (``jobs``, ``dead``) are trimmed of ids whose record has expired when read.
 """

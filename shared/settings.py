@@ -50,6 +50,9 @@ class SupervisorSettings(_Base):
     default_max_attempts: int = Field(default=3, ge=1, le=20)
     concurrency: int = Field(default=256, ge=1)
     """Jobs one supervisor process runs at once."""
+    waiting_limit: int = Field(default=4096, ge=0)
+    """Jobs one supervisor holds while they wait for a worker of their capability; they hold
+    no slot of ``concurrency``, so a busy capability never blocks an idle one."""
     client_max_in_flight: int = Field(default=64, ge=1, le=95)
     """Calls in flight per pooled worker client (below httpx's 100-connection limit)."""
     lease_s: float = Field(default=15.0, gt=0)
@@ -93,6 +96,12 @@ class WorkerSettings(_Base):
     heartbeat_s: float = Field(default=5.0, gt=0)
     grace_s: float = Field(default=10.0, ge=0)
     idempotency_ttl_s: int = Field(default=86_400, ge=1)
+    idempotency_cache_bytes: int = Field(default=64 * 1024 * 1024, ge=0)
+    """Total size of the results the in-process store (no ``redis_url``) keeps for replay;
+    past it the least recently used go first."""
+    idempotency_max_result_bytes: int = Field(default=8 * 1024 * 1024, ge=0)
+    """A result larger than this is not stored (either store), so a duplicate of that call
+    runs again."""
     allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """Comma-separated extra names a request's ``Host`` may carry (any port; ``*`` globs, e.g.
     ``*.internal``). Loopback names, the bind host and the ``advertise_url`` host are always

@@ -23,6 +23,7 @@ from tests.helpers import wait_until
 from tests.workers.conftest import LogLines
 from workers import echo, examples_hello
 from workers.kit import Context, Toolset, Worker
+from workers.kit.idempotency import MemoryIdempotency
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 TRACEPARENT = f"00-{TRACE_ID}-b7ad6b7169203331-01"
@@ -197,6 +198,41 @@ async def test_concurrent_duplicates_wait_for_the_first_call() -> None:
         results = await asyncio.gather(*calls)
     assert runs == 1
     assert all(r.data == {"x": 1, "run": 1} for r in results)
+
+
+async def test_the_result_cache_is_bounded_in_bytes_least_recently_used_first(
+    logs: LogLines,
+) -> None:
+    runs = 0
+    tools = Toolset()
+
+    @tools.tool()
+    async def blob(size: int) -> dict[str, Any]:
+        """A result of about ``size`` bytes (stored twice: as text and as structured)."""
+        nonlocal runs
+        runs += 1
+        return {"run": runs, "data": "x" * size}
+
+    # One 10 kB result costs ~20 kB: two fit in 50 kB, three do not.
+    worker = Worker("blobs", tools=tools, settings=settings(idempotency_cache_bytes=50_000))
+    store = worker.runtime.idempotency
+    assert isinstance(store, MemoryIdempotency)
+    async with Client(worker.server) as client:
+
+        async def run(key: str, size: int = 10_000) -> int:
+            meta = {META_IDEMPOTENCY_KEY: key}
+            result = await client.call_tool("blob", {"size": size}, meta=meta)
+            return int(result.data["run"])
+
+        assert [await run("a"), await run("b"), await run("a")] == [1, 2, 1]
+        assert await run("c") == 3  # evicts b, the least recently used (a was just replayed)
+        assert len(store) == 2 and store.bytes <= 50_000
+        assert [await run("a"), await run("b")] == [1, 4]
+        assert [await run("huge", 30_000), await run("huge", 30_000)] == [5, 6]
+        assert len(store) == 2 and store.bytes <= 50_000  # the oversize one evicted nothing
+    skipped = logs.events("idempotency.result_not_stored")
+    assert len(skipped) == 2
+    assert all(e["limit_bytes"] == 50_000 < e["bytes"] for e in skipped)
 
 
 async def test_failures_are_not_stored_and_key_reuse_with_other_arguments_conflicts() -> None:

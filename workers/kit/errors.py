@@ -10,7 +10,8 @@ Codes the kit itself sends (tools add their own, documented in their description
 
     BUSY                  retryable  the tool's concurrency limit is reached; try later/elsewhere
     SHUTTING_DOWN         retryable  the worker is draining; try another replica
-    UNAVAILABLE           retryable  a dependency (Redis for idempotency) is unreachable
+    UNAVAILABLE           retryable  a dependency (Redis for idempotency) is unreachable, or the
+                                     call lost its idempotency lock to a replica (after a stall)
     INVALID_INPUT                    the arguments fail the schema or a meaning check (``field``)
     TOO_LARGE                        an input exceeds a size limit (``field``)
     UNAUTHORIZED                     missing or wrong worker token (HTTP 401 before MCP)

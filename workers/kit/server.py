@@ -40,7 +40,7 @@ from workers.kit.capabilities import CAPABILITIES_DESCRIPTION, CapabilityCatalog
 from workers.kit.concurrency import LoadTracker
 from workers.kit.health import HealthMonitor
 from workers.kit.hosts import HostOriginMiddleware, allowed_hosts
-from workers.kit.idempotency import MemoryIdempotency, RedisIdempotency
+from workers.kit.idempotency import LOCK_TTL_S, MemoryIdempotency, RedisIdempotency
 from workers.kit.middleware import KitMiddleware, Runtime
 from workers.kit.registration import registered
 from workers.kit.toolset import Toolset
@@ -86,7 +86,7 @@ class Worker:
         version: str = "0.1.0",
         instructions: str | None = None,
         features: Sequence[str] = (),
-        lock_ttl_s: float = 60.0,
+        lock_ttl_s: float = LOCK_TTL_S,
         max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
     ) -> None:
         self.settings = settings if settings is not None else WorkerSettings()
@@ -105,7 +105,11 @@ class Worker:
             service=self.name,
             specs={s.name: s for s in specs},
             tracker=tracker,
-            idempotency=MemoryIdempotency(self.settings.idempotency_ttl_s),
+            idempotency=MemoryIdempotency(
+                self.settings.idempotency_ttl_s,
+                max_bytes=self.settings.idempotency_cache_bytes,
+                max_result_bytes=self.settings.idempotency_max_result_bytes,
+            ),
         )
         self.health = HealthMonitor(self.runtime, redis_configured=bool(self.settings.redis_url))
         self.server: FastMCP[Any] = FastMCP(
@@ -177,6 +181,7 @@ class Worker:
                     self.name,
                     ttl_s=self.settings.idempotency_ttl_s,
                     lock_ttl_s=self._lock_ttl_s,
+                    max_result_bytes=self.settings.idempotency_max_result_bytes,
                 )
 
                 def restore() -> None:
