@@ -16,11 +16,22 @@
     ├── AdmissionRefused            429 QUEUE_FULL (carries retry_after)
     ├── StoreUnavailable            503 STORE_UNAVAILABLE
     └── WorkerCallError             502 (never sent as an HTTP error: ends up in job.error)
-        ├── WorkerBusy              BUSY          retryable
-        ├── WorkerUnreachable       UNREACHABLE   retryable (never delivered)
-        ├── WorkerTimeout           TIMEOUT       retryable if the capability is idempotent
-        ├── WorkerDropped           DROPPED       retryable if the capability is idempotent
-        └── ToolFailed              <worker code> permanent unless the worker says retryable
+        ├── WorkerBusy              BUSY          never delivered; retryable
+        ├── WorkerUnreachable       UNREACHABLE   never delivered; retryable
+        ├── WorkerRefused           REFUSED       never delivered (an HTTP 4xx or a protocol
+        │                                         refusal before the tool ran); retryable
+        ├── WorkerTimeout           TIMEOUT       possibly delivered
+        ├── WorkerDropped           DROPPED       possibly delivered (the answer stopped short)
+        ├── WorkerBadResponse       BAD_RESPONSE  possibly delivered (not a JSON-RPC answer:
+        │                                         an HTML page, a gateway's {"message"} ...)
+        ├── WorkerHttpError         HTTP_ERROR    possibly delivered (a 5xx status)
+        └── ToolFailed              <worker code> the tool ran and failed; permanent unless
+                                                  the worker says retryable
+
+Every :class:`WorkerCallError` says whether the call may have reached the tool
+(``delivered``): a *never delivered* failure is safe to retry anywhere; a *possibly delivered*
+one is retried only when the capability is idempotent or the worker de-duplicates. The job's
+``error.details.delivery`` shows it (``never`` / ``possibly``).
 
 The HTTP body of an error is ``{"error": {"code", "message", "details"}}`` (:meth:`to_body`).
 """
@@ -46,9 +57,12 @@ __all__ = [
     "Unauthorized",
     "UnknownCapability",
     "ValidationFailed",
+    "WorkerBadResponse",
     "WorkerBusy",
     "WorkerCallError",
     "WorkerDropped",
+    "WorkerHttpError",
+    "WorkerRefused",
     "WorkerTimeout",
     "WorkerUnreachable",
 ]
@@ -148,11 +162,18 @@ class StoreUnavailable(FleetError):
 
 
 class WorkerCallError(FleetError):
-    """A call to a worker failed. ``retryable`` says whether another attempt is safe."""
+    """A call to a worker failed.
+
+    ``delivered``: the call may have reached the tool (False: it certainly did not).
+    ``retryable``: for a never-delivered failure, whether another attempt can help; for a
+    tool's own failure, what the worker said. A possibly delivered transport failure is
+    retried by the dispatcher's rule (idempotent capability or de-duplicating worker).
+    """
 
     code = "WORKER_ERROR"
     status = 502
     retryable: bool = False
+    delivered: bool = True
 
     def __init__(
         self,
@@ -160,6 +181,7 @@ class WorkerCallError(FleetError):
         *,
         code: str | None = None,
         retryable: bool | None = None,
+        delivered: bool | None = None,
         details: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message, details=details)
@@ -167,16 +189,27 @@ class WorkerCallError(FleetError):
             self.code = code  # type: ignore[misc]  # a worker's own stable code, per instance
         if retryable is not None:
             self.retryable = retryable
+        if delivered is not None:
+            self.delivered = delivered
+        self.details.setdefault("delivery", "possibly" if self.delivered else "never")
 
 
 class WorkerBusy(WorkerCallError):
     code = "BUSY"
     retryable = True
+    delivered = False
 
 
 class WorkerUnreachable(WorkerCallError):
     code = "UNREACHABLE"
     retryable = True
+    delivered = False
+
+
+class WorkerRefused(WorkerCallError):
+    code = "REFUSED"
+    retryable = True
+    delivered = False
 
 
 class WorkerTimeout(WorkerCallError):
@@ -185,6 +218,14 @@ class WorkerTimeout(WorkerCallError):
 
 class WorkerDropped(WorkerCallError):
     code = "DROPPED"
+
+
+class WorkerBadResponse(WorkerCallError):
+    code = "BAD_RESPONSE"
+
+
+class WorkerHttpError(WorkerCallError):
+    code = "HTTP_ERROR"
 
 
 class ToolFailed(WorkerCallError):

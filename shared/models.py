@@ -25,6 +25,12 @@ __all__ = [
 ]
 
 MAX_LABELS = 32
+MAX_JSON_DEPTH = 64
+"""Deepest nesting of arrays and objects in a request body; the body itself is level 1."""
+MAX_SAFE_INT = 2**53 - 1
+"""Largest integer magnitude a request body may carry: exact in every JSON reader (I-JSON)."""
+MAX_IDEMPOTENCY_KEY = 200
+"""Longest idempotency key, in the body or the ``Idempotency-Key`` header."""
 
 
 def now() -> float:
@@ -48,14 +54,17 @@ TERMINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.
 
 
 class JobSubmit(BaseModel):
-    """Body of ``POST /v1/jobs``. Unknown fields are refused, so typos do not pass silently."""
+    """Body of ``POST /v1/jobs``. Unknown fields are refused, so typos do not pass silently,
+    and types are strict: ``"3"`` or ``true`` is not a number."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     capability: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:/-]+$")
     input: dict[str, Any] = Field(default_factory=dict)
-    idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
-    timeout_s: float | None = Field(default=None, gt=0, le=86_400)
+    idempotency_key: str | None = Field(
+        default=None, min_length=1, max_length=MAX_IDEMPOTENCY_KEY, pattern=r"^[^\x00-\x1f\x7f]+$"
+    )
+    timeout_s: float | None = Field(default=None, ge=0.001, le=86_400)
     max_attempts: int | None = Field(default=None, ge=1, le=20)
     worker: str | None = Field(default=None, min_length=1, max_length=500)
     labels: dict[str, str] = Field(default_factory=dict, max_length=MAX_LABELS)
@@ -79,6 +88,9 @@ class Job(BaseModel):
     capability: str
     input: dict[str, Any] = Field(default_factory=dict)
     result: Any = None
+    content: list[dict[str, Any]] | None = None
+    """The tool's MCP content blocks when they hold more than ``result`` (images, audio,
+    resources, links, or text beside structured content); None otherwise."""
     error: JobError | None = None
     progress: Progress | None = None
     attempts: int = 0
@@ -86,6 +98,13 @@ class Job(BaseModel):
     timeout_s: float = 60.0
     worker: str | None = None
     pinned_worker: str | None = None
+    service: str | None = None
+    """The service the capability resolved to at submission (a capability is service+tool)."""
+    tool: str | None = None
+    """The MCP tool name on that service."""
+    schema_digest: str | None = None
+    """Digest of the input schema the input was validated against; only workers with the
+    same schema run the job."""
     correlation_id: str
     idempotency_key: str | None = None
     labels: dict[str, str] = Field(default_factory=dict)

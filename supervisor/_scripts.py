@@ -1,7 +1,12 @@
 """Lua scripts that make each multi-key store change atomic (on Redis and on burner-redis).
 
-Status, capability and correlation_id are stored raw in the job hash so these scripts can
-read them; every other field is JSON. Event-log entry ids are ``{seq}-1``.
+Status, capability, correlation_id and fence are stored raw in the job hash so these scripts
+can read them; every other field is JSON. Event-log entry ids are ``{seq}-1``.
+
+Fencing: ``fence`` grows by one each time a supervisor takes or reclaims the job (ACQUIRE).
+Every write that advances or ends a job passes the holder's token; a token that is not the
+current one is refused (-2), so a holder that was paused past its lease can no longer write.
+Returns: the last event's seq (>= 0), -1 refused by status (or gone), -2 refused by fence.
 """
 
 import asyncio
@@ -26,12 +31,19 @@ redis.call('xadd', KEYS[4], '*', 'job', ARGV[1])
 return {'ok', ''}
 """
 
+ACQUIRE = """
+-- KEYS: job   ARGV: (none). Returns the new fence token, or -1 when the job is gone.
+if redis.call('exists', KEYS[1]) == 0 then return -1 end
+return redis.call('hincrby', KEYS[1], 'fence', 1)
+"""
+
 TRANSITION = """
--- KEYS: job, events, queued
--- ARGV: allowed_csv, event_type, event_data, ts, ttl, done_data, pairs...
--- ttl: 0 keep, >0 expire after, -1 persist. Returns the last event's seq, 0, or -1 refused.
+-- KEYS: job, events, queued, dead
+-- ARGV: allowed_csv, event_type, event_data, ts, ttl, done_data, fence, dead, pairs...
+-- ttl: 0 keep, >0 expire after, -1 persist. fence: '' for no check. dead: '1' dead-letters.
 local cur = redis.call('hget', KEYS[1], 'status')
 if not cur then return -1 end
+if ARGV[7] ~= '' and redis.call('hget', KEYS[1], 'fence') ~= ARGV[7] then return -2 end
 if ARGV[1] ~= '' then
   local ok = false
   for s in string.gmatch(ARGV[1], '[^,]+') do
@@ -40,7 +52,7 @@ if ARGV[1] ~= '' then
   if not ok then return -1 end
 end
 local new = cur
-for i = 7, #ARGV, 2 do
+for i = 9, #ARGV, 2 do
   redis.call('hset', KEYS[1], ARGV[i], ARGV[i + 1])
   if ARGV[i] == 'status' then new = ARGV[i + 1] end
 end
@@ -59,6 +71,9 @@ if ARGV[6] ~= '' then
   seq = redis.call('hincrby', KEYS[1], 'seq', 1)
   redis.call('xadd', KEYS[2], seq .. '-1', 't', 'done', 'd', ARGV[6], 'ts', ARGV[4], 'c', corr)
 end
+if ARGV[8] == '1' then
+  redis.call('zadd', KEYS[4], tonumber(ARGV[4]), string.match(KEYS[1], '[^:]+$'))
+end
 local ttl = tonumber(ARGV[5])
 if ttl > 0 then
   redis.call('expire', KEYS[1], ttl)
@@ -73,17 +88,54 @@ return seq
 """
 
 APPEND = """
--- KEYS: job, events   ARGV: event_type, event_data, ts, pairs...
-if redis.call('exists', KEYS[1]) == 0 then return -1 end
-for i = 4, #ARGV, 2 do redis.call('hset', KEYS[1], ARGV[i], ARGV[i + 1]) end
+-- KEYS: job, events   ARGV: event_type, event_data, ts, fence, pairs...
+-- Only a job that has not ended takes events: nothing is ever appended after its done.
+local cur = redis.call('hget', KEYS[1], 'status')
+if cur ~= 'queued' and cur ~= 'running' then return -1 end
+if ARGV[4] ~= '' and redis.call('hget', KEYS[1], 'fence') ~= ARGV[4] then return -2 end
+for i = 5, #ARGV, 2 do redis.call('hset', KEYS[1], ARGV[i], ARGV[i + 1]) end
 local seq = redis.call('hincrby', KEYS[1], 'seq', 1)
 local corr = redis.call('hget', KEYS[1], 'correlation_id') or ''
 redis.call('xadd', KEYS[2], seq .. '-1', 't', ARGV[1], 'd', ARGV[2], 'ts', ARGV[3], 'c', corr)
 return seq
 """
 
+REQUEUE = """
+-- KEYS: job, events, queued, queue, dead
+-- ARGV: allowed_csv, fence, old_entry, ts, event_data, pairs...
+-- Back to the queue in one step: status queued + its event, a new dispatch entry, the old
+-- entry acknowledged, out of the dead letters (a redrive, or a retry after a crash).
+local cur = redis.call('hget', KEYS[1], 'status')
+if not cur then return -1 end
+local ok = false
+for s in string.gmatch(ARGV[1], '[^,]+') do
+  if s == cur then ok = true end
+end
+if not ok then return -1 end
+if ARGV[2] ~= '' and redis.call('hget', KEYS[1], 'fence') ~= ARGV[2] then return -2 end
+for i = 6, #ARGV, 2 do redis.call('hset', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('hset', KEYS[1], 'status', 'queued')
+if cur ~= 'queued' then
+  redis.call('hincrby', KEYS[3], redis.call('hget', KEYS[1], 'capability'), 1)
+end
+if not pcall(redis.call, 'persist', KEYS[1]) then redis.call('expire', KEYS[1], 315360000) end
+if not pcall(redis.call, 'persist', KEYS[2]) then redis.call('expire', KEYS[2], 315360000) end
+local corr = redis.call('hget', KEYS[1], 'correlation_id') or ''
+local seq = redis.call('hincrby', KEYS[1], 'seq', 1)
+redis.call('hset', KEYS[1], 'run_start', seq)
+redis.call('xadd', KEYS[2], seq .. '-1', 't', 'status', 'd', ARGV[5], 'ts', ARGV[4], 'c', corr)
+local job_id = string.match(KEYS[1], '[^:]+$')
+redis.call('xadd', KEYS[4], '*', 'job', job_id)
+if ARGV[3] ~= '' then
+  redis.call('xack', KEYS[4], 'dispatchers', ARGV[3])
+  redis.call('xdel', KEYS[4], ARGV[3])
+end
+redis.call('zrem', KEYS[5], job_id)
+return seq
+"""
 
-# -- the same three scripts for the in-process engine ---------------------------------------
+
+# -- the same scripts for the in-process engine ---------------------------------------
 # burner-redis runs Lua at ~40-300 µs a call (a fresh interpreter each time) against ~1 µs
 # for a plain command. In one process every store call goes through one event loop, so the
 # scripts' logic runs here under an asyncio.Lock with the same atomicity. The store contract
@@ -123,16 +175,26 @@ class EmbeddedScripts:
         await r.xadd(queue, {"job": a[0]})
         return ["ok", ""]
 
+    async def _fenced(self, job: str, fence: str) -> bool:
+        return bool(fence) and _text(await self.r.hget(job, "fence") or b"") != fence
+
+    async def acquire(self, keys: list[str], a: list[str]) -> Any:
+        if not await self.r.exists(keys[0]):
+            return -1
+        return await self.r.hincrby(keys[0], "fence", 1)
+
     async def transition(self, keys: list[str], a: list[str]) -> Any:
         r = self.r
-        job, events, queued = keys
+        job, events, queued, dead = keys
         raw = await r.hget(job, "status")
         if raw is None:
             return -1
         cur = _text(raw)
         if a[0] and cur not in a[0].split(","):
             return -1
-        fields = dict(zip(a[6::2], a[7::2], strict=True))
+        if await self._fenced(job, a[6]):
+            return -2
+        fields = dict(zip(a[8::2], a[9::2], strict=True))
         new = fields.get("status", cur)
         if fields:
             await r.hset(job, mapping=fields)
@@ -150,6 +212,8 @@ class EmbeddedScripts:
         if a[5]:
             seq = await r.hincrby(job, "seq", 1)
             await r.xadd(events, {"t": "done", "d": a[5], "ts": a[3], "c": corr}, id=f"{seq}-1")
+        if a[7] == "1":
+            await r.zadd(dead, {job.rsplit(":", 1)[-1]: float(a[3])})
         ttl = int(a[4])
         if ttl > 0:
             await r.expire(job, ttl)
@@ -162,11 +226,40 @@ class EmbeddedScripts:
     async def append(self, keys: list[str], a: list[str]) -> Any:
         r = self.r
         job, events = keys
-        if not await r.exists(job):
+        if _text(await r.hget(job, "status") or b"") not in ("queued", "running"):
             return -1
-        if len(a) > 3:
-            await r.hset(job, mapping=dict(zip(a[3::2], a[4::2], strict=True)))
+        if await self._fenced(job, a[3]):
+            return -2
+        if len(a) > 4:
+            await r.hset(job, mapping=dict(zip(a[4::2], a[5::2], strict=True)))
         seq = await r.hincrby(job, "seq", 1)
         corr = _text(await r.hget(job, "correlation_id") or b"")
         await r.xadd(events, {"t": a[0], "d": a[1], "ts": a[2], "c": corr}, id=f"{seq}-1")
+        return seq
+
+    async def requeue(self, keys: list[str], a: list[str]) -> Any:
+        r = self.r
+        job, events, queued, queue, dead = keys
+        raw = await r.hget(job, "status")
+        if raw is None or _text(raw) not in a[0].split(","):
+            return -1
+        cur = _text(raw)
+        if await self._fenced(job, a[1]):
+            return -2
+        fields = dict(zip(a[5::2], a[6::2], strict=True))
+        await r.hset(job, mapping={**fields, "status": "queued"})
+        if cur != "queued":
+            await r.hincrby(queued, _text(await r.hget(job, "capability")), 1)
+        await r.expire(job, 315360000)
+        await r.expire(events, 315360000)
+        corr = _text(await r.hget(job, "correlation_id") or b"")
+        seq = await r.hincrby(job, "seq", 1)
+        await r.hset(job, "run_start", str(seq))
+        await r.xadd(events, {"t": "status", "d": a[4], "ts": a[3], "c": corr}, id=f"{seq}-1")
+        job_id = job.rsplit(":", 1)[-1]
+        await r.xadd(queue, {"job": job_id})
+        if a[2]:
+            await r.xack(queue, "dispatchers", a[2])
+            await r.xdel(queue, a[2])
+        await r.zrem(dead, job_id)
         return seq

@@ -6,8 +6,6 @@ app = create_app(SupervisorSettings(redis_url="memory://", workers="http://127.0
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
@@ -18,8 +16,9 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared import AdmissionRefused, FleetError, Keys, SupervisorSettings, get_logger
-from supervisor.api import router
+from supervisor.api import allowed_methods, router
 from supervisor.dispatcher import Dispatcher
+from supervisor.loops import Loops
 from supervisor.metrics import Metrics
 from supervisor.middleware import RequestContext
 from supervisor.pool import WorkerPool
@@ -59,26 +58,21 @@ async def build_services(
             breaker_threshold=settings.breaker_threshold,
             breaker_reset_s=settings.breaker_reset_s,
             foreign_concurrency=settings.foreign_concurrency,
+            down_after=settings.probe_failures_to_down,
         )
         stack.push_async_callback(registry.aclose)
         metrics = Metrics()
         dispatcher = Dispatcher(store, registry, pool, settings, metrics)
-        services = Services(settings, store, pool, registry, dispatcher, metrics)
+        stack.push_async_callback(dispatcher.stop)  # after the loops: held jobs stay pending
+        loops = await stack.enter_async_context(Loops(metrics))
+        services = Services(settings, store, pool, registry, dispatcher, metrics, loops)
         if run_loops:
-            tasks = [
-                asyncio.create_task(registry.run(), name="registry"),
-                asyncio.create_task(dispatcher.run(), name="dispatcher"),
-                asyncio.create_task(store.listen_changes(), name="changes"),
-            ]
-
-            async def stop() -> None:
-                for task in tasks:
-                    task.cancel()
-                for task in tasks:
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await task
-
-            stack.push_async_callback(stop)
+            loops.start("registry", registry.run)
+            if not store.embedded:  # other replicas' changes: there are none in-process
+                loops.start("changes", store.listen_changes)
+            loops.start("janitor", store.janitor)
+            for name, loop in dispatcher.loops().items():
+                loops.start(name, loop)
         log.info(
             "supervisor.started",
             store=settings.redis_url.split("@")[-1],
@@ -135,11 +129,15 @@ def create_app(settings: SupervisorSettings, *, run_loops: bool = True) -> FastA
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(exc.status_code, f"HTTP_{exc.status_code}")
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # every method of the path, not only the first route's
+            headers["Allow"] = allowed_methods(request.app.routes, request.scope)
         return JSONResponse(
             {"error": {"code": code, "message": str(exc.detail), "details": {}}},
             status_code=exc.status_code,
+            headers=headers,
         )
 
     @app.exception_handler(Exception)

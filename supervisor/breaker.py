@@ -1,6 +1,10 @@
 """A per-worker circuit breaker: closed → open after N consecutive failures → half-open
 after a cool-down (one probe call allowed) → closed on its success, open again on failure.
 
+A probe that ends with no verdict (its call was cancelled) gives its slot back
+(:meth:`Breaker.release`); a probe that never reports at all is abandoned after another
+cool-down, so the breaker can never wedge half-open.
+
     breaker = Breaker(threshold=3, reset_s=10)
     if breaker.allow():
         ...call...; breaker.success()  # or breaker.failure()
@@ -28,6 +32,12 @@ class Breaker:
         self.failures = 0
         self.opened_at = 0.0
         self._probing = False
+        self._probe_started = 0.0
+
+    def _probe_in_flight(self) -> bool:
+        if self._probing and time.monotonic() - self._probe_started >= self.reset_s:
+            self._probing = False  # abandoned: its caller never said how it went
+        return self._probing
 
     def available(self) -> bool:
         """Could a call go through now? (Does not take the half-open probe slot.)"""
@@ -35,7 +45,7 @@ class Breaker:
             return True
         if self.state is BreakerState.OPEN:
             return time.monotonic() - self.opened_at >= self.reset_s
-        return not self._probing
+        return not self._probe_in_flight()
 
     def allow(self) -> bool:
         """Take permission for one call; in half-open state only one probe at a time."""
@@ -46,10 +56,15 @@ class Breaker:
                 return False
             self.state = BreakerState.HALF_OPEN
             self._probing = False
-        if self._probing:
+        if self._probe_in_flight():
             return False
         self._probing = True
+        self._probe_started = time.monotonic()
         return True
+
+    def release(self) -> None:
+        """The call ended with no verdict (cancelled): give a half-open probe slot back."""
+        self._probing = False
 
     def success(self) -> None:
         self.state = BreakerState.CLOSED

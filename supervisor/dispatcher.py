@@ -7,9 +7,14 @@ XAUTOCLAIM by any supervisor. Workers de-duplicate re-deliveries on the idempote
 sent in ``_meta`` (the job's own key, or its id).
 
 Retry policy (tenacity, exponential backoff with full jitter, another worker preferred):
-``UNREACHABLE`` (never delivered) and ``BUSY`` always; ``TIMEOUT``/``DROPPED`` only when the
-capability is idempotent or the worker de-duplicates (feature ``idempotency``); a worker
-error only when the worker marks it retryable.
+a failure that was *never delivered* (``UNREACHABLE``, ``BUSY``, ``REFUSED``) is retried
+when its kind allows; a *possibly delivered* one (``TIMEOUT``, ``DROPPED``, ``BAD_RESPONSE``,
+``HTTP_ERROR``, ``RPC_ERROR``) only when the capability is idempotent or the worker
+de-duplicates (feature ``idempotency-key``); a tool's own error only when the worker marks it
+retryable.
+
+A job runs only on workers of the service it was validated against, with the same input
+schema (``job.service``, ``job.tool``, ``job.schema_digest``).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import asyncio
 import collections
 import contextlib
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,10 +51,10 @@ from shared import (
     Progress,
     StoreUnavailable,
     SupervisorSettings,
+    ToolFailed,
+    UnknownCapability,
     WorkerBusy,
     WorkerCallError,
-    WorkerDropped,
-    WorkerTimeout,
     WorkerUnreachable,
     bind,
     get_logger,
@@ -57,10 +63,10 @@ from shared import (
     tracer,
 )
 from supervisor.metrics import Metrics
-from supervisor.pool import WorkerCaller, call_headers
+from supervisor.pool import CallResult, WorkerCaller, call_headers
 from supervisor.registry import Registry, WorkerState
 from supervisor.router import Router
-from supervisor.store import Store
+from supervisor.store import Fenced, Store
 
 __all__ = ["Dispatcher"]
 
@@ -68,12 +74,13 @@ log = get_logger("fleet.dispatcher")
 _tracer = tracer("mcp-fleet.supervisor")
 
 ACTIVE = (JobStatus.QUEUED, JobStatus.RUNNING)
-DEDUP_FEATURE = "idempotency"
+DEDUP_FEATURE = "idempotency-key"
 
 
 class NoWorker(WorkerCallError):
     code = "NO_WORKER"
     retryable = True
+    delivered = False
 
 
 class _Ended(Exception):
@@ -83,13 +90,23 @@ class _Ended(Exception):
 @dataclass
 class _Held:
     entry_id: str
+    reclaimed: bool = False
+    fence: int | None = None
     task: asyncio.Task[None] | None = None
     cancel_requested: bool = False
+    lost: bool = False  # another supervisor took the lease over: write nothing more
+    waiting: bool = False  # waiting for a worker: holds no dispatcher slot
+    counted: bool = False  # this holder already counted an attempt
     tried: set[str] = field(default_factory=set)
 
 
 class Dispatcher:
-    """Runs jobs. ``run()`` is the loop; ``run_until_idle()`` serves tests and benchmarks."""
+    """Runs jobs. :meth:`loops` are its background loops; ``run_until_idle()`` serves tests.
+
+    Slots: ``FLEET_CONCURRENCY`` jobs run at once; a job that waits for a worker of its
+    capability holds no slot (up to ``FLEET_WAITING_LIMIT`` may wait), so a busy capability
+    never blocks jobs for idle ones.
+    """
 
     def __init__(
         self,
@@ -108,15 +125,19 @@ class Dispatcher:
         self.router = Router(registry, lambda url, cap: self.inflight[(url, cap)])
         self.held: dict[str, _Held] = {}
         self._slot_freed = asyncio.Event()
+        self._tool_freed: dict[str, asyncio.Condition] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # -- loops -------------------------------------------------------------------------------
 
+    def loops(self) -> dict[str, Callable[[], Awaitable[None]]]:
+        """The background loops, by name, for :class:`supervisor.loops.Loops` to run."""
+        return {"intake": self._intake, "leases": self._leases, "cancels": self._cancels}
+
     async def run(self) -> None:
-        """Take, lease and cancel until cancelled; held jobs are left for reclaim."""
-        loops = [self._intake(), self._leases(), self._cancels()]
+        """Every loop at once, unsupervised (tests); held jobs are left for reclaim."""
         try:
-            await asyncio.gather(*loops)
+            await asyncio.gather(*(loop() for loop in self.loops().values()))
         finally:
             await self.stop()
 
@@ -144,7 +165,10 @@ class Dispatcher:
                 self._spawn(entry_id, job_id)
 
     def _free_slots(self) -> int:
-        return self.settings.concurrency - len(self.held)
+        waiting = sum(1 for h in self.held.values() if h.waiting)
+        running = len(self.held) - waiting
+        room = self.settings.concurrency + self.settings.waiting_limit - len(self.held)
+        return min(self.settings.concurrency - running, room)
 
     async def _leases(self) -> None:
         lease_ms = int(self.settings.lease_s * 1000)
@@ -152,7 +176,8 @@ class Dispatcher:
         while True:
             await asyncio.sleep(tick)
             try:
-                await self.store.renew([h.entry_id for h in self.held.values()])
+                await self._check_leases()
+                await self.store.renew([h.entry_id for h in self.held.values() if not h.lost])
                 for job_id, held in list(self.held.items()):
                     if not held.cancel_requested and await self.store.flag(job_id, "cancel"):
                         self._cancel_local(job_id)
@@ -160,16 +185,31 @@ class Dispatcher:
                     for entry_id, job_id in await self.store.reclaim(lease_ms, self._free_slots()):
                         if job_id not in self.held:
                             log.info("dispatcher.reclaimed", job_id=job_id)
-                            self._spawn(entry_id, job_id)
+                            self._spawn(entry_id, job_id, reclaimed=True)
             except StoreUnavailable as exc:
                 log.warning("dispatcher.lease_failed", error=exc.message)
+
+    async def _check_leases(self) -> None:
+        """A job whose fence moved on was reclaimed by another supervisor (we were paused or
+        cut off past the lease): stop its call and write nothing more for it."""
+        held = {j: h for j, h in self.held.items() if h.fence is not None and not h.lost}
+        for job_id, fence in (await self.store.fences(list(held))).items():
+            if fence != held[job_id].fence:
+                self._lose(job_id, held[job_id], fence)
+
+    def _lose(self, job_id: str, held: _Held, fence: int | None) -> None:
+        held.lost = True
+        self.metrics.fenced_writes.inc()
+        log.warning("dispatcher.lease_lost", job_id=job_id, ours=held.fence, current=fence)
+        if held.task is not None:
+            held.task.cancel()
 
     async def _cancels(self) -> None:
         while True:
             try:
                 async for job_id in self.store.cancel_messages():
                     self._cancel_local(job_id)
-            except Exception as exc:
+            except Exception as exc:  # pub/sub raises the client's own errors: re-subscribe
                 log.warning("dispatcher.cancel_listener_failed", error=str(exc))
                 await asyncio.sleep(1.0)  # re-subscribe after the store recovers
 
@@ -179,8 +219,8 @@ class Dispatcher:
             held.cancel_requested = True
             held.task.cancel()
 
-    def _spawn(self, entry_id: str, job_id: str) -> None:
-        held = _Held(entry_id)
+    def _spawn(self, entry_id: str, job_id: str, *, reclaimed: bool = False) -> None:
+        held = _Held(entry_id, reclaimed=reclaimed)
         self.held[job_id] = held
         self.metrics.in_flight.set(len(self.held))
         task = asyncio.create_task(self._handle(job_id, held), name=f"job-{job_id}")
@@ -202,53 +242,133 @@ class Dispatcher:
     # -- one job -----------------------------------------------------------------------------
 
     async def _handle(self, job_id: str, held: _Held) -> None:
+        """Every way this can end has an outcome: the job ends, goes back to the queue, or
+        (shutdown, store outage, a lost lease) is left pending for a reclaim."""
         done = False
+        job: Job | None = None
         try:
+            held.fence = await self.store.acquire(job_id)
             job, flags = await self.store.get_with_flags(job_id)
             with bind(job_id=job.id, correlation_id=job.correlation_id, capability=job.capability):
                 if job.status.terminal:
                     done = True
                 elif flags.get("cancel"):
-                    await self._finish(job, JobStatus.CANCELLED, error=_cancelled())
+                    await self._finish(job, held, JobStatus.CANCELLED, error=_cancelled())
+                    done = True
+                elif held.reclaimed and await self._refuse_rerun(job, held):
                     done = True
                 else:
                     done = await self._execute(job, held)
         except JobNotFound:
             done = True  # expired or removed: nothing left to do
+        except Fenced:
+            self._lose(job_id, held, None)
         except asyncio.CancelledError:
-            if not held.cancel_requested:
-                raise  # shutdown: leave the delivery pending for reclaim
+            if held.lost or not held.cancel_requested:
+                raise  # shutdown, or the lease is another's: leave the delivery alone
             with contextlib.suppress(Exception):
                 job = await self.store.get(job_id)
-                await self._finish(job, JobStatus.CANCELLED, error=_cancelled())
+                await self._finish(job, held, JobStatus.CANCELLED, error=_cancelled())
             done = True
         except StoreUnavailable as exc:
             log.error("dispatcher.store_unavailable", job_id=job_id, error=exc.message)
-        except Exception:
+        except Exception as exc:
             log.exception("dispatcher.unexpected", job_id=job_id)
+            done = await self._unexpected(job_id, job, held, exc)
         finally:
-            if done:
+            if done and not held.lost:
                 with contextlib.suppress(StoreUnavailable):
                     await self.store.ack(held.entry_id)
             self.held.pop(job_id, None)
             self.metrics.in_flight.set(len(self.held))
             self._slot_freed.set()
 
+    async def _unexpected(self, job_id: str, job: Job | None, held: _Held, exc: Exception) -> bool:
+        """An error in handling ends the attempt as ``INTERNAL``; the job goes back to the
+        queue while attempts remain, else it fails and is dead-lettered. True when acked."""
+        error = JobError(
+            code="INTERNAL",
+            message=f"the supervisor failed handling the job: {type(exc).__name__}",
+            details={"exception": type(exc).__name__, "delivery": "possibly"},
+        )
+        try:
+            job = job or await self.store.get(job_id)
+            if job.status.terminal:
+                return True
+            if not held.counted:
+                job.attempts += 1
+            if job.attempts >= job.max_attempts:
+                await self._finish(job, held, JobStatus.FAILED, error=error)
+                return True
+            await self.store.requeue(
+                job_id,
+                allowed=ACTIVE,
+                fence=held.fence,
+                entry_id=held.entry_id,
+                data={"status": "queued", "error": error.model_dump(), "attempt": job.attempts},
+                attempts=job.attempts,
+            )
+            return False  # requeue acknowledged the old delivery itself
+        except Fenced:
+            self._lose(job_id, held, None)
+        except Exception:  # the store is out too: the lease lapses and a reclaim counts it
+            log.exception("dispatcher.unexpected_outcome_failed", job_id=job_id)
+        return False
+
+    async def _refuse_rerun(self, job: Job, held: _Held) -> bool:
+        """A reclaimed job is one more attempt. Refuse to run it again when attempts are
+        used up, or when the lost attempt may have reached a tool that is not idempotent on a
+        worker that does not de-duplicate. True when the job was ended here."""
+        if job.attempts >= job.max_attempts:
+            error = JobError(
+                code="LEASE_LOST",
+                message=f"the supervisor running attempt {job.attempts} stopped (crash or "
+                f"pause) and no attempts remain",
+                details={"attempts": job.attempts, "delivery": "possibly"},
+            )
+            await self._finish(job, held, JobStatus.FAILED, error=error)
+            return True
+        if job.status is not JobStatus.RUNNING:
+            return False  # it never reached a worker
+        worker = next((w for w in self.registry.workers.values() if w.name == job.worker), None)
+        spec = worker.capabilities.get(_tool(job)) if worker is not None else None
+        if spec is None:
+            target = self._target_spec(job)
+            idempotent = bool(target and target.idempotent)
+        else:
+            idempotent = spec.idempotent
+        dedups = worker is not None and DEDUP_FEATURE in worker.features
+        if idempotent or dedups:
+            return False
+        error = JobError(
+            code="DROPPED",
+            message="the supervisor running this job stopped mid-call; the tool may have run "
+            "and is not idempotent, so it is not run again",
+            details={"worker": job.worker, "delivery": "possibly"},
+        )
+        await self._finish(job, held, JobStatus.FAILED, error=error)
+        return True
+
+    def _target_spec(self, job: Job) -> Any:
+        try:
+            return self.registry.resolve(job.capability).spec
+        except UnknownCapability:
+            return None
+
     async def _execute(self, job: Job, held: _Held) -> bool:
         worker = await self._wait_for_worker(job, held)
         if worker is None:
-            return False
-        budget = max(1, job.max_attempts - job.attempts)  # a reclaimed job gets one more try
+            return True
+        budget = job.max_attempts - job.attempts
         first = [worker]
-        spec_idempotent = worker.capabilities[job.capability].idempotent
+        spec_idempotent = worker.capabilities[_tool(job)].idempotent
 
         def retryable(exc: BaseException) -> bool:
             if not isinstance(exc, WorkerCallError):
                 return False
-            if isinstance(exc, WorkerTimeout | WorkerDropped):
-                dedups = DEDUP_FEATURE in self._features(exc)
-                return spec_idempotent or dedups
-            return exc.retryable
+            if not exc.delivered or isinstance(exc, ToolFailed):
+                return exc.retryable
+            return spec_idempotent or DEDUP_FEATURE in self._features(exc)
 
         async def before_sleep(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
@@ -261,10 +381,11 @@ class Dispatcher:
                     "level": "warning",
                     "message": f"attempt failed ({code}); retrying in {wait:.2f}s",
                 },
+                fence=held.fence,
             )
 
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(budget),
+            stop=stop_after_attempt(max(1, budget)),
             wait=wait_exponential_jitter(
                 multiplier=self.settings.backoff_initial_s,
                 max=self.settings.backoff_max_s,
@@ -288,10 +409,11 @@ class Dispatcher:
             except _Ended:
                 return True
             except WorkerCallError as exc:
-                await self._finish(job, JobStatus.FAILED, error=_job_error(exc))
-                await self.store.dead_letter(job.id)
+                await self._finish(job, held, JobStatus.FAILED, error=_job_error(exc))
                 return True
-        await self._finish(job, JobStatus.SUCCEEDED, result=result)
+        await self._finish(
+            job, held, JobStatus.SUCCEEDED, result=result.value, content=result.content
+        )
         return True
 
     def _features(self, exc: WorkerCallError) -> list[str]:
@@ -299,30 +421,65 @@ class Dispatcher:
         return worker.features if worker else []
 
     async def _choose(self, job: Job, held: _Held) -> WorkerState:
-        """A worker for a retry; waits for a free slot up to the job's timeout."""
+        """A worker for a retry; waits (holding no slot) up to the job's timeout."""
         deadline = time.monotonic() + min(job.timeout_s, 60.0)
         while True:
-            worker = self.router.choose(job.capability, pinned=job.pinned_worker, avoid=held.tried)
+            worker = self._route(job, avoid=held.tried)
             if worker is not None:
                 return worker
             if time.monotonic() >= deadline:
                 raise NoWorker(f"no healthy worker serves {job.capability!r} right now")
-            await self.registry.wait_change(timeout=min(1.0, deadline - time.monotonic()))
+            await self._wait_tool(job, held, min(1.0, deadline - time.monotonic()))
 
     async def _wait_for_worker(self, job: Job, held: _Held) -> WorkerState | None:
         """Hold a queued job until a worker can take it (the job stays ``queued``)."""
         while True:
-            worker = self.router.choose(job.capability, pinned=job.pinned_worker)
+            worker = self._route(job)
             if worker is not None:
                 return worker
-            await self.registry.wait_change(timeout=1.0)
+            await self._wait_tool(job, held, 1.0)
             if await self.store.flag(job.id, "cancel"):
-                await self._finish(job, JobStatus.CANCELLED, error=_cancelled())
+                await self._finish(job, held, JobStatus.CANCELLED, error=_cancelled())
                 return None
 
-    async def _attempt(self, job: Job, worker: WorkerState, held: _Held) -> Any:
+    async def _wait_tool(self, job: Job, held: _Held, timeout: float) -> None:
+        """Wait for a slot of this job's tool to free (or ``timeout``, which also catches
+        registry changes), holding no dispatcher slot meanwhile."""
+        cond = self._tool_freed.setdefault(_tool(job), asyncio.Condition())
+        held.waiting = True
+        self._slot_freed.set()  # intake may take another job in this one's place
+        try:
+            async with cond:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(cond.wait(), timeout)
+        finally:
+            held.waiting = False
+
+    async def _tool_slot_freed(self, tool: str) -> None:
+        cond = self._tool_freed.get(tool)
+        if cond is not None:
+            async with cond:
+                cond.notify(1)  # one slot: one waiter (the others retry within a second)
+
+    def _route(self, job: Job, avoid: set[str] | None = None) -> WorkerState | None:
+        if job.service is None:  # a job recorded before capabilities had identity
+            try:
+                target = self.registry.resolve(job.capability)
+            except UnknownCapability:
+                return None
+            job.service, job.tool, job.schema_digest = target.service, target.tool, target.digest
+        return self.router.choose(
+            _tool(job),
+            pinned=job.pinned_worker,
+            avoid=avoid or (),
+            service=job.service,
+            digest=job.schema_digest,
+        )
+
+    async def _attempt(self, job: Job, worker: WorkerState, held: _Held) -> CallResult:
         held.tried.add(worker.url)
         job.attempts += 1
+        held.counted = True
         first = job.started_at is None
         job.started_at = job.started_at or now()
         job.worker = worker.name
@@ -335,6 +492,7 @@ class Dispatcher:
             attempts=job.attempts,
             worker=worker.name,
             started_at=job.started_at,
+            fence=held.fence,
         )
         if started is None:
             raise _Ended(job.id)
@@ -354,25 +512,31 @@ class Dispatcher:
         async def on_progress(progress: float, total: float | None, message: str | None) -> None:
             p = Progress(progress=progress, total=total, message=message)
             job.progress = p
-            await self.store.append(job.id, "progress", p.model_dump(), progress=p)
+            await self.store.append(
+                job.id, "progress", p.model_dump(), fence=held.fence, progress=p
+            )
 
         async def on_log(level: str, data: Any) -> None:
             message = data.get("msg", data) if isinstance(data, dict) else data
             extra = data.get("extra") if isinstance(data, dict) else None
             await self.store.append(
-                job.id, "log", {"level": level, "message": str(message), "extra": extra}
+                job.id,
+                "log",
+                {"level": level, "message": str(message), "extra": extra},
+                fence=held.fence,
             )
 
         token = call_headers.set(headers)
         span = trace.get_current_span()
-        spec = worker.capabilities[job.capability]
+        tool = _tool(job)
+        spec = worker.capabilities[tool]
         wrapped = bool(spec.output_schema and spec.output_schema.get("x-fastmcp-wrap-result"))
-        slot = (worker.url, job.capability)
+        slot = (worker.url, tool)
         self.inflight[slot] += 1
         try:
             result = await self.caller.call(
                 worker.url,
-                job.capability,
+                tool,
                 job.input,
                 timeout=job.timeout_s,
                 meta=meta,
@@ -382,24 +546,25 @@ class Dispatcher:
             )
         except WorkerCallError as exc:
             outcome = exc.code
-            if isinstance(exc, WorkerUnreachable | WorkerDropped | WorkerTimeout):
+            if isinstance(exc, ToolFailed | WorkerBusy):
+                worker.breaker.success()  # it answered: alive (maybe just full)
+            else:
                 worker.breaker.failure()
                 if isinstance(exc, WorkerUnreachable):
                     self.registry.mark_down(worker.url, exc.message)
-            elif isinstance(exc, WorkerBusy):
-                worker.breaker.success()  # it answered: alive, just full
-            else:
-                worker.breaker.success()
             self.metrics.attempts.labels(job.capability, outcome).inc()
             span.add_event("attempt_failed", labels(code=exc.code, worker=worker.name))
             log.info("job.attempt_failed", worker=worker.name, attempt=job.attempts, code=exc.code)
+            raise
+        except BaseException:
+            worker.breaker.release()  # cancelled (or worse): no verdict on the worker
             raise
         finally:
             call_headers.reset(token)
             self.inflight[slot] -= 1
             if not self.inflight[slot]:
                 del self.inflight[slot]
-            await self.registry.notify()  # a slot freed: waiting jobs may go
+            await self._tool_slot_freed(tool)  # a slot freed: a waiting job may go
         worker.breaker.success()
         self.metrics.attempts.labels(job.capability, "ok").inc()
         return result
@@ -407,13 +572,16 @@ class Dispatcher:
     async def _finish(
         self,
         job: Job,
+        held: _Held,
         status: JobStatus,
         *,
         result: Any = None,
+        content: list[dict[str, Any]] | None = None,
         error: JobError | None = None,
     ) -> None:
         job.status = status
         job.result = result
+        job.content = content
         job.error = error
         job.finished_at = now()
         seq = await self.store.transition(
@@ -425,9 +593,12 @@ class Dispatcher:
             done=job,
             status=status,
             result=result,
+            content=content,
             error=error.model_dump() if error else None,
             finished_at=job.finished_at,
             attempts=job.attempts,
+            fence=held.fence,
+            dead_letter=status is JobStatus.FAILED,
         )
         if seq is None:
             return  # someone else ended it first (a cancel of a queued job)
@@ -443,6 +614,10 @@ class Dispatcher:
             duration_ms=round((job.finished_at - job.created_at) * 1000, 1),
             error=error.code if error else None,
         )
+
+
+def _tool(job: Job) -> str:
+    return job.tool or job.capability
 
 
 def _cancelled() -> JobError:

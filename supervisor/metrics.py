@@ -53,5 +53,17 @@ class Metrics:
             registry=r,
         )
 
+        self.loop_restarts = Counter(
+            "fleet_loop_restarts",
+            "Background loops restarted after they died",
+            ["loop"],
+            registry=r,
+        )
+        self.fenced_writes = Counter(
+            "fleet_fenced_writes",
+            "Writes refused because this supervisor no longer held the job's lease",
+            registry=r,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

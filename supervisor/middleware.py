@@ -1,7 +1,8 @@
 """Pure-ASGI middleware (cheaper per request than BaseHTTPMiddleware):
 
-- correlation id: ``X-Correlation-ID`` honoured (if sane) or generated, bound into the log
-  context, readable with :func:`correlation_id`, echoed on the response;
+- correlation id: ``X-Correlation-ID`` honoured, or generated when absent or empty, bound
+  into the log context, readable with :func:`correlation_id`, echoed on the response; one
+  that is not 1-128 visible ASCII characters (``CORRELATION_ID_PATTERN``) gets 422 at once;
 - request body limit: a declared or streamed body over the limit gets 413 before any route
   sees it.
 """
@@ -17,11 +18,13 @@ from typing import Any
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared import HEADER_CORRELATION_ID, PayloadTooLarge
+from shared import HEADER_CORRELATION_ID, FleetError, PayloadTooLarge, ValidationFailed
+from supervisor.limits import CORRELATION_ID_PATTERN
 
 __all__ = ["RequestContext", "correlation_id"]
 
-_SANE = re.compile(r"^[A-Za-z0-9._:/-]{1,128}$")
+_SANE = re.compile(CORRELATION_ID_PATTERN)
+_MAX_LENGTH_DIGITS = 18  # a longer Content-Length is over any limit (and int() could refuse it)
 _HEADER = HEADER_CORRELATION_ID.lower().encode()
 _current: contextvars.ContextVar[str] = contextvars.ContextVar("fleet_correlation_id", default="")
 
@@ -50,11 +53,22 @@ class RequestContext:
             if name == _HEADER:
                 incoming = value.decode("latin-1").strip()
             elif name == b"content-length" and value.isdigit():
-                declared = int(value)
-        cid = incoming if _SANE.match(incoming) else uuid.uuid4().hex
+                declared = int(value) if len(value) <= _MAX_LENGTH_DIGITS else 1 << 62
         limit = self.max_body_bytes
+        if incoming and not _SANE.fullmatch(incoming):
+            error = ValidationFailed(
+                f"{HEADER_CORRELATION_ID} must be 1-128 visible ASCII characters "
+                "(letters, digits, punctuation; no spaces or control characters)",
+                details={
+                    "field": f"header.{HEADER_CORRELATION_ID}",  # as FastAPI names headers
+                    "pattern": CORRELATION_ID_PATTERN,
+                },
+            )
+            await _refuse(send, uuid.uuid4().hex, error)
+            return
+        cid = incoming or uuid.uuid4().hex
         if declared > limit:
-            await _too_large(send, cid, limit)
+            await _refuse(send, cid, _too_large(limit))
             return
         seen = 0
 
@@ -84,18 +98,21 @@ class RequestContext:
                 await self.app(scope, limited_receive, send_with_id)
         except _TooLarge:
             if not started:
-                await _too_large(send, cid, limit)
+                await _refuse(send, cid, _too_large(limit))
         finally:
             _current.reset(token)
 
 
-async def _too_large(send: Send, cid: str, limit: int) -> None:
-    error = PayloadTooLarge(f"request body exceeds {limit} bytes", details={"limit_bytes": limit})
+def _too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"request body exceeds {limit} bytes", details={"limit_bytes": limit})
+
+
+async def _refuse(send: Send, cid: str, error: FleetError) -> None:
     body = json.dumps(error.to_body()).encode()
     headers: list[Any] = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
         (_HEADER, cid.encode()),
     ]
-    await send({"type": "http.response.start", "status": 413, "headers": headers})
+    await send({"type": "http.response.start", "status": error.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -1,10 +1,11 @@
 """Choosing a worker for a job.
 
-A candidate is healthy, serves the capability, has its breaker available and, when the job
-pins a worker, is that worker (matched by name or URL). Among candidates the router samples
-two at random and keeps the less loaded ("power of two choices"), load being this
-supervisor's in-flight calls of that capability to it relative to the capability's declared
-``max_concurrency`` (workers limit each tool on its own).
+A candidate is healthy, serves the job's tool *of the job's service with the input schema the
+job was validated against* (``service``/``digest``; None matches any), has its breaker
+available and, when the job pins a worker, is that worker (matched by name, URL or service).
+Among candidates the router samples two at random and keeps the less loaded ("power of two
+choices"), load being this supervisor's in-flight calls of that capability to it relative to
+the capability's declared ``max_concurrency`` (workers limit each tool on its own).
 Workers already tried by this job are avoided while another candidate exists. A worker whose
 slots are all taken by us is skipped: the job waits for a slot instead of earning a ``BUSY``.
 """
@@ -25,12 +26,21 @@ class Router:
         self.in_flight = in_flight
         self._random = random.Random()
 
-    def candidates(self, capability: str, pinned: str | None = None) -> list[WorkerState]:
+    def candidates(
+        self,
+        tool: str,
+        pinned: str | None = None,
+        *,
+        service: str | None = None,
+        digest: str | None = None,
+    ) -> list[WorkerState]:
         out = []
         for worker in self.registry.workers.values():
             if pinned and not worker.answers_to(pinned):
                 continue
-            if worker.healthy and capability in worker.capabilities and worker.breaker.available():
+            if service is not None and not worker.serves(service, tool, digest):
+                continue
+            if worker.healthy and tool in worker.capabilities and worker.breaker.available():
                 out.append(worker)
         return out
 
@@ -39,10 +49,24 @@ class Router:
         return self.in_flight(worker.url, capability) / limit
 
     def choose(
-        self, capability: str, *, pinned: str | None = None, avoid: Collection[str] = ()
+        self,
+        capability: str,
+        *,
+        pinned: str | None = None,
+        avoid: Collection[str] = (),
+        service: str | None = None,
+        digest: str | None = None,
     ) -> WorkerState | None:
-        """The worker for the next attempt, or None when none can take it right now."""
-        pool = [w for w in self.candidates(capability, pinned) if self.load(w, capability) < 1]
+        """The worker for the next attempt, or None when none can take it right now.
+
+        ``capability`` is the MCP tool name; ``service``/``digest`` narrow it to one service
+        and one input schema.
+        """
+        pool = [
+            w
+            for w in self.candidates(capability, pinned, service=service, digest=digest)
+            if self.load(w, capability) < 1
+        ]
         fresh = [w for w in pool if w.url not in avoid]
         pool = fresh or pool
         while pool:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from shared import SupervisorSettings
 from supervisor.dispatcher import Dispatcher
+from supervisor.loops import Loops
 from supervisor.metrics import Metrics
 from supervisor.pool import WorkerPool
 from supervisor.registry import Registry
@@ -22,3 +23,4 @@ class Services:
     registry: Registry
     dispatcher: Dispatcher
     metrics: Metrics
+    loops: Loops

@@ -12,6 +12,7 @@ both. Key names come from :class:`shared.keys.Keys`; the layout is documented th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -36,9 +37,16 @@ from shared import (
     WorkerRegistration,
     now,
 )
-from supervisor._scripts import APPEND, SUBMIT, TRANSITION, EmbeddedScripts
+from supervisor._scripts import (
+    ACQUIRE,
+    APPEND,
+    REQUEUE,
+    SUBMIT,
+    TRANSITION,
+    EmbeddedScripts,
+)
 
-__all__ = ["QueueEntry", "Store", "open_store"]
+__all__ = ["AdmissionFull", "Fenced", "QueueEntry", "Store", "open_store"]
 
 # Fields stored raw rather than JSON-encoded, because the Lua scripts read them.
 _RAW = {"status", "capability", "correlation_id", "cancel"}
@@ -95,12 +103,18 @@ class Store:
                 "SUBMIT": client.register_script(SUBMIT),
                 "TRANSITION": client.register_script(TRANSITION),
                 "APPEND": client.register_script(APPEND),
+                "ACQUIRE": client.register_script(ACQUIRE),
+                "REQUEUE": client.register_script(REQUEUE),
             }
         )
 
     @property
     def client(self) -> Any:
         return self._r
+
+    def _pipeline(self) -> Any:
+        """A pipeline of plain commands (no MULTI on Redis; the engine has no such option)."""
+        return self._r.pipeline() if self.embedded else self._r.pipeline(transaction=False)
 
     async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -131,6 +145,57 @@ class Store:
         if job_id is not None:
             self._signals.notify(job_id)
         return out
+
+    # -- bounds ----------------------------------------------------------------------------
+
+    async def trim(self, *, batch: int = 1000, consumer_idle_s: float = 3600.0) -> dict[str, int]:
+        """One janitor pass: drop index entries (``jobs``, ``dead``) older than the retention
+        whose record has expired, and dispatch consumers idle for ``consumer_idle_s`` with
+        nothing pending (supervisors that are gone). At most ``batch`` ids per index."""
+        cutoff = now() - self.retention_s
+        removed = {"jobs": 0, "dead": 0, "consumers": 0}
+        for name, key in (("jobs", self.keys.jobs), ("dead", self.keys.dead)):
+            if self.embedded:  # burner-redis takes no LIMIT: slice the (in-process) range
+                old = (await self._call("zrangebyscore", key, "-inf", cutoff))[:batch]
+            else:
+                old = await self._call("zrangebyscore", key, "-inf", cutoff, start=0, num=batch)
+            ids = [_s(i) for i in old]
+            if not ids:
+                continue
+            pipe = self._pipeline()
+            for job_id in ids:
+                pipe.exists(self.keys.job(job_id))
+            try:
+                alive = await pipe.execute()
+            except (RedisError, OSError) as exc:
+                raise StoreUnavailable(f"store unavailable: {exc}") from exc
+            gone = [i for i, a in zip(ids, alive, strict=True) if not a]
+            if gone:
+                removed[name] = int(await self._call("zrem", key, *gone))
+        consumers: list[dict[str, Any]] = []
+        if not self.embedded:  # the engine lives and dies with its one process and consumer
+            with contextlib.suppress(RedisError, OSError):  # no group yet: nothing to trim
+                consumers = await self._r.xinfo_consumers(self.keys.queue, DISPATCH_GROUP)
+        for c in consumers:
+            name = _s(c.get("name", b""))
+            idle = int(c.get("idle", 0)) >= consumer_idle_s * 1000
+            if name != self.consumer and not int(c.get("pending", 0)) and idle:
+                await self._call("xgroup_delconsumer", self.keys.queue, DISPATCH_GROUP, name)
+                removed["consumers"] += 1
+        return removed
+
+    async def janitor(self, interval_s: float = 60.0) -> None:
+        """Run :meth:`trim` forever (a supervised loop); a store outage only skips a pass."""
+        while True:
+            try:
+                removed = await self.trim()
+                if any(removed.values()):
+                    from shared import get_logger
+
+                    get_logger("fleet.store").info("store.trimmed", **removed)
+            except StoreUnavailable:
+                pass
+            await asyncio.sleep(interval_s)
 
     async def listen_changes(self) -> None:
         """Relay other replicas' ``changed`` messages to local watchers (Redis only)."""
@@ -249,18 +314,21 @@ class Store:
         finish: bool = False,
         done: Job | None = None,
         persist: bool = False,
+        fence: int | None = None,
+        dead_letter: bool = False,
         **fields: Any,
     ) -> int | None:
         """Set ``fields`` if the job's status is in ``allowed`` (any when empty), append an
         event, and on ``finish`` give the record and its log their retention TTL.
 
-        Returns the event's sequence number (0 when no event), None when refused.
+        Returns the event's sequence number (0 when no event), None when refused by status.
+        Raises :class:`Fenced` when ``fence`` is not the job's current lease token.
         """
         k = self.keys
         payload = json.dumps(data or {}, separators=(",", ":"), default=str)
         out = await self._script(
             "TRANSITION",
-            [k.job(job_id), k.events(job_id), k.queued],
+            [k.job(job_id), k.events(job_id), k.queued, k.dead],
             job_id=job_id,
             args=[
                 ",".join(s.value for s in allowed),
@@ -269,23 +337,92 @@ class Store:
                 str(now()),
                 str(-1 if persist else self.retention_s if finish else 0),
                 done.model_dump_json() if done is not None else "",
+                "" if fence is None else str(fence),
+                "1" if dead_letter else "",
                 *_encode_fields(fields),
             ],
         )
-        result = int(out)
+        result = _fenced(int(out), job_id)
         return None if result < 0 else result
 
-    async def append(self, job_id: str, event: str, data: dict[str, Any], **fields: Any) -> int:
-        """Append one event (and set ``fields``, e.g. the latest progress) atomically."""
+    async def append(
+        self,
+        job_id: str,
+        event: str,
+        data: dict[str, Any],
+        *,
+        fence: int | None = None,
+        **fields: Any,
+    ) -> int:
+        """Append one event (and set ``fields``, e.g. the latest progress) atomically, to a
+        job that has not ended. Returns its seq, -1 when the job has ended (or is gone);
+        raises :class:`Fenced` when ``fence`` is stale."""
         k = self.keys
         payload = json.dumps(data, separators=(",", ":"), default=str)
         out = await self._script(
             "APPEND",
             [k.job(job_id), k.events(job_id)],
             job_id=job_id,
-            args=[event, payload, str(now()), *_encode_fields(fields)],
+            args=[
+                event,
+                payload,
+                str(now()),
+                "" if fence is None else str(fence),
+                *_encode_fields(fields),
+            ],
         )
-        return int(out)
+        return _fenced(int(out), job_id)
+
+    async def acquire(self, job_id: str) -> int:
+        """Take the job's lease: a new fence token, greater than every earlier one."""
+        out = int(await self._script("ACQUIRE", [self.keys.job(job_id)], []))
+        if out < 0:
+            raise JobNotFound(f"no job with id {job_id!r}", details={"job_id": job_id})
+        return out
+
+    async def fences(self, job_ids: list[str]) -> dict[str, int | None]:
+        """The current fence token of each job (None when gone): a lease check."""
+        if not job_ids:
+            return {}
+        pipe = self._pipeline()
+        for job_id in job_ids:
+            pipe.hget(self.keys.job(job_id), "fence")
+        try:
+            values = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(f"store unavailable: {exc}") from exc
+        return {j: None if v is None else int(_s(v)) for j, v in zip(job_ids, values, strict=True)}
+
+    async def requeue(
+        self,
+        job_id: str,
+        *,
+        allowed: Iterable[JobStatus],
+        data: dict[str, Any],
+        fence: int | None = None,
+        entry_id: str | None = None,
+        **fields: Any,
+    ) -> int | None:
+        """Put the job back in the queue in one atomic step (a redrive, or a retry after an
+        unexpected error): status ``queued`` and its event, a new dispatch entry, the old one
+        (``entry_id``) acknowledged, out of the dead letters, its TTL lifted. The new event
+        starts the job's latest run. None when the status is not in ``allowed``."""
+        k = self.keys
+        out = await self._script(
+            "REQUEUE",
+            [k.job(job_id), k.events(job_id), k.queued, k.queue, k.dead],
+            job_id=job_id,
+            args=[
+                ",".join(s.value for s in allowed),
+                "" if fence is None else str(fence),
+                entry_id or "",
+                str(now()),
+                json.dumps(data, separators=(",", ":"), default=str),
+                *_encode_fields(fields),
+            ],
+        )
+        result = _fenced(int(out), job_id)
+        return None if result < 0 else result
 
     async def events(
         self, job_id: str, *, after: int = 0, block_ms: int | None = None, count: int = 500
@@ -435,9 +572,6 @@ class Store:
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(f"store unavailable: {exc}") from exc
 
-    async def enqueue(self, job_id: str) -> None:
-        await self._call("xadd", self.keys.queue, {"job": job_id})
-
     # -- dead letters, cancel, registrations --------------------------------------------
 
     async def dead_letter(self, job_id: str) -> None:
@@ -455,8 +589,8 @@ class Store:
             await self._call("zrem", self.keys.dead, *stale)
         return jobs
 
-    async def remove_dead_letter(self, job_id: str) -> bool:
-        return bool(await self._call("zrem", self.keys.dead, job_id))
+    async def is_dead_letter(self, job_id: str) -> bool:
+        return await self._call("zscore", self.keys.dead, job_id) is not None
 
     async def publish_cancel(self, job_id: str) -> None:
         await self._call("hset", self.keys.job(job_id), "cancel", "1")
@@ -519,6 +653,16 @@ class _Signals:
         events, self._events = self._events, {}
         for event, _ in events.values():
             event.set()
+
+
+class Fenced(Exception):
+    """A write by a holder whose lease was taken over (its fence token is stale)."""
+
+
+def _fenced(result: int, job_id: str) -> int:
+    if result == -2:
+        raise Fenced(job_id)
+    return result
 
 
 class AdmissionFull(Exception):

@@ -71,8 +71,8 @@ def worker_env(**env: str) -> dict[str, str]:
 
 
 @contextmanager
-def worker(name: str = "echo", **env: str) -> Iterator[Proc]:
-    port = free_port()
+def worker(name: str = "echo", port: int | None = None, **env: str) -> Iterator[Proc]:
+    port = port or free_port()
     args = [sys.executable, "-m", f"workers.{name}", "--host", "127.0.0.1", "--port", str(port)]
     proc = Proc(args, _env(env), f"http://127.0.0.1:{port}/mcp", f"http://127.0.0.1:{port}/health")
     try:

@@ -24,6 +24,11 @@ class Fleet:
     settings: SupervisorSettings
     seen: dict[str, Seen] = field(default_factory=dict)
     worker_urls: dict[str, str] = field(default_factory=dict)
+    app: Any = None
+
+    @property
+    def services(self) -> Any:
+        return self.app.state.services
 
     async def submit(
         self, capability: str, input: dict[str, Any] | None = None, **kw: Any
@@ -72,12 +77,13 @@ async def start_fleet(
         breaker_reset_s=1,
         **overrides,
     )
-    base = await stack.enter_async_context(serve_asgi(create_app(settings)))
+    app = create_app(settings)
+    base = await stack.enter_async_context(serve_asgi(app))
     headers = {"Authorization": f"Bearer {settings.tokens[0]}"} if settings.tokens else {}
     api = await stack.enter_async_context(
         httpx.AsyncClient(base_url=base, timeout=30, headers=headers)
     )
-    fleet = Fleet(base, api, settings, seen, urls)
+    fleet = Fleet(base, api, settings, seen, urls, app)
 
     async def all_healthy() -> bool:
         body = (await api.get("/v1/workers")).json()

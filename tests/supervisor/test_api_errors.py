@@ -99,7 +99,9 @@ async def test_queue_full_is_429_and_accepted_jobs_survive(strict_fleet: Fleet) 
     held = []
     # 'hold' blocks on the worker: 8 fill its slots (max_concurrency 8), then 2 may queue.
     for _ in range(20):
-        r = await api.post("/v1/jobs", json={"capability": "hold", "worker": "w1"})
+        r = await api.post(
+            "/v1/jobs", json={"capability": "hold", "worker": strict_fleet.worker_urls["w1"]}
+        )
         if r.status_code == 429:
             assert int(r.headers["retry-after"]) >= 1
             assert r.json()["error"]["code"] == "QUEUE_FULL"
@@ -133,7 +135,7 @@ async def test_store_down_is_503() -> None:
         error(
             await fleet.api.post("/v1/jobs", json={"capability": "noop"}), 503, "STORE_UNAVAILABLE"
         )
-        error(await fleet.api.get("/v1/jobs/x"), 503, "STORE_UNAVAILABLE")
+        error(await fleet.api.get("/v1/jobs/" + "0" * 32), 503, "STORE_UNAVAILABLE")
 
 
 def test_non_loopback_bind_needs_tokens() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 from shared import META_CORRELATION_ID, META_IDEMPOTENCY_KEY, META_JOB_ID
 from tests.helpers import wait_until
@@ -122,12 +123,40 @@ async def test_permanent_failure_dead_letters_and_redrive(fleet: Fleet) -> None:
     assert r.status_code == 202 and r.json()["status"] == "queued"
     again = await fleet.wait(job["id"])
     assert again["status"] == "failed" and again["attempts"] == 1
+    # The stream shows the latest run: from the redrive's `queued` to the new `done`.
+    latest = await sse_events(fleet, job["id"])
+    assert latest[0]["data"] == {"status": "queued", "redriven": True}
+    assert [e["type"] for e in latest].count("done") == 1 and latest[-1]["type"] == "done"
+    # From the start it shows both runs and follows the redrive past the first done.
+    whole = await sse_events(fleet, job["id"], headers={"Last-Event-ID": "0"})
+    assert [e["type"] for e in whole].count("done") == 2
+    assert whole[-1]["seq"] == latest[-1]["seq"]
+    # Resumed after the final done, the stream closes at once.
+    assert (
+        await sse_events(fleet, job["id"], headers={"Last-Event-ID": str(whole[-1]["seq"])}) == []
+    )
+    again_redrive = await fleet.api.post(f"/v1/dead-letters/{job['id']}/redrive")
+    assert again_redrive.status_code == 202  # failed again: back in the dead letters
+
+
+async def sse_events(
+    fleet: Fleet, job_id: str, headers: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
+    out = []
+    async with fleet.api.stream("GET", f"/v1/jobs/{job_id}/events", headers=headers) as r:
+        assert r.status_code == 200
+        async for line in r.aiter_lines():
+            if line.startswith("data:"):
+                out.append(json.loads(line[5:]))
+    return out
 
 
 async def test_foreign_server_driven_by_tools_list(fleet: Fleet) -> None:
     caps = (await fleet.api.get("/v1/capabilities")).json()["capabilities"]
     assert caps["shout"]["idempotent"] is True
-    assert caps["shout"]["workers"][0]["name"] == "foreign"
+    port = fleet.worker_urls["foreign"].split("//")[1].split("/")[0]
+    assert caps["shout"]["workers"][0]["name"] == f"foreign@{port}"  # service@host:port
+    assert caps["shout"]["service"] == "foreign" and caps["shout"]["tool"] == "shout"
     job = await fleet.submit("shout", {"text": "hey"})
     done = await fleet.wait(job["id"])
     assert done["status"] == "succeeded" and done["result"] == "HEY"
@@ -146,9 +175,10 @@ async def test_many_concurrent_jobs(any_fleet: Fleet) -> None:
 
 async def test_cancel_queued_job_takes_it_out_of_dispatch(fleet: Fleet) -> None:
     w1 = fleet.seen["w1"]
-    running = [await fleet.submit("hold", worker="w1") for _ in range(8)]  # fills w1's 8 slots
+    pin = fleet.worker_urls["w1"]
+    running = [await fleet.submit("hold", worker=pin) for _ in range(8)]  # fills w1's 8 slots
     await wait_until(lambda: len([c for c in w1.calls if c["tool"] == "hold"]) == 8)
-    queued = await fleet.submit("hold", worker="w1")
+    queued = await fleet.submit("hold", worker=pin)
     assert (await fleet.api.get(f"/v1/jobs/{queued['id']}")).json()["status"] == "queued"
     r = await fleet.api.post(f"/v1/jobs/{queued['id']}/cancel")
     assert r.status_code == 200 and r.json()["status"] == "cancelled"

@@ -11,6 +11,7 @@ from shared import CapabilitySpec
 from supervisor.breaker import Breaker, BreakerState
 from supervisor.registry import Registry, WorkerState
 from supervisor.router import Router
+from tests.helpers import wait_until_sync
 
 
 def test_breaker_opens_half_opens_and_closes(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -76,3 +77,16 @@ def test_router_prefers_less_loaded_and_untried_and_pins() -> None:
     assert all(router.choose("x", pinned="a") is a for _ in range(10))
     assert all(router.choose("x", pinned="svc") in (a, b) for _ in range(10))
     assert router.choose("x", pinned="ghost") is None
+
+
+def test_a_cancelled_half_open_probe_does_not_wedge_the_breaker() -> None:
+    breaker = Breaker(1, 0.05)
+    breaker.failure()  # open
+    wait_until_sync(breaker.available, timeout=5, message="cool-down")
+    assert breaker.allow()  # the half-open probe ...
+    assert not breaker.allow()
+    breaker.release()  # ... was cancelled: no verdict
+    assert breaker.allow()  # another probe may go
+    # a probe whose caller vanished without a word is abandoned after another cool-down
+    wait_until_sync(breaker.available, timeout=5, message="abandoned probe")
+    assert breaker.allow()

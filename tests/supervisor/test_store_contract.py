@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from shared import IdempotencyConflict, Job, JobNotFound, JobStatus, Keys, now
-from supervisor.store import AdmissionFull, Store, open_store
+from supervisor.store import AdmissionFull, Fenced, Store, open_store
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -154,5 +154,90 @@ async def test_dead_letters(store: Store) -> None:
     await store.submit(job, fingerprint="x", queue_limit=10)
     await store.dead_letter(job.id)
     assert [j.id for j in await store.dead_letters()] == [job.id]
-    assert await store.remove_dead_letter(job.id)
+    assert await store.is_dead_letter(job.id)
+    assert not await store.is_dead_letter(make_job().id)
+
+
+async def test_fencing_refuses_a_stale_holder(store: Store) -> None:
+    job = make_job()
+    await store.submit(job, fingerprint="f", queue_limit=10)
+    first = await store.acquire(job.id)
+    second = await store.acquire(job.id)  # a reclaim by another supervisor
+    assert second > first
+    running = (JobStatus.QUEUED, JobStatus.RUNNING)
+    with pytest.raises(Fenced):
+        await store.append(job.id, "progress", {"progress": 1}, fence=first)
+    with pytest.raises(Fenced):
+        await store.transition(job.id, allowed=running, event="status", fence=first)
+    assert await store.append(job.id, "progress", {"progress": 1}, fence=second) == 2
+    seq = await store.transition(
+        job.id,
+        allowed=running,
+        event="status",
+        data={"status": "failed"},
+        finish=True,
+        done=job,
+        fence=second,
+        dead_letter=True,
+        status=JobStatus.FAILED,
+    )
+    assert seq == 4
+    assert [j.id for j in await store.dead_letters()] == [job.id]  # in the same script
+    # nothing is ever appended after done, whoever asks
+    assert await store.append(job.id, "progress", {"progress": 2}, fence=second) == -1
+    assert await store.append(job.id, "log", {"message": "late"}) == -1
+    assert [e.type for e in await store.events(job.id)] == ["status", "progress", "status", "done"]
+    with pytest.raises(JobNotFound):
+        await store.acquire("nope")
+
+
+async def test_requeue_is_one_step(store: Store) -> None:
+    job = make_job()
+    await store.submit(job, fingerprint="f", queue_limit=10)
+    [(entry, _)] = await store.take(10, block_ms=10)
+    fence = await store.acquire(job.id)
+    await store.transition(
+        job.id,
+        allowed=(JobStatus.QUEUED,),
+        event="status",
+        data={"status": "failed"},
+        finish=True,
+        done=job,
+        fence=fence,
+        dead_letter=True,
+        status=JobStatus.FAILED,
+    )
+    seq = await store.requeue(
+        job.id,
+        allowed=(JobStatus.FAILED,),
+        data={"status": "queued", "redriven": True},
+        entry_id=entry,
+        attempts=0,
+    )
+    assert seq == 4
+    assert (await store.get(job.id)).status is JobStatus.QUEUED
     assert await store.dead_letters() == []
+    assert [j for _, j in await store.take(10, block_ms=10)] == [job.id]  # a new delivery
+    assert (
+        await store.requeue(job.id, allowed=(JobStatus.FAILED,), data={"status": "queued"}) is None
+    )
+
+
+async def test_trim_drops_expired_index_entries_and_gone_consumers(store: Store) -> None:
+    old_gone = make_job(created_at=now() - 10 * store.retention_s)
+    old_alive = make_job(created_at=now() - 10 * store.retention_s)  # still queued: kept
+    for job in (old_gone, old_alive):
+        await store.submit(job, fingerprint=job.id, queue_limit=10)
+    await store.client.zadd(store.keys.dead, {old_gone.id: now() - 10 * store.retention_s})
+    await store.client.delete(store.keys.job(old_gone.id))  # its record expired
+    assert len(await store.take(10, block_ms=10)) == 2
+    ghost = Store(store.client, store.keys, retention_s=store.retention_s, idempotency_ttl_s=60)
+    await store.submit(make_job(), fingerprint="g", queue_limit=10)
+    [(entry, _)] = await ghost.take(1, block_ms=10)  # another supervisor's consumer ...
+    await ghost.ack(entry)  # ... that finished its work and went away
+    removed = await store.trim(consumer_idle_s=0)
+    assert removed["jobs"] == 1 and removed["dead"] == 1
+    listed = {j.id for j in (await store.list_jobs(limit=100))[0]}
+    assert old_alive.id in listed and old_gone.id not in listed
+    if not store.embedded:  # the engine has no XINFO CONSUMERS
+        assert removed["consumers"] >= 1

@@ -35,7 +35,9 @@ def _meta(ctx: Context) -> dict[str, Any]:
     return dict(meta.model_dump() if hasattr(meta, "model_dump") else meta)
 
 
-def contract_server(name: str, seen: Seen, *, max_concurrency: int = 8) -> FastMCP:
+def contract_server(
+    name: str, seen: Seen, *, max_concurrency: int = 8, service: str = "toolbox"
+) -> FastMCP:
     mcp = FastMCP(name)
     caps: dict[str, dict[str, Any]] = {}
 
@@ -119,7 +121,7 @@ def contract_server(name: str, seen: Seen, *, max_concurrency: int = 8) -> FastM
     def get_capabilities() -> dict[str, Any]:
         """Describe this worker."""
         return {
-            "service_name": name,
+            "service_name": service,
             "version": "1.0",
             "capabilities": caps,
             "supported_features": ["progress", "cancellation"],

@@ -1,0 +1,108 @@
+"""A Redis outage answers 503, never 422: the registry keeps the last-known registrations.
+
+A worker registers itself in a Redis of the test's own (never the shared one, which is not
+ours to kill); the supervisor uses the same Redis. While it is down, every submission gets
+503 ``STORE_UNAVAILABLE`` and the worker stays listed; once it is back, work flows again.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import AsyncExitStack, contextmanager
+
+import httpx
+import pytest
+import redis
+
+from shared import SupervisorSettings
+from supervisor.app import create_app
+from tests.helpers import wait_until, wait_until_sync
+from tests.processes import worker
+from tests.servers import free_port, serve_asgi
+
+pytestmark = pytest.mark.e2e
+
+
+@contextmanager
+def own_redis(port: int) -> Iterator[subprocess.Popen[bytes]]:
+    with tempfile.TemporaryDirectory(prefix="fleet-redis-") as workdir:
+        argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+        proc = subprocess.Popen(
+            [*argv, "--appendonly", "no", "--dir", workdir],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis(port=port, socket_connect_timeout=0.5)
+
+        def up() -> bool:
+            try:
+                return bool(client.ping())
+            except redis.RedisError:
+                return False
+
+        try:
+            wait_until_sync(up, timeout=20, message="redis-server to answer")
+            yield proc
+        finally:
+            client.close()
+            proc.kill()
+            proc.wait(10)
+
+
+async def test_submissions_get_503_during_an_outage_and_flow_after() -> None:
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    wport = free_port()
+    with own_redis(port) as server:
+        env = {
+            "FLEET_REDIS_URL": url,
+            "FLEET_ADVERTISE_URL": f"http://127.0.0.1:{wport}/mcp",
+            "FLEET_HEARTBEAT_S": "0.5",
+        }
+        with worker("echo", port=wport, **env):
+            settings = SupervisorSettings(
+                redis_url=url,
+                probe_interval_s=0.3,
+                _env_file=None,  # type: ignore[call-arg]
+            )
+            async with AsyncExitStack() as stack:
+                base = await stack.enter_async_context(serve_asgi(create_app(settings)))
+                api = await stack.enter_async_context(httpx.AsyncClient(base_url=base, timeout=30))
+
+                async def listed() -> list[dict[str, object]]:
+                    return list((await api.get("/v1/workers")).json()["workers"])
+
+                async def healthy() -> bool:
+                    return any(w["healthy"] for w in await listed())
+
+                await wait_until(healthy, timeout=30, message="the registered worker")
+                ok = await api.post("/v1/jobs?wait=10", json={"capability": "noop"})
+                assert ok.status_code == 200 and ok.json()["status"] == "succeeded", ok.text
+
+                server.kill()
+                server.wait(10)
+                body = {"capability": "noop"}
+                statuses = [(await api.post("/v1/jobs", json=body)).status_code for _ in range(20)]
+                assert set(statuses) == {503}, statuses
+                r = await api.post("/v1/jobs", json=body)
+                assert r.json()["error"]["code"] == "STORE_UNAVAILABLE"
+                await wait_until(
+                    lambda: _probed_during_outage(api), timeout=10, message="a probe round"
+                )
+                assert [w["url"] for w in await listed()] == [env["FLEET_ADVERTISE_URL"]]
+                assert (await api.post("/v1/jobs", json=body)).status_code == 503
+
+                with own_redis(port):
+
+                    async def flows() -> bool:
+                        r = await api.post("/v1/jobs?wait=5", json=body)
+                        return r.status_code == 200 and r.json()["status"] == "succeeded"
+
+                    await wait_until(flows, timeout=30, message="work to flow again")
+
+
+async def _probed_during_outage(api: httpx.AsyncClient) -> bool:
+    ready = await api.get("/readyz")
+    return ready.status_code == 503

@@ -1,0 +1,131 @@
+"""Registry logic: health thresholds, identity and names. The wire is not what these test, so a
+scripted caller stands in for it (the ``WorkerCaller`` seam); the store is the real one."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from shared import Keys, UnknownCapability, WorkerUnreachable
+from supervisor.pool import CallResult, ServerInfo
+from supervisor.registry import Registry, instance_name, parse_worker_entry
+from supervisor.store import Store, open_store
+
+
+def tool(name: str, schema: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "inputSchema": schema or {"type": "object"}, **extra}
+
+
+class ScriptedCaller:
+    """Each URL answers ``tools/list`` from ``tools[url]``; ``down`` URLs are unreachable."""
+
+    def __init__(self) -> None:
+        self.tools: dict[str, list[dict[str, Any]]] = {}
+        self.names: dict[str, str] = {}
+        self.down: set[str] = set()
+        self.garbage: set[str] = set()
+
+    async def connect(self, url: str) -> ServerInfo:
+        if url in self.down:
+            raise WorkerUnreachable(f"{url} down")
+        return ServerInfo(self.names.get(url, "svc"), "1", "2025-11-25", "legacy", True)
+
+    async def list_tools(self, url: str, *, timeout: float) -> list[dict[str, Any]]:
+        if url in self.garbage:
+            raise ValueError("a malformed reply")  # not even a WorkerCallError
+        return self.tools[url]
+
+    async def call(self, url: str, tool: str, arguments: dict[str, Any], **kw: Any) -> CallResult:
+        raise AssertionError("foreign servers have no get_capabilities")
+
+    def in_flight(self, url: str) -> int:
+        return 0
+
+    async def drop(self, url: str) -> None:
+        return None
+
+
+@pytest.fixture
+async def store() -> AsyncIterator[Store]:
+    async with open_store("memory://", Keys("t"), retention_s=60, idempotency_ttl_s=60) as s:
+        yield s
+
+
+def registry(caller: ScriptedCaller, store: Store, urls: list[str], **kw: Any) -> Registry:
+    return Registry(caller, store, static_urls=urls, probe_interval_s=60, down_after=2, **kw)
+
+
+async def test_down_only_after_consecutive_failed_probes(store: Store) -> None:
+    caller = ScriptedCaller()
+    url = "http://a:1/mcp"
+    caller.tools[url] = [tool("x")]
+    reg = registry(caller, store, [url])
+    await reg.refresh()
+    worker = reg.workers[url]
+    assert worker.healthy
+    caller.down.add(url)
+    await reg.refresh()
+    assert worker.healthy and worker.failures == 1  # one blip is not an outage
+    caller.down.discard(url)
+    await reg.refresh()
+    assert worker.healthy and worker.failures == 0
+    caller.down.add(url)
+    await reg.refresh()
+    await reg.refresh()
+    assert not worker.healthy and worker.health == "down" and "down" in (worker.error or "")
+
+
+async def test_a_new_worker_that_fails_is_down_at_once_and_bad_replies_never_stop_discovery(
+    store: Store,
+) -> None:
+    caller = ScriptedCaller()
+    good, bad = "http://good:1/mcp", "http://bad:1/mcp"
+    caller.tools[good] = [tool("x")]
+    caller.garbage.add(bad)
+    reg = registry(caller, store, [good, bad])
+    await reg.refresh()
+    assert reg.workers[good].healthy
+    assert not reg.workers[bad].healthy and "malformed" in (reg.workers[bad].error or "")
+
+
+async def test_same_tool_on_two_services_gets_qualified_names(store: Store) -> None:
+    caller = ScriptedCaller()
+    a, a2, b = "http://a:1/mcp", "http://a2:1/mcp", "http://b:1/mcp"
+    caller.names = {a: "alpha", a2: "alpha", b: "beta"}
+    caller.tools = {
+        a: [tool("echo"), tool("only_alpha")],
+        a2: [tool("echo"), tool("only_alpha")],
+        b: [tool("echo", {"type": "object", "required": ["m"]})],
+    }
+    reg = registry(caller, store, [a, a2, b])
+    await reg.refresh()
+    assert set(reg.catalog()) == {"alpha.echo", "beta.echo", "only_alpha"}
+    assert reg.resolve("alpha.only_alpha").name == "only_alpha"  # qualified always works
+    target = reg.resolve("beta.echo")
+    assert (target.service, target.tool) == ("beta", "echo")
+    with pytest.raises(UnknownCapability) as caught:
+        reg.resolve("echo")
+    assert caught.value.details["choices"] == ["alpha.echo", "beta.echo"]
+    # replicas of one service are told apart
+    assert {w.name for w in reg.workers.values()} == {"alpha@a:1", "alpha@a2:1", "beta@b:1"}
+
+
+async def test_tools_that_require_tasks_are_left_out_with_a_reason(store: Store) -> None:
+    caller = ScriptedCaller()
+    url = "http://a:1/mcp"
+    caller.tools[url] = [tool("x"), tool("t", execution={"taskSupport": "required"})]
+    reg = registry(caller, store, [url])
+    await reg.refresh()
+    worker = reg.workers[url]
+    assert set(worker.capabilities) == {"x"}
+    assert "requires MCP tasks" in worker.excluded["t"]
+    assert "t" not in reg.catalog()
+
+
+def test_names_and_entries() -> None:
+    assert instance_name("svc", "http://h:1/mcp") == "svc@h:1"
+    assert instance_name("svc", "http://gw:80/a/mcp") == "svc@gw:80/a/mcp"
+    assert parse_worker_entry("everything=http://h:1/mcp") == ("everything", "http://h:1/mcp")
+    assert parse_worker_entry("http://h:1/mcp?x=1") == (None, "http://h:1/mcp?x=1")
