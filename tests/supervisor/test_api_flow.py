@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+from contextlib import AsyncExitStack
 from typing import Any
 
 from shared import META_CORRELATION_ID, META_IDEMPOTENCY_KEY, META_JOB_ID
 from tests.helpers import wait_until
-from tests.supervisor.conftest import Fleet
+from tests.supervisor.conftest import Fleet, start_fleet
 
 
 async def test_happy_path_with_progress(any_fleet: Fleet) -> None:
@@ -199,3 +200,20 @@ async def test_openapi_and_docs(fleet: Fleet) -> None:
         assert path in spec["paths"], path
     assert "capability" in str(spec["paths"]["/v1/jobs"]["post"]["requestBody"])
     assert (await fleet.api.get("/docs")).status_code == 200
+
+
+async def test_jobs_waiting_for_a_busy_capability_do_not_block_others() -> None:
+    """8 `hold` calls fill the worker's slots for that tool; 5 more wait for it. With room for
+    10 running jobs, those 13 would once have filled every slot and starved `noop`."""
+    async with AsyncExitStack() as stack:
+        fleet = await start_fleet(stack, workers=1, concurrency=10)
+        w1 = fleet.seen["w1"]
+        held = [await fleet.submit("hold") for _ in range(13)]
+        await wait_until(lambda: len([c for c in w1.calls if c["tool"] == "hold"]) == 8)
+        done = await fleet.api.post("/v1/jobs?wait=10", json={"capability": "noop"})
+        assert done.status_code == 200 and done.json()["status"] == "succeeded", done.text
+        waiting = [(await fleet.api.get(f"/v1/jobs/{j['id']}")).json() for j in held]
+        assert sorted(j["status"] for j in waiting).count("queued") == 5
+        w1.release.set()
+        for job in held:
+            assert (await fleet.wait(job["id"]))["status"] == "succeeded"
