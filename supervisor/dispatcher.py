@@ -9,9 +9,10 @@ sent in ``_meta`` (the job's own key, or its id).
 Retry policy (tenacity, exponential backoff with full jitter, another worker preferred):
 a failure that was *never delivered* (``UNREACHABLE``, ``BUSY``, ``REFUSED``) is retried
 when its kind allows; a *possibly delivered* one (``TIMEOUT``, ``DROPPED``, ``BAD_RESPONSE``,
-``HTTP_ERROR``, ``RPC_ERROR``) only when the capability is idempotent or the worker
-de-duplicates (feature ``idempotency-key``); a tool's own error only when the worker marks it
-retryable.
+``HTTP_ERROR``, ``RPC_ERROR``) only when the capability is idempotent; a tool's own error only
+when the worker marks it retryable. (A worker that de-duplicates on the idempotency key keeps
+only finished results, so it does not make a cut-off call of a non-idempotent tool safe to
+send again: the chaos suite measured such re-runs.)
 
 A job runs only on workers of the service it was validated against, with the same input
 schema (``job.service``, ``job.tool``, ``job.schema_digest``).
@@ -25,7 +26,7 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from opentelemetry import propagate, trace
 from tenacity import (
@@ -70,11 +71,12 @@ from supervisor.store import Fenced, Store
 
 __all__ = ["Dispatcher"]
 
+T = TypeVar("T")
+
 log = get_logger("fleet.dispatcher")
 _tracer = tracer("mcp-fleet.supervisor")
 
 ACTIVE = (JobStatus.QUEUED, JobStatus.RUNNING)
-DEDUP_FEATURE = "idempotency-key"
 
 
 class NoWorker(WorkerCallError):
@@ -126,6 +128,10 @@ class Dispatcher:
         self.held: dict[str, _Held] = {}
         self._slot_freed = asyncio.Event()
         self._tool_freed: dict[str, asyncio.Condition] = {}
+        self._store_since: float | None = time.monotonic()
+        """Since when the store has answered without a break (None: it is out). A lease runs
+        only while the store can be reached: nothing is reclaimed until it has answered for a
+        whole lease, so every live holder has had the time to renew or to record its end."""
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # -- loops -------------------------------------------------------------------------------
@@ -156,6 +162,7 @@ class Dispatcher:
             try:
                 entries = await self.store.take(free, block_ms=1000)
             except StoreUnavailable as exc:
+                self._store_since = None
                 log.warning("dispatcher.store_unavailable", error=exc.message)
                 await asyncio.sleep(1.0)  # back off while the store is down
                 with contextlib.suppress(StoreUnavailable):
@@ -181,12 +188,16 @@ class Dispatcher:
                 for job_id, held in list(self.held.items()):
                     if not held.cancel_requested and await self.store.flag(job_id, "cancel"):
                         self._cancel_local(job_id)
-                if self._free_slots() > 0:
+                if self._store_since is None:
+                    self._store_since = time.monotonic()
+                settled = time.monotonic() - self._store_since >= self.settings.lease_s
+                if settled and self._free_slots() > 0:
                     for entry_id, job_id in await self.store.reclaim(lease_ms, self._free_slots()):
                         if job_id not in self.held:
                             log.info("dispatcher.reclaimed", job_id=job_id)
                             self._spawn(entry_id, job_id, reclaimed=True)
             except StoreUnavailable as exc:
+                self._store_since = None
                 log.warning("dispatcher.lease_failed", error=exc.message)
 
     async def _check_leases(self) -> None:
@@ -317,8 +328,9 @@ class Dispatcher:
 
     async def _refuse_rerun(self, job: Job, held: _Held) -> bool:
         """A reclaimed job is one more attempt. Refuse to run it again when attempts are
-        used up, or when the lost attempt may have reached a tool that is not idempotent on a
-        worker that does not de-duplicate. True when the job was ended here."""
+        used up, or when the lost attempt may have reached a tool that is not idempotent
+        (whatever the worker de-duplicates: it keeps only finished results, and the lost call
+        may have been cut off mid-run). True when the job was ended here."""
         if job.attempts >= job.max_attempts:
             error = JobError(
                 code="LEASE_LOST",
@@ -337,8 +349,7 @@ class Dispatcher:
             idempotent = bool(target and target.idempotent)
         else:
             idempotent = spec.idempotent
-        dedups = worker is not None and DEDUP_FEATURE in worker.features
-        if idempotent or dedups:
+        if idempotent:
             return False
         error = JobError(
             code="DROPPED",
@@ -368,7 +379,10 @@ class Dispatcher:
                 return False
             if not exc.delivered or isinstance(exc, ToolFailed):
                 return exc.retryable
-            return spec_idempotent or DEDUP_FEATURE in self._features(exc)
+            # Possibly delivered: only an idempotent tool may run again. A worker's
+            # de-duplication is no licence: it keeps only finished results, so a call cut
+            # off mid-run (a crash, our timeout closing the stream) would simply run again.
+            return spec_idempotent
 
         async def before_sleep(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
@@ -415,10 +429,6 @@ class Dispatcher:
             job, held, JobStatus.SUCCEEDED, result=result.value, content=result.content
         )
         return True
-
-    def _features(self, exc: WorkerCallError) -> list[str]:
-        worker = self.registry.workers.get(str(exc.details.get("worker", "")))
-        return worker.features if worker else []
 
     async def _choose(self, job: Job, held: _Held) -> WorkerState:
         """A worker for a retry; waits (holding no slot) up to the job's timeout."""
@@ -477,6 +487,27 @@ class Dispatcher:
         )
 
     async def _attempt(self, job: Job, worker: WorkerState, held: _Held) -> CallResult:
+        tool = _tool(job)
+        slot = (worker.url, tool)
+        self.inflight[slot] += 1  # taken before any await: the next routing decision sees it
+        try:
+            return await self._call(job, worker, held)
+        finally:
+            self.inflight[slot] -= 1
+            if not self.inflight[slot]:
+                del self.inflight[slot]
+            await self._tool_slot_freed(tool)  # a slot freed: a waiting job may go
+
+    async def _record(
+        self, job: Job, event: str, data: dict[str, Any], *, fence: int | None, **fields: Any
+    ) -> None:
+        """Progress and logs are best effort through a store outage: the call goes on."""
+        try:
+            await self.store.append(job.id, event, data, fence=fence, **fields)
+        except StoreUnavailable as exc:
+            log.warning("job.event_not_recorded", kind=event, error=exc.message)
+
+    async def _call(self, job: Job, worker: WorkerState, held: _Held) -> CallResult:
         held.tried.add(worker.url)
         job.attempts += 1
         held.counted = True
@@ -512,27 +543,19 @@ class Dispatcher:
         async def on_progress(progress: float, total: float | None, message: str | None) -> None:
             p = Progress(progress=progress, total=total, message=message)
             job.progress = p
-            await self.store.append(
-                job.id, "progress", p.model_dump(), fence=held.fence, progress=p
-            )
+            await self._record(job, "progress", p.model_dump(), fence=held.fence, progress=p)
 
         async def on_log(level: str, data: Any) -> None:
             message = data.get("msg", data) if isinstance(data, dict) else data
             extra = data.get("extra") if isinstance(data, dict) else None
-            await self.store.append(
-                job.id,
-                "log",
-                {"level": level, "message": str(message), "extra": extra},
-                fence=held.fence,
-            )
+            payload = {"level": level, "message": str(message), "extra": extra}
+            await self._record(job, "log", payload, fence=held.fence)
 
         token = call_headers.set(headers)
         span = trace.get_current_span()
         tool = _tool(job)
         spec = worker.capabilities[tool]
         wrapped = bool(spec.output_schema and spec.output_schema.get("x-fastmcp-wrap-result"))
-        slot = (worker.url, tool)
-        self.inflight[slot] += 1
         try:
             result = await self.caller.call(
                 worker.url,
@@ -561,10 +584,6 @@ class Dispatcher:
             raise
         finally:
             call_headers.reset(token)
-            self.inflight[slot] -= 1
-            if not self.inflight[slot]:
-                del self.inflight[slot]
-            await self._tool_slot_freed(tool)  # a slot freed: a waiting job may go
         worker.breaker.success()
         self.metrics.attempts.labels(job.capability, "ok").inc()
         return result
@@ -584,7 +603,40 @@ class Dispatcher:
         job.content = content
         job.error = error
         job.finished_at = now()
-        seq = await self.store.transition(
+        seq = await self._until_stored(
+            job.id,
+            lambda: self._finish_write(job, held, status, result, content, error),
+        )
+        if seq is None:
+            return  # someone else ended it first (a cancel of a queued job)
+        self._count_finished(job, status, error)
+
+    async def _until_stored(self, job_id: str, write: Callable[[], Awaitable[T]]) -> T:
+        """An outcome is written even across a store outage: the result is in hand, and
+        giving up would let a reclaim run the job again. Tries until the store answers (or
+        a fence says the job is another's), for at most ten leases."""
+        deadline = time.monotonic() + max(60.0, 10 * self.settings.lease_s)
+        delay = 0.05
+        while True:
+            try:
+                return await write()
+            except StoreUnavailable as exc:
+                if time.monotonic() >= deadline:
+                    raise
+                log.warning("job.outcome_waits_for_store", job_id=job_id, error=exc.message)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.5)
+
+    async def _finish_write(
+        self,
+        job: Job,
+        held: _Held,
+        status: JobStatus,
+        result: Any,
+        content: list[dict[str, Any]] | None,
+        error: JobError | None,
+    ) -> int | None:
+        return await self.store.transition(
             job.id,
             allowed=ACTIVE,
             event="status",
@@ -600,8 +652,9 @@ class Dispatcher:
             fence=held.fence,
             dead_letter=status is JobStatus.FAILED,
         )
-        if seq is None:
-            return  # someone else ended it first (a cancel of a queued job)
+
+    def _count_finished(self, job: Job, status: JobStatus, error: JobError | None) -> None:
+        assert job.finished_at is not None
         self.metrics.jobs.labels(status.value, job.capability).inc()
         self.metrics.job_duration.labels(job.capability, status.value).observe(
             job.finished_at - job.created_at

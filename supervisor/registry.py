@@ -249,6 +249,8 @@ class Registry:
                 log.info("registry.probe_failed", worker=worker.name, failures=worker.failures)
         if was and not worker.healthy:
             worker.downs += 1
+        if not was and worker.healthy:
+            worker.breaker.success()  # a probe that passes is a call that passed: close it
         if was != worker.healthy:
             log.info(
                 "registry.health_changed",

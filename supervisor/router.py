@@ -70,7 +70,7 @@ class Router:
         fresh = [w for w in pool if w.url not in avoid]
         pool = fresh or pool
         while pool:
-            pick = pool if len(pool) <= 2 else self._random.sample(pool, 2)
+            pick = self._random.sample(pool, min(2, len(pool)))  # random order: fair ties
             best = min(pick, key=lambda w: self.load(w, capability))
             if best.breaker.allow():
                 return best

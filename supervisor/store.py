@@ -17,12 +17,14 @@ import json
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import redis.asyncio as aioredis
 from pydantic import BaseModel
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
 
 from shared import (
@@ -116,6 +118,18 @@ class Store:
         """A pipeline of plain commands (no MULTI on Redis; the engine has no such option)."""
         return self._r.pipeline() if self.embedded else self._r.pipeline(transaction=False)
 
+    async def _run_pipeline(self, fill: Callable[[Any], object]) -> list[Any]:
+        """Queue commands with ``fill(pipe)`` and run them; the pipeline is always released
+        (a failed one on Redis would otherwise keep its connection until collected)."""
+        pipe = self._pipeline()
+        fill(pipe)
+        try:
+            return list(await pipe.execute())
+        finally:
+            reset = getattr(pipe, "reset", None)
+            if reset is not None:
+                await reset()
+
     async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         try:
             return await getattr(self._r, method)(*args, **kwargs)
@@ -136,10 +150,10 @@ class Store:
                 if job_id is None:
                     out = await self._scripts[name](keys=keys, args=args)
                 else:  # script and wake-up in one round trip
-                    pipe = self._r.pipeline(transaction=False)
-                    await self._scripts[name](keys=keys, args=args, client=pipe)
-                    pipe.publish(self.keys.changed_channel, job_id)
-                    out, _ = await pipe.execute()
+                    async with self._r.pipeline(transaction=False) as pipe:
+                        await self._scripts[name](keys=keys, args=args, client=pipe)
+                        pipe.publish(self.keys.changed_channel, job_id)
+                        out, _ = await pipe.execute()
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(f"store unavailable: {exc}") from exc
         if job_id is not None:
@@ -162,11 +176,12 @@ class Store:
             ids = [_s(i) for i in old]
             if not ids:
                 continue
-            pipe = self._pipeline()
-            for job_id in ids:
-                pipe.exists(self.keys.job(job_id))
+
+            def exists(pipe: Any, ids: list[str] = ids) -> object:
+                return [pipe.exists(self.keys.job(j)) for j in ids]
+
             try:
-                alive = await pipe.execute()
+                alive = await self._run_pipeline(exists)
             except (RedisError, OSError) as exc:
                 raise StoreUnavailable(f"store unavailable: {exc}") from exc
             gone = [i for i, a in zip(ids, alive, strict=True) if not a]
@@ -384,11 +399,10 @@ class Store:
         """The current fence token of each job (None when gone): a lease check."""
         if not job_ids:
             return {}
-        pipe = self._pipeline()
-        for job_id in job_ids:
-            pipe.hget(self.keys.job(job_id), "fence")
         try:
-            values = await pipe.execute()
+            values = await self._run_pipeline(
+                lambda pipe: [pipe.hget(self.keys.job(j), "fence") for j in job_ids]
+            )
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(f"store unavailable: {exc}") from exc
         return {j: None if v is None else int(_s(v)) for j, v in zip(job_ids, values, strict=True)}
@@ -564,11 +578,13 @@ class Store:
 
     async def ack(self, entry_id: str) -> None:
         """Done with a delivery: acknowledge it and drop it from the stream."""
-        pipe = self._r.pipeline()
-        pipe.xack(self.keys.queue, DISPATCH_GROUP, entry_id)
-        pipe.xdel(self.keys.queue, entry_id)
         try:
-            await pipe.execute()
+            await self._run_pipeline(
+                lambda pipe: (
+                    pipe.xack(self.keys.queue, DISPATCH_GROUP, entry_id),
+                    pipe.xdel(self.keys.queue, entry_id),
+                )
+            )
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(f"store unavailable: {exc}") from exc
 
@@ -694,6 +710,10 @@ async def open_store(
         # silent connection is detected and a long wait is a loop of short ones.
         # A blocking pool: at the cap a command waits for a free connection instead of
         # failing with "Too many connections" (the default pool's answer).
+        # Two quick retries on a connection error: after a Redis restart every pooled
+        # connection is dead, and the first command on each would otherwise fail although
+        # Redis is back. (A command whose reply was lost may run twice: the scripts are safe
+        # to repeat — submissions are keyed, transitions check the status and the fence.)
         pool = aioredis.BlockingConnectionPool.from_url(
             url,
             max_connections=max_connections,
@@ -701,6 +721,7 @@ async def open_store(
             socket_connect_timeout=5,
             socket_timeout=10,
             health_check_interval=30,
+            retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 2),
         )
         client = aioredis.Redis(connection_pool=pool)
     else:

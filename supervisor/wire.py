@@ -333,6 +333,12 @@ class Connection:
                     self.url, data=content, headers=headers, trace_request_ctx=trace
                 )
             except aiohttp.ClientConnectorError as exc:
+                if fresh:  # the first try may have reached a server that then died
+                    raise WorkerDropped(
+                        f"worker {self.url} closed the connection before answering, then "
+                        f"refused a new one: {exc}",
+                        details={"worker": self.url},
+                    ) from exc
                 raise WorkerUnreachable(
                     f"worker {self.url} unreachable: {exc}", details={"worker": self.url}
                 ) from exc
