@@ -32,9 +32,12 @@ return {'ok', ''}
 """
 
 ACQUIRE = """
--- KEYS: job   ARGV: (none). Returns the new fence token, or -1 when the job is gone.
-if redis.call('exists', KEYS[1]) == 0 then return -1 end
-return redis.call('hincrby', KEYS[1], 'fence', 1)
+-- KEYS: job   ARGV: (none). Takes a new fence token and returns the whole record after it
+-- (HGETALL, the token in its ``fence`` field): the lease and the read in one round trip.
+-- An empty reply: the job is gone.
+if redis.call('exists', KEYS[1]) == 0 then return {} end
+redis.call('hincrby', KEYS[1], 'fence', 1)
+return redis.call('hgetall', KEYS[1])
 """
 
 TRANSITION = """
@@ -180,8 +183,9 @@ class EmbeddedScripts:
 
     async def acquire(self, keys: list[str], a: list[str]) -> Any:
         if not await self.r.exists(keys[0]):
-            return -1
-        return await self.r.hincrby(keys[0], "fence", 1)
+            return {}
+        await self.r.hincrby(keys[0], "fence", 1)
+        return await self.r.hgetall(keys[0])
 
     async def transition(self, keys: list[str], a: list[str]) -> Any:
         r = self.r

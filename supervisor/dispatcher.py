@@ -185,9 +185,6 @@ class Dispatcher:
             try:
                 await self._check_leases()
                 await self.store.renew([h.entry_id for h in self.held.values() if not h.lost])
-                for job_id, held in list(self.held.items()):
-                    if not held.cancel_requested and await self.store.flag(job_id, "cancel"):
-                        self._cancel_local(job_id)
                 if self._store_since is None:
                     self._store_since = time.monotonic()
                 settled = time.monotonic() - self._store_since >= self.settings.lease_s
@@ -201,12 +198,15 @@ class Dispatcher:
                 log.warning("dispatcher.lease_failed", error=exc.message)
 
     async def _check_leases(self) -> None:
-        """A job whose fence moved on was reclaimed by another supervisor (we were paused or
-        cut off past the lease): stop its call and write nothing more for it."""
+        """One read for every held job. A job whose fence moved on was reclaimed by another
+        supervisor (we were paused or cut off past the lease): stop its call and write nothing
+        more for it. A job whose cancel was asked (a missed pub/sub message) is cancelled."""
         held = {j: h for j, h in self.held.items() if h.fence is not None and not h.lost}
-        for job_id, fence in (await self.store.fences(list(held))).items():
+        for job_id, (fence, cancel) in (await self.store.leases(list(held))).items():
             if fence != held[job_id].fence:
                 self._lose(job_id, held[job_id], fence)
+            elif cancel and not held[job_id].cancel_requested:
+                self._cancel_local(job_id)
 
     def _lose(self, job_id: str, held: _Held, fence: int | None) -> None:
         held.lost = True
@@ -258,8 +258,7 @@ class Dispatcher:
         done = False
         job: Job | None = None
         try:
-            held.fence = await self.store.acquire(job_id)
-            job, flags = await self.store.get_with_flags(job_id)
+            held.fence, job, flags = await self.store.acquire(job_id)
             with bind(job_id=job.id, correlation_id=job.correlation_id, capability=job.capability):
                 if job.status.terminal:
                     done = True

@@ -52,6 +52,8 @@ __all__ = ["AdmissionFull", "Fenced", "QueueEntry", "Store", "open_store"]
 
 # Fields stored raw rather than JSON-encoded, because the Lua scripts read them.
 _RAW = {"status", "capability", "correlation_id", "cancel"}
+# Internal fields of the job hash handed out beside the job (not part of the Job model).
+_FLAGS = {"cancel", "fence"}
 _JOB_FIELDS = tuple(Job.model_fields)
 
 MAX_BLOCK_MS = 2000
@@ -297,10 +299,14 @@ class Store:
 
     async def get_with_flags(self, job_id: str) -> tuple[Job, dict[str, str]]:
         """The job and its internal fields (``cancel``) in one read."""
-        raw = await self._call("hgetall", self.keys.job(job_id))
+        return self._job_and_flags(job_id, await self._call("hgetall", self.keys.job(job_id)))
+
+    def _job_and_flags(self, job_id: str, raw: Any) -> tuple[Job, dict[str, str]]:
+        if isinstance(raw, list):  # a script's HGETALL reply: field, value, field, value ...
+            raw = dict(zip(raw[::2], raw[1::2], strict=True))
         if not raw:
             raise JobNotFound(f"no job with id {job_id!r}", details={"job_id": job_id})
-        flags = {_s(k): _s(v) for k, v in raw.items() if _s(k) == "cancel"}
+        flags = {_s(k): _s(v) for k, v in raw.items() if _s(k) in _FLAGS}
         return self._decode_job(raw), flags
 
     @staticmethod
@@ -388,24 +394,32 @@ class Store:
         )
         return _fenced(int(out), job_id)
 
-    async def acquire(self, job_id: str) -> int:
-        """Take the job's lease: a new fence token, greater than every earlier one."""
-        out = int(await self._script("ACQUIRE", [self.keys.job(job_id)], []))
-        if out < 0:
-            raise JobNotFound(f"no job with id {job_id!r}", details={"job_id": job_id})
-        return out
+    async def acquire(self, job_id: str) -> tuple[int, Job, dict[str, str]]:
+        """Take the job's lease — a new fence token, greater than every earlier one — and
+        read the job and its flags, in one round trip."""
+        raw = await self._script("ACQUIRE", [self.keys.job(job_id)], [])
+        job, flags = self._job_and_flags(job_id, raw)
+        return int(flags["fence"]), job, flags
 
-    async def fences(self, job_ids: list[str]) -> dict[str, int | None]:
-        """The current fence token of each job (None when gone): a lease check."""
+    async def leases(self, job_ids: list[str]) -> dict[str, tuple[int | None, bool]]:
+        """Each job's current fence token (None when gone) and whether a cancel was asked:
+        the lease loop's one read for every job it holds."""
         if not job_ids:
             return {}
+
+        def fill(pipe: Any) -> None:
+            for j in job_ids:  # two HGETs: the engine's pipeline has no HMGET
+                pipe.hget(self.keys.job(j), "fence")
+                pipe.hget(self.keys.job(j), "cancel")
+
         try:
-            values = await self._run_pipeline(
-                lambda pipe: [pipe.hget(self.keys.job(j), "fence") for j in job_ids]
-            )
+            values = await self._run_pipeline(fill)
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(f"store unavailable: {exc}") from exc
-        return {j: None if v is None else int(_s(v)) for j, v in zip(job_ids, values, strict=True)}
+        return {
+            j: (None if fence is None else int(_s(fence)), bool(cancel and _s(cancel)))
+            for j, fence, cancel in zip(job_ids, values[::2], values[1::2], strict=True)
+        }
 
     async def requeue(
         self,

@@ -161,9 +161,14 @@ async def test_dead_letters(store: Store) -> None:
 async def test_fencing_refuses_a_stale_holder(store: Store) -> None:
     job = make_job()
     await store.submit(job, fingerprint="f", queue_limit=10)
-    first = await store.acquire(job.id)
-    second = await store.acquire(job.id)  # a reclaim by another supervisor
+    first, read, flags = await store.acquire(job.id)
+    assert read == job and flags["fence"] == str(first)  # the lease and the read at once
+    second, _, _ = await store.acquire(job.id)  # a reclaim by another supervisor
     assert second > first
+    assert await store.leases([job.id, "gone"]) == {job.id: (second, False), "gone": (None, False)}
+    await store.publish_cancel(job.id)
+    assert await store.leases([job.id]) == {job.id: (second, True)}
+    await store.client.hset(store.keys.job(job.id), "cancel", "")
     running = (JobStatus.QUEUED, JobStatus.RUNNING)
     with pytest.raises(Fenced):
         await store.append(job.id, "progress", {"progress": 1}, fence=first)
@@ -195,7 +200,7 @@ async def test_requeue_is_one_step(store: Store) -> None:
     job = make_job()
     await store.submit(job, fingerprint="f", queue_limit=10)
     [(entry, _)] = await store.take(10, block_ms=10)
-    fence = await store.acquire(job.id)
+    fence, _, _ = await store.acquire(job.id)
     await store.transition(
         job.id,
         allowed=(JobStatus.QUEUED,),
