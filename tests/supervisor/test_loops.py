@@ -50,3 +50,15 @@ async def test_readyz_reports_a_down_loop_as_degraded(fleet: Fleet) -> None:
         }
     finally:
         services.loops.down.pop("intake")
+
+
+async def test_metrics_of_a_departed_worker_are_dropped(fleet: Fleet) -> None:
+    registry = fleet.services.registry
+    url = fleet.worker_urls["w2"]
+    name = registry.workers[url].name
+    assert f'worker="{name}"' in (await fleet.api.get("/metrics")).text
+    departed = registry.workers.pop(url)  # what a lapsed registration does
+    try:
+        assert f'worker="{name}"' not in (await fleet.api.get("/metrics")).text
+    finally:
+        registry.workers[url] = departed

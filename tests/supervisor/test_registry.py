@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from shared import Keys, UnknownCapability, WorkerUnreachable
+from shared import Keys, UnknownCapability, WorkerRegistration, WorkerUnreachable
 from supervisor.pool import CallResult, ServerInfo
 from supervisor.registry import Registry, instance_name, parse_worker_entry
 from supervisor.store import Store, open_store
@@ -26,6 +26,7 @@ class ScriptedCaller:
         self.names: dict[str, str] = {}
         self.down: set[str] = set()
         self.garbage: set[str] = set()
+        self.dropped: list[str] = []
 
     async def connect(self, url: str) -> ServerInfo:
         if url in self.down:
@@ -44,7 +45,7 @@ class ScriptedCaller:
         return 0
 
     async def drop(self, url: str) -> None:
-        return None
+        self.dropped.append(url)
 
 
 @pytest.fixture
@@ -129,3 +130,17 @@ def test_names_and_entries() -> None:
     assert instance_name("svc", "http://gw:80/a/mcp") == "svc@gw:80/a/mcp"
     assert parse_worker_entry("everything=http://h:1/mcp") == ("everything", "http://h:1/mcp")
     assert parse_worker_entry("http://h:1/mcp?x=1") == (None, "http://h:1/mcp?x=1")
+
+
+async def test_a_lapsed_registration_drops_the_worker_and_its_connection(store: Store) -> None:
+    caller = ScriptedCaller()
+    url = "http://reg:1/mcp"
+    caller.tools[url] = [tool("x")]
+    reg_key = store.keys.worker("svc@reg:1")
+    await store.client.set(reg_key, WorkerRegistration(name="svc", url=url).model_dump_json())
+    reg = registry(caller, store, [])
+    await reg.refresh()
+    assert reg.workers[url].healthy and reg.workers[url].source == "registered"
+    await store.client.delete(reg_key)  # its heartbeat stopped and the key expired
+    await reg.refresh()
+    assert url not in reg.workers and caller.dropped == [url]
