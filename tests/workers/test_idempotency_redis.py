@@ -256,6 +256,11 @@ async def test_a_lapsed_lock_nobody_took_is_retaken_and_the_call_finishes(
             held = await redis.get(lock)
             await redis.delete(lock)  # it lapsed during a stall, and no duplicate came
             await wait_until(lambda: _holds(redis, lock, held), 5, message="lock re-taken")
+            # The renewal logs once Redis has answered it; the test sees the lock back first
+            # and, had it let the call end now, could cancel that renewal before it logged.
+            await wait_until(
+                lambda: logs.events("idempotency.lock_retaken"), 5, message="re-take logged"
+            )
             counter.gate.set()
             result = await call
         assert result.data == {"amount": 7, "run": 1}
