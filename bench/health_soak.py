@@ -14,24 +14,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
-from contextlib import ExitStack, closing
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from shared.serving import free_port as _port
+
 ROOT = Path(__file__).resolve().parent.parent
 WORKERS = ("echo", "data", "text")
-
-
-def _port() -> int:
-    with closing(socket.socket()) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _env(**extra: str) -> dict[str, str]:

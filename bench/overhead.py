@@ -22,17 +22,17 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
-from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import httpx
 from fastmcp import Client, Context, FastMCP
+
+from shared.serving import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -60,12 +60,6 @@ def serve_worker(port: int) -> None:
 
 
 # -- helpers ----------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with closing(socket.socket()) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def pct(values: list[float], q: float) -> float:

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import ipaddress
-from types import FrameType
-
-import uvicorn
 
 from shared import SupervisorSettings, configure_logging, configure_tracing
+from shared.serving import run
 from supervisor.app import create_app
 
 __all__ = ["InsecureBind", "check_bind", "serve"]
@@ -36,27 +34,16 @@ def check_bind(settings: SupervisorSettings) -> None:
         )
 
 
-class _Server(uvicorn.Server):
-    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        # A SIGTERM/SIGINT is the normal way to stop a service: shut down gracefully and
-        # exit 0 instead of re-raising the signal afterwards (uvicorn's default).
-        super().handle_exit(sig, frame)
-        self._captured_signals.clear()
-
-
 def serve(settings: SupervisorSettings) -> None:
     check_bind(settings)
     configure_logging(settings.log_format, settings.log_level)
     configure_tracing("mcp-fleet-supervisor")
-    config = uvicorn.Config(
+    run(
         create_app(settings),
         host=settings.host,
         port=settings.port,
-        log_level="warning",
-        access_log=False,
         timeout_graceful_shutdown=10,
     )
-    _Server(config).run()
 
 
 if __name__ == "__main__":  # `python -m supervisor.server`: settings from FLEET_* only

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import httpx
 
+from shared.serving import free_port
 from tests.helpers import wait_until_sync
-from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -10,11 +10,9 @@ reaps every process it started, paused ones included.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +25,7 @@ import httpx
 import redis.asyncio as aioredis
 
 from bench.chaos.waiting import wait_until
+from shared.serving import free_port
 
 __all__ = [
     "KEY_PREFIX",
@@ -43,12 +42,6 @@ ROOT = Path(__file__).resolve().parents[2]
 KEY_PREFIX = "chaos"
 _START_S = 40.0
 """How long a process may take to become healthy (imports alone take ~1.5 s on 2 cores)."""
-
-
-def free_port() -> int:
-    with contextlib.closing(socket.socket()) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def redis_server() -> str | None:

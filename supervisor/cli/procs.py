@@ -8,15 +8,16 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from shared.serving import free_port
 
 __all__ = [
     "ChildProcess",
@@ -28,12 +29,6 @@ __all__ = [
 ]
 
 _STOP_TIMEOUT_S = 5.0
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 def child_env() -> dict[str, str]:
@@ -141,47 +136,17 @@ def reap(spawned: set[int]) -> None:
         spawned.discard(pid)
 
 
-@contextlib.contextmanager
-def _quiet_signals() -> Iterator[None]:
-    yield
-
-
 @contextlib.asynccontextmanager
 async def embedded_supervisor(settings: Any) -> AsyncIterator[str]:
     """The supervisor app under uvicorn in this event loop, on a free port; yields its URL."""
-    import uvicorn
-
+    from shared.serving import loopback_socket, serving
     from supervisor.app import create_app
 
-    class Server(uvicorn.Server):
-        def capture_signals(self) -> Any:  # Ctrl-C belongs to the demo, not to uvicorn
-            return _quiet_signals()
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(
+    async with serving(
         create_app(settings),
-        lifespan="on",
+        sockets=[loopback_socket()],
         log_config=None,
         log_level="error",
-        access_log=False,
         timeout_graceful_shutdown=2,
-    )
-    server = Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-                raise RuntimeError("the embedded supervisor stopped while starting")
-            await asyncio.sleep(0.01)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        with contextlib.suppress(Exception, asyncio.CancelledError):
-            await asyncio.shield(asyncio.wait_for(task, 10))
-        if not task.done():
-            task.cancel()
-        sock.close()
+    ) as running:
+        yield running.url

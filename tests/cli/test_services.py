@@ -15,9 +15,9 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
+from shared.serving import free_port
 from supervisor.cli import app
 from tests.helpers import wait_until_sync
-from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 

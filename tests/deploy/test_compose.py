@@ -24,10 +24,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from shared.serving import free_port
 from shared.settings import WorkerSettings
 from supervisor.cli import app
 from tests.helpers import wait_until_sync
-from tests.servers import free_port
 from workers.kit.hosts import allowed_hosts
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from shared.serving import free_port
 from supervisor.pool import WorkerPool
 from tests.peers import procs
 from tests.peers.install import PeerUnavailable
 from tests.processes import worker
-from tests.servers import free_port
 
 pytestmark = pytest.mark.e2e
 

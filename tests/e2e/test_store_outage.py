@@ -17,10 +17,11 @@ import pytest
 import redis
 
 from shared import SupervisorSettings
+from shared.serving import free_port
 from supervisor.app import create_app
 from tests.helpers import wait_until, wait_until_sync
 from tests.processes import worker
-from tests.servers import free_port, serve_asgi
+from tests.servers import serve_asgi
 
 pytestmark = pytest.mark.e2e
 

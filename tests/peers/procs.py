@@ -17,10 +17,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from shared.serving import free_port
 from tests.helpers import wait_until_sync
 from tests.peers import install
 from tests.peers.install import PeerUnavailable
-from tests.servers import free_port
 
 SERVERS = Path(__file__).resolve().parent / "servers"
 STARTUP_TIMEOUT = 60.0

@@ -59,13 +59,6 @@ def bound_socket() -> socket.socket:
     return sock
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @asynccontextmanager
 async def served(worker: Worker) -> AsyncIterator[str]:
     """Serve ``worker`` over real HTTP on a port-0 socket; yields the MCP URL."""

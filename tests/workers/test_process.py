@@ -16,8 +16,8 @@ import httpx
 import pytest
 from fastmcp import Client
 
+from shared.serving import free_port
 from tests.helpers import wait_until
-from tests.workers.conftest import free_port
 
 pytestmark = pytest.mark.e2e
 

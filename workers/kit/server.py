@@ -24,7 +24,6 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
-import uvicorn
 from fastmcp import FastMCP
 from mcp_types import ToolAnnotations
 from starlette.applications import Starlette
@@ -34,6 +33,8 @@ from shared.keys import Keys
 from shared.logs import get_logger
 from shared.models import CapabilitiesReport
 from shared.protocol import CAPABILITIES_TOOL
+from shared.serving import Running
+from shared.serving import serving as serve_http
 from shared.settings import WorkerSettings
 from workers.kit.auth import BearerTokenMiddleware
 from workers.kit.capabilities import CAPABILITIES_DESCRIPTION, CapabilityCatalog
@@ -60,14 +61,6 @@ period and client keep-alive expiry (httpx: 5 s), so the client always closes fi
 """
 _OPEN_PATHS = frozenset({"/health", "/ready"})
 _log = get_logger("workers.kit")
-
-
-class _Server(uvicorn.Server):
-    """Uvicorn without its own signal handling: the worker drains on SIGTERM itself."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Any:
-        yield
 
 
 class Worker:
@@ -245,59 +238,54 @@ class Worker:
         self._stop, self._started = asyncio.Event(), asyncio.Event()
         self.runtime.draining = self.runtime.shutdown_cancel = False
         self._grace_s = self.settings.grace_s
-        config = uvicorn.Config(
-            self.http_app(bind_host=host or self.settings.host),
-            host=host or self.settings.host,
-            port=self.settings.port if port is None else port,
-            lifespan="on",
-            log_config=None,
-            access_log=False,
-            ws="none",
-            timeout_graceful_shutdown=3,
-            timeout_keep_alive=KEEP_ALIVE_S,
-        )
-        server = _Server(config)
-        serving = asyncio.create_task(server.serve(sockets=sockets))
+        bind = host or self.settings.host
         try:
-            while not server.started:
-                if serving.done():
-                    serving.result()
-                    raise RuntimeError("the HTTP server stopped while starting")
-                await asyncio.sleep(0.01)
-            _raise_body_limit(config.loaded_app, self.max_request_bytes)
-            self.url = _url(server, sockets, host or self.settings.host)
-            _log.info("worker.started", url=self.url, service=self.name, version=self.version)
-            self._started.set()
-            async with contextlib.AsyncExitStack() as stack:
-                advertise = self.settings.advertise_url
-                if self._redis is not None and advertise:
-                    await stack.enter_async_context(
-                        registered(
-                            self._redis,
-                            self.keys,
-                            name=self.name,
-                            url=advertise,
-                            version=self.version,
-                            heartbeat_s=self.settings.heartbeat_s,
-                            state=self.health.registration,
-                        )
-                    )
-                stop = asyncio.create_task(self._stop.wait())
+            async with serve_http(
+                self.http_app(bind_host=bind),
+                sockets=sockets,
+                host=bind,
+                port=self.settings.port if port is None else port,
+                log_config=None,
+                timeout_graceful_shutdown=3,
+                timeout_keep_alive=KEEP_ALIVE_S,
+            ) as running:
                 try:
-                    await asyncio.wait({serving, stop}, return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    stop.cancel()
-                # Leaving the stack deregisters first, so supervisors stop routing here.
-            await self._drain()
-        except asyncio.CancelledError:
-            self.runtime.draining = self.runtime.shutdown_cancel = True
-            self.runtime.tracker.cancel_all()
-            raise
+                    await self._serve_until_stopped(running)
+                except asyncio.CancelledError:  # cancel the calls before uvicorn waits on them
+                    self.runtime.draining = self.runtime.shutdown_cancel = True
+                    self.runtime.tracker.cancel_all()
+                    raise
         finally:
-            server.should_exit = True
-            await asyncio.wait({serving})
             self.url = None
             _log.info("worker.stopped", service=self.name)
+
+    async def _serve_until_stopped(self, running: Running) -> None:
+        _raise_body_limit(running.app, self.max_request_bytes)
+        self.url = running.url + MCP_PATH
+        _log.info("worker.started", url=self.url, service=self.name, version=self.version)
+        assert self._started is not None and self._stop is not None
+        self._started.set()
+        async with contextlib.AsyncExitStack() as stack:
+            advertise = self.settings.advertise_url
+            if self._redis is not None and advertise:
+                await stack.enter_async_context(
+                    registered(
+                        self._redis,
+                        self.keys,
+                        name=self.name,
+                        url=advertise,
+                        version=self.version,
+                        heartbeat_s=self.settings.heartbeat_s,
+                        state=self.health.registration,
+                    )
+                )
+            stop = asyncio.create_task(self._stop.wait())
+            try:
+                await asyncio.wait({running.task, stop}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stop.cancel()
+            # Leaving the stack deregisters first, so supervisors stop routing here.
+        await self._drain()
 
     async def _drain(self) -> None:
         tracker = self.runtime.tracker
@@ -359,14 +347,3 @@ def _raise_body_limit(app: Any, limit: int) -> None:
         stack.extend(getattr(r, "app", None) for r in getattr(node, "routes", []) or [])
         stack.extend(getattr(r, "endpoint", None) for r in getattr(node, "routes", []) or [])
     _log.warning("worker.body_limit_unchanged", wanted=limit)
-
-
-def _url(server: uvicorn.Server, sockets: list[socket.socket] | None, host: str) -> str:
-    bound = sockets or [s for srv in server.servers for s in (srv.sockets or [])]
-    if bound:
-        addr = bound[0].getsockname()
-        host, port = addr[0], addr[1]
-    else:
-        port = server.config.port
-    shown = f"[{host}]" if ":" in host else host
-    return f"http://{shown}:{port}{MCP_PATH}"

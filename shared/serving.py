@@ -1,0 +1,132 @@
+"""Running an ASGI app under uvicorn: the one runner the supervisor, the workers, the demo and
+the tests all use.
+
+    async with serving(app, sockets=[loopback_socket()]) as running:
+        print(running.url)          # http://127.0.0.1:PORT
+    # leaving the block shuts uvicorn down gracefully and waits for it
+
+    run(app, host="0.0.0.0", port=8700)   # a whole process: SIGTERM/SIGINT exit 0
+
+Inside a running event loop uvicorn never installs signal handlers: the process that embeds
+it owns them (a worker drains on SIGTERM, the demo owns Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+import uvicorn
+
+__all__ = ["Running", "free_port", "loopback_socket", "run", "serving"]
+
+START_TIMEOUT_S = 20.0
+
+
+def loopback_socket(host: str = "127.0.0.1") -> socket.socket:
+    """A TCP socket bound to a free port on ``host``, for :func:`serving` ``sockets=``."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, 0))
+    return sock
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port free on ``host`` right now, for a child process to bind (racy by nature: prefer
+    passing :func:`loopback_socket` to an in-process server)."""
+    with contextlib.closing(loopback_socket(host)) as sock:
+        return int(sock.getsockname()[1])
+
+
+def _config(app: Any, **options: Any) -> uvicorn.Config:
+    options.setdefault("log_level", "warning")
+    options.setdefault("access_log", False)
+    options.setdefault("lifespan", "on")
+    options.setdefault("ws", "none")
+    return uvicorn.Config(app, **options)
+
+
+class _Embedded(uvicorn.Server):
+    """uvicorn without signal handling: the embedding process owns its signals."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class _Process(uvicorn.Server):
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # A SIGTERM/SIGINT is the normal way to stop a service: shut down gracefully and
+        # exit 0 instead of re-raising the signal afterwards (uvicorn's default).
+        super().handle_exit(sig, frame)
+        self._captured_signals.clear()
+
+
+@dataclass
+class Running:
+    """A server started by :func:`serving`: the uvicorn server, its task and its base URL."""
+
+    server: uvicorn.Server
+    task: asyncio.Task[None]
+    url: str
+
+    @property
+    def app(self) -> Any:
+        """The app as uvicorn loaded it (with its middleware stack built)."""
+        return self.server.config.loaded_app
+
+
+@contextlib.asynccontextmanager
+async def serving(
+    app: Any,
+    *,
+    sockets: list[socket.socket] | None = None,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    start_timeout_s: float = START_TIMEOUT_S,
+    **options: Any,
+) -> AsyncIterator[Running]:
+    """Serve ``app`` in this event loop for the block; ``options`` go to ``uvicorn.Config``."""
+    config = _config(app, host=host, port=port, **options)
+    server = _Embedded(config)
+    task = asyncio.create_task(server.serve(sockets=sockets))
+    try:
+        async with asyncio.timeout(start_timeout_s):
+            while not server.started:  # uvicorn offers a flag, not an event, for "started"
+                if task.done():
+                    task.result()
+                    raise RuntimeError("the HTTP server stopped while starting")
+                await asyncio.sleep(0.005)
+        yield Running(server, task, _base_url(server, sockets, host))
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(Exception):
+            grace = (config.timeout_graceful_shutdown or 0) + 10.0  # uvicorn enforces its own
+            await asyncio.shield(asyncio.wait({task}, timeout=grace))
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+        for sock in sockets or ():
+            sock.close()
+
+
+def run(app: Any, *, host: str, port: int, **options: Any) -> None:
+    """Serve ``app`` as the whole process until SIGTERM or SIGINT, then exit 0."""
+    _Process(_config(app, host=host, port=port, **options)).run()
+
+
+def _base_url(server: uvicorn.Server, sockets: list[socket.socket] | None, host: str) -> str:
+    bound = sockets or [s for srv in server.servers for s in (srv.sockets or [])]
+    if bound:
+        addr = bound[0].getsockname()
+        host, port = addr[0], addr[1]
+    else:
+        port = server.config.port
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}"
