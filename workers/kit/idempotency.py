@@ -250,14 +250,14 @@ class RedisIdempotency:
     async def renew(self, key: str, token: str) -> bool:
         lock = self.keys.worker_lock(self.service, key)
         done = self.keys.worker_done(self.service, key)
-        state = await self.client.eval(_RENEW, 2, lock, done, token, str(self.lock_ttl_ms))  # type: ignore[misc]  # redis stubs type eval as sync|async
+        state = await self.client.eval(_RENEW, 2, lock, done, token, str(self.lock_ttl_ms))
         if state == 2:
             _log.warning("idempotency.lock_retaken", lock_ttl_ms=self.lock_ttl_ms)
         return bool(state)
 
     async def release(self, key: str, token: str) -> None:
         lock = self.keys.worker_lock(self.service, key)
-        await self.client.eval(_RELEASE, 1, lock, token)  # type: ignore[misc]  # as above
+        await self.client.eval(_RELEASE, 1, lock, token)
 
     async def put(self, key: str, value: str) -> None:
         size = len(value.encode())

@@ -137,11 +137,11 @@ class KitMiddleware(Middleware):
                 retryable=True,
             )
         task: asyncio.Task[ToolResult] = asyncio.create_task(self._body(context, call_next))
-        self.rt.tracker.track(task)  # type: ignore[arg-type]  # a Task[ToolResult] is a Task[object]
+        self.rt.tracker.track(task)
 
         def done(t: asyncio.Task[ToolResult]) -> None:
             slots.release()
-            self.rt.tracker.untrack(t)  # type: ignore[arg-type]  # as above
+            self.rt.tracker.untrack(t)
 
         task.add_done_callback(done)
         try:
