@@ -27,10 +27,31 @@ class Proxy:
     upstream_port: int
     requests: list[bytes] = field(default_factory=list)
     cuts: int = 0
+    handlers: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self.handlers.add(task)
+        try:
+            await self._relay(reader, writer)
+        finally:
+            self.handlers.discard(task)
+            writer.close()
+
+    async def close(self) -> None:
+        """Stop every relay still open (a keep-alive connection waits for its next request)."""
+        for task in list(self.handlers):
+            task.cancel()
+        await asyncio.gather(*self.handlers, return_exceptions=True)
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
-        head = await reader.readuntil(b"\r\n\r\n")
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except (asyncio.IncompleteReadError, ConnectionError):
+            up_writer.close()
+            return
         self.requests.append(head)
         cut = b"/events" in head.split(b"\r\n")[0] and self.cuts == 0
         if cut:
@@ -90,6 +111,8 @@ async def proxy_to(url: str) -> AsyncIterator[tuple[str, Proxy]]:
         yield f"http://127.0.0.1:{port}", proxy
     finally:
         server.close()
+        await proxy.close()
+        await server.wait_closed()
 
 
 def _with_proxy(cli_fleet: CliFleet) -> tuple[str, Proxy, contextlib.AsyncExitStack]:
