@@ -12,8 +12,8 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from shared import Keys, StoreUnavailable
+from supervisor.store import lua
 from supervisor.store.embedded import EmbeddedScripts
-from supervisor.store.lua import ACQUIRE, APPEND, REQUEUE, SUBMIT, TRANSITION
 from supervisor.store.signals import Signals
 
 
@@ -29,17 +29,7 @@ class StoreBase:
         self.embedded = not isinstance(client, aioredis.Redis)
         self._signals = Signals()
         self._embedded_scripts = EmbeddedScripts(client) if self.embedded else None
-        self._scripts: dict[str, Any] = (
-            {}
-            if self.embedded
-            else {
-                "SUBMIT": client.register_script(SUBMIT),
-                "TRANSITION": client.register_script(TRANSITION),
-                "APPEND": client.register_script(APPEND),
-                "ACQUIRE": client.register_script(ACQUIRE),
-                "REQUEUE": client.register_script(REQUEUE),
-            }
-        )
+        self._scripts: dict[str, Any] = {} if self.embedded else lua.register(client)
 
     @property
     def client(self) -> Any:
