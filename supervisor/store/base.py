@@ -20,7 +20,18 @@ from supervisor.store.signals import Signals
 class StoreBase:
     """A Redis-protocol client (Redis or burner-redis), its keys and the atomic scripts."""
 
-    def __init__(self, client: Any, keys: Keys, *, retention_s: int, idempotency_ttl_s: int):
+    def __init__(
+        self,
+        client: Any,
+        keys: Keys,
+        *,
+        retention_s: int,
+        idempotency_ttl_s: int,
+        twins: bool | None = None,
+    ):
+        """``twins``: run the scripts' Python twins rather than their Lua (the default on the
+        embedded engine, where they are faster; see :mod:`supervisor.store.embedded`). Only
+        there: the twins are atomic within one process."""
         self._r = client
         self.keys = keys
         self.retention_s = retention_s
@@ -28,8 +39,11 @@ class StoreBase:
         self.consumer = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.embedded = not isinstance(client, aioredis.Redis)
         self._signals = Signals()
-        self._embedded_scripts = EmbeddedScripts(client) if self.embedded else None
-        self._scripts: dict[str, Any] = {} if self.embedded else lua.register(client)
+        twins = self.embedded if twins is None else twins
+        if twins and not self.embedded:
+            raise ValueError("the scripts' Python twins run on the embedded engine only")
+        self._twins = EmbeddedScripts(client) if twins else None
+        self._scripts: dict[str, Any] = {} if twins else lua.register(client)
 
     @property
     def client(self) -> Any:
@@ -62,19 +76,18 @@ class StoreBase:
     async def _script(
         self, name: str, keys: list[str], args: list[str], *, job_id: str | None = None
     ) -> Any:
-        """Run one of the atomic scripts: EVALSHA on Redis, in Python on the engine; then
+        """Run one of the atomic scripts: EVALSHA, or its Python twin on the engine; then
         wake whoever watches ``job_id`` (here directly, elsewhere through ``changed``)."""
         try:
-            if self._embedded_scripts is not None:
-                out = await self._embedded_scripts.run(name, keys, args)
-            else:
-                if job_id is None:
-                    out = await self._scripts[name](keys=keys, args=args)
-                else:  # script and wake-up in one round trip
-                    async with self._r.pipeline(transaction=False) as pipe:
-                        await self._scripts[name](keys=keys, args=args, client=pipe)
-                        pipe.publish(self.keys.changed_channel, job_id)
-                        out, _ = await pipe.execute()
+            if self._twins is not None:
+                out = await self._twins.run(name, keys, args)
+            elif job_id is None or self.embedded:  # the engine has no other replicas to wake
+                out = await self._scripts[name](keys=keys, args=args)
+            else:  # script and wake-up in one round trip
+                async with self._r.pipeline(transaction=False) as pipe:
+                    await self._scripts[name](keys=keys, args=args, client=pipe)
+                    pipe.publish(self.keys.changed_channel, job_id)
+                    out, _ = await pipe.execute()
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(f"store unavailable: {exc}") from exc
         if job_id is not None:
