@@ -69,11 +69,11 @@ class EmbeddedScripts:
         raw = await r.hget(job, "status")
         if raw is None:
             return -1
+        if await self._fenced(job, a[6]):  # before the status, as in the Lua
+            return -2
         cur = text(raw)
         if a[0] and cur not in a[0].split(","):
             return -1
-        if await self._fenced(job, a[6]):
-            return -2
         fields = dict(zip(a[8::2], a[9::2], strict=True))
         new = fields.get("status", cur)
         if fields:
