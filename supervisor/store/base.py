@@ -60,6 +60,8 @@ class StoreBase:
         fill(pipe)
         try:
             return list(await pipe.execute())
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(f"store unavailable: {exc}") from exc
         finally:
             reset = getattr(pipe, "reset", None)
             if reset is not None:
@@ -68,9 +70,7 @@ class StoreBase:
     async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         try:
             return await getattr(self._r, method)(*args, **kwargs)
-        except RedisError as exc:
-            raise StoreUnavailable(f"store unavailable: {exc}") from exc
-        except OSError as exc:
+        except (RedisError, OSError) as exc:
             raise StoreUnavailable(f"store unavailable: {exc}") from exc
 
     async def _script(

@@ -34,10 +34,7 @@ class Maintenance(StoreBase):
             def exists(pipe: Any, ids: list[str] = ids) -> object:
                 return [pipe.exists(self.keys.job(j)) for j in ids]
 
-            try:
-                alive = await self._run_pipeline(exists)
-            except (RedisError, OSError) as exc:
-                raise StoreUnavailable(f"store unavailable: {exc}") from exc
+            alive = await self._run_pipeline(exists)
             gone = [i for i, a in zip(ids, alive, strict=True) if not a]
             if gone:
                 removed[name] = int(await self._call("zrem", key, *gone))

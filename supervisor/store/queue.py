@@ -6,8 +6,6 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from redis.exceptions import RedisError
-
 from shared import DISPATCH_GROUP, JobStatus, StoreUnavailable, now
 from supervisor.store.base import StoreBase
 from supervisor.store.codec import encode_fields, text
@@ -73,15 +71,12 @@ class DispatchQueue(StoreBase):
 
     async def ack(self, entry_id: str) -> None:
         """Done with a delivery: acknowledge it and drop it from the stream."""
-        try:
-            await self._run_pipeline(
-                lambda pipe: (
-                    pipe.xack(self.keys.queue, DISPATCH_GROUP, entry_id),
-                    pipe.xdel(self.keys.queue, entry_id),
-                )
+        await self._run_pipeline(
+            lambda pipe: (
+                pipe.xack(self.keys.queue, DISPATCH_GROUP, entry_id),
+                pipe.xdel(self.keys.queue, entry_id),
             )
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailable(f"store unavailable: {exc}") from exc
+        )
 
     async def leases(self, job_ids: list[str]) -> dict[str, tuple[int | None, bool]]:
         """Each job's current fence token (None when gone) and whether a cancel was asked:
@@ -94,10 +89,7 @@ class DispatchQueue(StoreBase):
                 pipe.hget(self.keys.job(j), "fence")
                 pipe.hget(self.keys.job(j), "cancel")
 
-        try:
-            values = await self._run_pipeline(fill)
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailable(f"store unavailable: {exc}") from exc
+        values = await self._run_pipeline(fill)
         return {
             j: (None if fence is None else int(text(fence)), bool(cancel and text(cancel)))
             for j, fence, cancel in zip(job_ids, values[::2], values[1::2], strict=True)
