@@ -2,8 +2,9 @@
 
 One implementation speaks the Redis protocol to either a real Redis (``redis://``) or the
 in-process ``burner-redis`` engine (``memory://``), so both backends share every line of logic
-and one contract suite tests them. Every multi-key change is one Lua script, hence atomic on
-both. Key names come from :class:`shared.keys.Keys`; the layout is documented there.
+and one contract suite tests them. Every multi-key change is one Lua script (``scripts/*.lua``),
+hence atomic; on the engine its Python twin runs instead, under a lock (measured faster, see
+``embedded``). Key names come from :class:`shared.keys.Keys`; the layout is documented there.
 
     async with open_store("memory://") as store:
         job, created = await store.submit(job, fingerprint="...", queue_limit=100)
@@ -19,7 +20,7 @@ Modules, one concept each; :class:`Store` is assembled from one part per concept
 - ``maintenance``: the janitor (trim)
 - ``codec``: the job hash's field encoding; ``errors``: Fenced, AdmissionFull
 - ``signals``: in-process wake-ups for event watchers
-- ``lua``: the atomic scripts; ``embedded``: their Python twins for the in-process engine
+- ``lua``: reads the atomic scripts from ``scripts/*.lua``; ``embedded``: their Python twins
 """
 
 from supervisor.store.errors import AdmissionFull, Fenced
