@@ -1,4 +1,9 @@
-"""One contract, two backends: the embedded engine and the real Redis."""
+"""One contract, two backends: the embedded engine and the real Redis.
+
+The store's methods run on three engines: the embedded engine with the scripts' Python twins
+(what ``memory://`` runs), the same engine running the Lua, and Redis. The scripts themselves
+are held to one another in test_store_scripts.py.
+"""
 
 from __future__ import annotations
 
@@ -12,11 +17,16 @@ from shared import IdempotencyConflict, Job, JobNotFound, JobStatus, Keys, now
 from supervisor.store import AdmissionFull, Fenced, Store, open_store
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "memory-lua", "redis"])
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
     if request.param == "memory":
         async with open_store("memory://", Keys("t")) as s:
             yield s
+    elif request.param == "memory-lua":
+        async with open_store("memory://", Keys("t")) as s:
+            yield Store(
+                s.client, s.keys, retention_s=s.retention_s, idempotency_ttl_s=60, twins=False
+            )
     else:
         url = request.getfixturevalue("redis_url")
         prefix = request.getfixturevalue("key_prefix")

@@ -1,0 +1,102 @@
+"""The store's client plumbing, shared by every part: commands, pipelines, scripts, wake-ups."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from shared import Keys, StoreUnavailable
+from supervisor.store import lua
+from supervisor.store.embedded import EmbeddedScripts
+from supervisor.store.signals import Signals
+
+
+class StoreBase:
+    """A Redis-protocol client (Redis or burner-redis), its keys and the atomic scripts."""
+
+    def __init__(
+        self,
+        client: Any,
+        keys: Keys,
+        *,
+        retention_s: int,
+        idempotency_ttl_s: int,
+        twins: bool | None = None,
+    ):
+        """``twins``: run the scripts' Python twins rather than their Lua (the default on the
+        embedded engine, where they are faster; see :mod:`supervisor.store.embedded`). Only
+        there: the twins are atomic within one process."""
+        self._r = client
+        self.keys = keys
+        self.retention_s = retention_s
+        self.idempotency_ttl_s = idempotency_ttl_s
+        self.consumer = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.embedded = not isinstance(client, aioredis.Redis)
+        self._signals = Signals()
+        twins = self.embedded if twins is None else twins
+        if twins and not self.embedded:
+            raise ValueError("the scripts' Python twins run on the embedded engine only")
+        self._twins = EmbeddedScripts(client) if twins else None
+        self._scripts: dict[str, Any] = {} if twins else lua.register(client)
+
+    @property
+    def client(self) -> Any:
+        return self._r
+
+    def _pipeline(self) -> Any:
+        """A pipeline of plain commands (no MULTI on Redis; the engine has no such option)."""
+        return self._r.pipeline() if self.embedded else self._r.pipeline(transaction=False)
+
+    async def _run_pipeline(self, fill: Callable[[Any], object]) -> list[Any]:
+        """Queue commands with ``fill(pipe)`` and run them; the pipeline is always released
+        (a failed one on Redis would otherwise keep its connection until collected)."""
+        pipe = self._pipeline()
+        fill(pipe)
+        try:
+            return list(await pipe.execute())
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(f"store unavailable: {exc}") from exc
+        finally:
+            reset = getattr(pipe, "reset", None)
+            if reset is not None:
+                await reset()
+
+    async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await getattr(self._r, method)(*args, **kwargs)
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(f"store unavailable: {exc}") from exc
+
+    async def _script(
+        self, name: str, keys: list[str], args: list[str], *, job_id: str | None = None
+    ) -> Any:
+        """Run one of the atomic scripts: EVALSHA, or its Python twin on the engine; then
+        wake whoever watches ``job_id`` (here directly, elsewhere through ``changed``)."""
+        try:
+            if self._twins is not None:
+                out = await self._twins.run(name, keys, args)
+            elif job_id is None or self.embedded:  # the engine has no other replicas to wake
+                out = await self._scripts[name](keys=keys, args=args)
+            else:  # script and wake-up in one round trip
+                async with self._r.pipeline(transaction=False) as pipe:
+                    await self._scripts[name](keys=keys, args=args, client=pipe)
+                    pipe.publish(self.keys.changed_channel, job_id)
+                    out, _ = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(f"store unavailable: {exc}") from exc
+        if job_id is not None:
+            self._signals.notify(job_id)
+        return out
+
+    async def ping(self) -> bool:
+        try:
+            await self._call("exists", self.keys.queue)
+            return True
+        except StoreUnavailable:
+            return False

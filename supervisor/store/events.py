@@ -1,0 +1,129 @@
+"""Job event logs and the pub-sub around them: append, read or wait, change and cancel messages."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from shared import Event, now
+from supervisor.store.base import StoreBase
+from supervisor.store.codec import encode_fields, text
+from supervisor.store.errors import check_fence
+
+
+class EventLog(StoreBase):
+    """Each job's event stream (entry ids ``{seq}-1``), its watchers and the two channels."""
+
+    async def append(
+        self,
+        job_id: str,
+        event: str,
+        data: dict[str, Any],
+        *,
+        fence: int | None = None,
+        **fields: Any,
+    ) -> int:
+        """Append one event (and set ``fields``, e.g. the latest progress) atomically, to a
+        job that has not ended. Returns its seq, -1 when the job has ended (or is gone);
+        raises :class:`Fenced` when ``fence`` is stale."""
+        k = self.keys
+        payload = json.dumps(data, separators=(",", ":"), default=str)
+        out = await self._script(
+            "APPEND",
+            [k.job(job_id), k.events(job_id)],
+            job_id=job_id,
+            args=[
+                event,
+                payload,
+                str(now()),
+                "" if fence is None else str(fence),
+                *encode_fields(fields),
+            ],
+        )
+        return check_fence(int(out), job_id)
+
+    async def events(
+        self, job_id: str, *, after: int = 0, block_ms: int | None = None, count: int = 500
+    ) -> list[Event]:
+        """Events with ``seq > after``; with ``block_ms``, wait that long for the next one.
+
+        Waiting holds no connection: a watcher sleeps on an in-process signal, set by this
+        process's own writes and, across replicas, by the ``changed`` channel.
+        """
+        if not block_ms:
+            return await self._read_events(job_id, after, count)
+        signal = self._signals.acquire(job_id)
+        try:
+            events = await self._read_events(job_id, after, count)
+            if events:
+                return events
+            try:
+                await asyncio.wait_for(signal.wait(), block_ms / 1000)
+            except TimeoutError:
+                return []
+            return await self._read_events(job_id, after, count)
+        finally:
+            self._signals.release(job_id, signal)
+
+    async def _read_events(self, job_id: str, after: int, count: int) -> list[Event]:
+        key = self.keys.events(job_id)
+        reply = await self._call("xread", {key: f"{after}-1"}, count=count)
+        if not reply:
+            return []
+        entries = reply[0][1] if isinstance(reply, list) else next(iter(reply.values()))[0]
+        out: list[Event] = []
+        for entry_id, fields in entries:
+            f = {text(a): text(b) for a, b in fields.items()}
+            out.append(
+                Event(
+                    seq=int(text(entry_id).split("-")[0]),
+                    type=f["t"],  # type: ignore[arg-type]
+                    job_id=job_id,
+                    correlation_id=f.get("c", ""),
+                    ts=float(f["ts"]),
+                    data=json.loads(f["d"]),
+                )
+            )
+        return out
+
+    async def listen_changes(self) -> None:
+        """Relay other replicas' ``changed`` messages to local watchers (Redis only)."""
+        if self.embedded:
+            return
+        while True:
+            pubsub = self._r.pubsub()
+            try:
+                await pubsub.subscribe(self.keys.changed_channel)
+                while True:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    if message and message.get("type") == "message":
+                        self._signals.notify(text(message["data"]))
+            except (RedisError, OSError) as exc:
+                from shared import get_logger
+
+                get_logger("fleet.store").warning("store.changes_listener_failed", error=str(exc))
+                self._signals.notify_all()  # let watchers re-read rather than sleep blind
+                await asyncio.sleep(1.0)
+            finally:
+                await pubsub.aclose()
+
+    async def publish_cancel(self, job_id: str) -> None:
+        await self._call("hset", self.keys.job(job_id), "cancel", "1")
+        await self._call("publish", self.keys.cancel_channel, job_id)
+
+    async def cancel_messages(self) -> AsyncIterator[str]:
+        """Job ids whose cancellation was requested, as they are published."""
+        pubsub = self._r.pubsub()
+        await pubsub.subscribe(self.keys.cancel_channel)
+        try:
+            while True:
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                if message and message.get("type") == "message":
+                    yield text(message["data"])
+        finally:
+            closer = getattr(pubsub, "aclose", None) or pubsub.close
+            await closer()

@@ -1,0 +1,93 @@
+"""Indexes over the job records: listing, dead letters, queue depths, worker registrations."""
+
+from __future__ import annotations
+
+from shared import Job, JobNotFound, JobStatus, WorkerRegistration, now
+from supervisor.store.codec import decode_job, text
+from supervisor.store.jobs import JobRecords
+
+
+class JobIndex(JobRecords):
+    """Reads across many records (built on :class:`JobRecords`: it reads each job)."""
+
+    async def list_jobs(
+        self,
+        *,
+        status: JobStatus | None = None,
+        capability: str | None = None,
+        before: float | None = None,
+        limit: int = 50,
+    ) -> tuple[list[Job], float | None]:
+        """Newest first. ``before`` is the cursor: a creation time (exclusive)."""
+        jobs: list[Job] = []
+        top = f"({before}" if before is not None else "+inf"
+        cursor = before
+        while len(jobs) < limit:
+            page = await self._ids_before(self.keys.jobs, top, 200)
+            if not page:
+                return jobs, None
+            stale = []
+            for job_id, score in page:
+                cursor = score
+                top = f"({score}"
+                raw = await self._call("hgetall", self.keys.job(job_id))
+                if not raw:
+                    stale.append(job_id)
+                    continue
+                job = decode_job(raw)
+                if (status and job.status != status) or (
+                    capability and job.capability != capability
+                ):
+                    continue
+                jobs.append(job)
+                if len(jobs) == limit:
+                    break
+            if stale:
+                await self._call("zrem", self.keys.jobs, *stale)
+        return jobs, cursor
+
+    async def _ids_before(self, key: str, top: str, n: int) -> list[tuple[str, float]]:
+        if hasattr(self._r, "zrevrangebyscore"):
+            rows = await self._call(
+                "zrevrangebyscore", key, top, "-inf", start=0, num=n, withscores=True
+            )
+        else:  # burner-redis has no reverse or exclusive range: filter the ascending one
+            limit = float(top[1:]) if top.startswith("(") else float("inf")
+            rows = await self._call("zrangebyscore", key, "-inf", "+inf", withscores=True)
+            rows = [row for row in reversed(rows) if float(row[1]) < limit][:n]
+        return [(text(member), float(score)) for member, score in rows]
+
+    async def queue_depths(self) -> dict[str, int]:
+        raw = await self._call("hgetall", self.keys.queued)
+        return {text(k): max(0, int(text(v))) for k, v in (raw or {}).items()}
+
+    async def dead_letter(self, job_id: str) -> None:
+        await self._call("zadd", self.keys.dead, {job_id: now()})
+
+    async def dead_letters(self, limit: int = 100) -> list[Job]:
+        rows = await self._ids_before(self.keys.dead, "+inf", limit)
+        jobs, stale = [], []
+        for job_id, _ in rows:
+            try:
+                jobs.append(await self.get(job_id))
+            except JobNotFound:
+                stale.append(job_id)
+        if stale:
+            await self._call("zrem", self.keys.dead, *stale)
+        return jobs
+
+    async def is_dead_letter(self, job_id: str) -> bool:
+        return await self._call("zscore", self.keys.dead, job_id) is not None
+
+    async def registrations(self) -> list[WorkerRegistration]:
+        out = []
+        keys = [k async for k in self._r.scan_iter(match=self.keys.worker_pattern)]
+        for key in keys:
+            raw = await self._call("get", text(key))
+            if raw is None:
+                continue
+            try:
+                out.append(WorkerRegistration.model_validate_json(text(raw)))
+            except ValueError:
+                continue
+        return out

@@ -1,0 +1,119 @@
+"""Job records: submit (with idempotency and admission), read, transition, take the lease."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from shared import IdempotencyConflict, Job, JobStatus, now
+from supervisor.store.base import StoreBase
+from supervisor.store.codec import encode_fields, job_and_flags, job_fields, text
+from supervisor.store.errors import AdmissionFull, check_fence
+
+
+class JobRecords(StoreBase):
+    """The job hash: created by :meth:`submit`, advanced by :meth:`transition`."""
+
+    async def submit(self, job: Job, *, fingerprint: str, queue_limit: int) -> tuple[Job, bool]:
+        """Persist and enqueue ``job``. Returns ``(job, created)``.
+
+        With an idempotency key already used: the same fingerprint returns the first job
+        (``created`` False); another raises :class:`IdempotencyConflict`. A full capability
+        queue returns the count through :class:`AdmissionFull`.
+        """
+        k = self.keys
+        idem = k.idempotency(job.idempotency_key) if job.idempotency_key else k.idempotency("-")
+        fields = job_fields(job)
+        fields["fingerprint"] = fingerprint
+        event = json.dumps({"status": job.status.value})
+        out = await self._script(
+            "SUBMIT",
+            [idem, k.job(job.id), k.jobs, k.queue, k.queued, k.events(job.id)],
+            job_id=job.id,
+            args=[
+                job.id,
+                "1" if job.idempotency_key else "0",
+                str(self.idempotency_ttl_s),
+                str(queue_limit),
+                job.capability,
+                str(job.created_at),
+                event,
+                job.correlation_id,
+                *encode_fields(fields),
+            ],
+        )
+        verdict = text(out[0])
+        if verdict == "ok":
+            return job, True
+        if verdict == "full":
+            raise AdmissionFull(int(text(out[1])))
+        existing_id = text(out[1])
+        existing = await self.get(existing_id)
+        stored = await self._call("hget", k.job(existing_id), "fingerprint")
+        if stored is None or json.loads(text(stored)) != fingerprint:
+            raise IdempotencyConflict(
+                "this Idempotency-Key was already used with a different request body",
+                details={"idempotency_key": job.idempotency_key, "job_id": existing_id},
+            )
+        return existing, False
+
+    async def get(self, job_id: str) -> Job:
+        return (await self.get_with_flags(job_id))[0]
+
+    async def get_with_flags(self, job_id: str) -> tuple[Job, dict[str, str]]:
+        """The job and its internal fields (``cancel``) in one read."""
+        return job_and_flags(job_id, await self._call("hgetall", self.keys.job(job_id)))
+
+    async def flag(self, job_id: str, name: str) -> str | None:
+        """An internal field of the job hash (``cancel``), or None."""
+        value = await self._call("hget", self.keys.job(job_id), name)
+        return None if value is None or not text(value) else text(value)
+
+    async def transition(
+        self,
+        job_id: str,
+        *,
+        allowed: Iterable[JobStatus] = (),
+        event: str | None = None,
+        data: dict[str, Any] | None = None,
+        finish: bool = False,
+        done: Job | None = None,
+        persist: bool = False,
+        fence: int | None = None,
+        dead_letter: bool = False,
+        **fields: Any,
+    ) -> int | None:
+        """Set ``fields`` if the job's status is in ``allowed`` (any when empty), append an
+        event, and on ``finish`` give the record and its log their retention TTL.
+
+        Returns the event's sequence number (0 when no event), None when refused by status.
+        Raises :class:`Fenced` when ``fence`` is not the job's current lease token.
+        """
+        k = self.keys
+        payload = json.dumps(data or {}, separators=(",", ":"), default=str)
+        out = await self._script(
+            "TRANSITION",
+            [k.job(job_id), k.events(job_id), k.queued, k.dead],
+            job_id=job_id,
+            args=[
+                ",".join(s.value for s in allowed),
+                event or "",
+                payload,
+                str(now()),
+                str(-1 if persist else self.retention_s if finish else 0),
+                done.model_dump_json() if done is not None else "",
+                "" if fence is None else str(fence),
+                "1" if dead_letter else "",
+                *encode_fields(fields),
+            ],
+        )
+        result = check_fence(int(out), job_id)
+        return None if result < 0 else result
+
+    async def acquire(self, job_id: str) -> tuple[int, Job, dict[str, str]]:
+        """Take the job's lease — a new fence token, greater than every earlier one — and
+        read the job and its flags, in one round trip."""
+        raw = await self._script("ACQUIRE", [self.keys.job(job_id)], [])
+        job, flags = job_and_flags(job_id, raw)
+        return int(flags["fence"]), job, flags

@@ -1,0 +1,64 @@
+"""Keeping the store bounded: the janitor trims expired index entries and departed consumers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from shared import DISPATCH_GROUP, StoreUnavailable, now
+from supervisor.store.base import StoreBase
+from supervisor.store.codec import text
+
+
+class Maintenance(StoreBase):
+    """:meth:`trim` once, or :meth:`janitor` as a supervised loop."""
+
+    async def trim(self, *, batch: int = 1000, consumer_idle_s: float = 3600.0) -> dict[str, int]:
+        """One janitor pass: drop index entries (``jobs``, ``dead``) older than the retention
+        whose record has expired, and dispatch consumers idle for ``consumer_idle_s`` with
+        nothing pending (supervisors that are gone). At most ``batch`` ids per index."""
+        cutoff = now() - self.retention_s
+        removed = {"jobs": 0, "dead": 0, "consumers": 0}
+        for name, key in (("jobs", self.keys.jobs), ("dead", self.keys.dead)):
+            if self.embedded:  # burner-redis takes no LIMIT: slice the (in-process) range
+                old = (await self._call("zrangebyscore", key, "-inf", cutoff))[:batch]
+            else:
+                old = await self._call("zrangebyscore", key, "-inf", cutoff, start=0, num=batch)
+            ids = [text(i) for i in old]
+            if not ids:
+                continue
+
+            def exists(pipe: Any, ids: list[str] = ids) -> object:
+                return [pipe.exists(self.keys.job(j)) for j in ids]
+
+            alive = await self._run_pipeline(exists)
+            gone = [i for i, a in zip(ids, alive, strict=True) if not a]
+            if gone:
+                removed[name] = int(await self._call("zrem", key, *gone))
+        consumers: list[dict[str, Any]] = []
+        if not self.embedded:  # the engine lives and dies with its one process and consumer
+            with contextlib.suppress(RedisError, OSError):  # no group yet: nothing to trim
+                consumers = await self._r.xinfo_consumers(self.keys.queue, DISPATCH_GROUP)
+        for c in consumers:
+            name = text(c.get("name", b""))
+            idle = int(c.get("idle", 0)) >= consumer_idle_s * 1000
+            if name != self.consumer and not int(c.get("pending", 0)) and idle:
+                await self._call("xgroup_delconsumer", self.keys.queue, DISPATCH_GROUP, name)
+                removed["consumers"] += 1
+        return removed
+
+    async def janitor(self, interval_s: float = 60.0) -> None:
+        """Run :meth:`trim` forever (a supervised loop); a store outage only skips a pass."""
+        while True:
+            try:
+                removed = await self.trim()
+                if any(removed.values()):
+                    from shared import get_logger
+
+                    get_logger("fleet.store").info("store.trimmed", **removed)
+            except StoreUnavailable:
+                pass
+            await asyncio.sleep(interval_s)

@@ -1,0 +1,78 @@
+"""A whole store: its parts assembled into :class:`Store`, and :func:`open_store` by URL."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+
+from shared import Keys, StoreUnavailable
+from supervisor.store.events import EventLog
+from supervisor.store.index import JobIndex
+from supervisor.store.maintenance import Maintenance
+from supervisor.store.queue import DispatchQueue
+
+
+class Store(JobIndex, DispatchQueue, EventLog, Maintenance):
+    """Job store over a Redis-protocol client. Use :func:`open_store` to get one.
+
+    Job records and their indexes (:class:`JobIndex` over :class:`JobRecords`), the
+    dispatch queue, the event logs and the janitor, over one :class:`StoreBase`.
+    """
+
+
+@asynccontextmanager
+async def open_store(
+    url: str,
+    keys: Keys | None = None,
+    *,
+    retention_s: int = 7 * 86_400,
+    idempotency_ttl_s: int = 86_400,
+    max_connections: int = 256,
+) -> AsyncIterator[Store]:
+    """Open the store named by ``url`` (``memory://`` or ``redis://...``)."""
+    keys = keys or Keys()
+    client: Any
+    if url.startswith("memory://"):
+        from burner_redis import BurnerRedis
+
+        client = BurnerRedis()
+    elif url.startswith(("redis://", "rediss://", "unix://")):
+        # Blocking reads are capped at MAX_BLOCK_MS, well inside the socket timeout, so a
+        # silent connection is detected and a long wait is a loop of short ones.
+        # A blocking pool: at the cap a command waits for a free connection instead of
+        # failing with "Too many connections" (the default pool's answer).
+        # Two quick retries on a connection error: after a Redis restart every pooled
+        # connection is dead, and the first command on each would otherwise fail although
+        # Redis is back. (A command whose reply was lost may run twice: the scripts are safe
+        # to repeat — submissions are keyed, transitions check the status and the fence.)
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=max_connections,
+            timeout=10,
+            socket_connect_timeout=5,
+            socket_timeout=10,
+            health_check_interval=30,
+            retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 2),
+        )
+        client = aioredis.Redis(connection_pool=pool)
+    else:
+        raise ValueError(f"unsupported store URL {url!r}: use memory:// or redis://host:port/db")
+    store = Store(client, keys, retention_s=retention_s, idempotency_ttl_s=idempotency_ttl_s)
+    try:
+        try:
+            await store.ensure_group()
+        except StoreUnavailable as exc:  # start anyway: /readyz says 503, requests get 503
+            from shared import get_logger
+
+            get_logger("fleet.store").warning("store.unavailable_at_start", error=exc.message)
+        yield store
+    finally:
+        closer = getattr(client, "aclose", None) or client.close
+        result = closer()
+        if hasattr(result, "__await__"):
+            await result

@@ -1,0 +1,127 @@
+"""The dispatch queue: a stream read by one consumer group, its deliveries held as leases."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from shared import DISPATCH_GROUP, JobStatus, StoreUnavailable, now
+from supervisor.store.base import StoreBase
+from supervisor.store.codec import encode_fields, text
+from supervisor.store.errors import check_fence
+
+MAX_BLOCK_MS = 2000
+"""Longest single blocking read; callers loop for longer waits."""
+
+QueueEntry = tuple[str, str]
+"""(stream entry id, job id) of one dispatch-queue delivery."""
+
+
+class DispatchQueue(StoreBase):
+    """Take, reclaim, renew and acknowledge deliveries; read leases; requeue a job."""
+
+    async def ensure_group(self) -> None:
+        try:
+            await self._r.xgroup_create(self.keys.queue, DISPATCH_GROUP, id="0", mkstream=True)
+        except Exception as exc:  # BUSYGROUP: it exists already
+            if "BUSYGROUP" not in str(exc) and "already exists" not in str(exc):
+                raise StoreUnavailable(f"cannot create dispatch group: {exc}") from exc
+
+    async def take(self, count: int, block_ms: int) -> list[QueueEntry]:
+        reply = await self._call(
+            "xreadgroup",
+            DISPATCH_GROUP,
+            self.consumer,
+            {self.keys.queue: ">"},
+            count=count,
+            block=min(block_ms, MAX_BLOCK_MS),
+        )
+        if not reply:
+            return []
+        entries = reply[0][1] if isinstance(reply, list) else next(iter(reply.values()))[0]
+        return [(text(eid), text(f[b"job"] if b"job" in f else f["job"])) for eid, f in entries]
+
+    async def reclaim(self, min_idle_ms: int, count: int = 100) -> list[QueueEntry]:
+        """Deliveries whose holder stopped renewing its lease, now ours."""
+        reply = await self._call(
+            "xautoclaim",
+            self.keys.queue,
+            DISPATCH_GROUP,
+            self.consumer,
+            min_idle_time=min_idle_ms,
+            start_id="0-0",
+            count=count,
+        )
+        entries = reply[1] if reply else []
+        out = []
+        for eid, fields in entries:
+            if not fields:
+                continue  # deleted entry
+            f = {text(a): text(b) for a, b in fields.items()}
+            out.append((text(eid), f["job"]))
+        return out
+
+    async def renew(self, entry_ids: list[str]) -> None:
+        """Reset the idle time of deliveries we still hold (our lease heartbeat)."""
+        if entry_ids:
+            await self._call(
+                "xclaim", self.keys.queue, DISPATCH_GROUP, self.consumer, 0, entry_ids, justid=True
+            )
+
+    async def ack(self, entry_id: str) -> None:
+        """Done with a delivery: acknowledge it and drop it from the stream."""
+        await self._run_pipeline(
+            lambda pipe: (
+                pipe.xack(self.keys.queue, DISPATCH_GROUP, entry_id),
+                pipe.xdel(self.keys.queue, entry_id),
+            )
+        )
+
+    async def leases(self, job_ids: list[str]) -> dict[str, tuple[int | None, bool]]:
+        """Each job's current fence token (None when gone) and whether a cancel was asked:
+        the lease loop's one read for every job it holds."""
+        if not job_ids:
+            return {}
+
+        def fill(pipe: Any) -> None:
+            for j in job_ids:  # two HGETs: the engine's pipeline has no HMGET
+                pipe.hget(self.keys.job(j), "fence")
+                pipe.hget(self.keys.job(j), "cancel")
+
+        values = await self._run_pipeline(fill)
+        return {
+            j: (None if fence is None else int(text(fence)), bool(cancel and text(cancel)))
+            for j, fence, cancel in zip(job_ids, values[::2], values[1::2], strict=True)
+        }
+
+    async def requeue(
+        self,
+        job_id: str,
+        *,
+        allowed: Iterable[JobStatus],
+        data: dict[str, Any],
+        fence: int | None = None,
+        entry_id: str | None = None,
+        **fields: Any,
+    ) -> int | None:
+        """Put the job back in the queue in one atomic step (a redrive, or a retry after an
+        unexpected error): status ``queued`` and its event, a new dispatch entry, the old one
+        (``entry_id``) acknowledged, out of the dead letters, its TTL lifted. The new event
+        starts the job's latest run. None when the status is not in ``allowed``."""
+        k = self.keys
+        out = await self._script(
+            "REQUEUE",
+            [k.job(job_id), k.events(job_id), k.queued, k.queue, k.dead],
+            job_id=job_id,
+            args=[
+                ",".join(s.value for s in allowed),
+                "" if fence is None else str(fence),
+                entry_id or "",
+                str(now()),
+                json.dumps(data, separators=(",", ":"), default=str),
+                *encode_fields(fields),
+            ],
+        )
+        result = check_fence(int(out), job_id)
+        return None if result < 0 else result

@@ -1,0 +1,49 @@
+-- TRANSITION: set fields if the status is allowed, append an event (and done), set the TTL.
+-- Returns the last event's seq (0 when none), -1 refused by status (or gone), -2 by fence.
+-- KEYS: job, events, queued, dead
+-- ARGV: allowed_csv, event_type, event_data, ts, ttl, done_data, fence, dead, pairs...
+-- ttl: 0 keep, >0 expire after, -1 persist. fence: '' for no check. dead: '1' dead-letters.
+local cur = redis.call('hget', KEYS[1], 'status')
+if not cur then return -1 end
+if ARGV[7] ~= '' and redis.call('hget', KEYS[1], 'fence') ~= ARGV[7] then return -2 end
+if ARGV[1] ~= '' then
+  local ok = false
+  for s in string.gmatch(ARGV[1], '[^,]+') do
+    if s == cur then ok = true end
+  end
+  if not ok then return -1 end
+end
+local new = cur
+for i = 9, #ARGV, 2 do
+  redis.call('hset', KEYS[1], ARGV[i], ARGV[i + 1])
+  if ARGV[i] == 'status' then new = ARGV[i + 1] end
+end
+if cur ~= new then
+  local cap = redis.call('hget', KEYS[1], 'capability')
+  if cur == 'queued' then redis.call('hincrby', KEYS[3], cap, -1) end
+  if new == 'queued' then redis.call('hincrby', KEYS[3], cap, 1) end
+end
+local corr = redis.call('hget', KEYS[1], 'correlation_id') or ''
+local seq = 0
+if ARGV[2] ~= '' then
+  seq = redis.call('hincrby', KEYS[1], 'seq', 1)
+  redis.call('xadd', KEYS[2], seq .. '-1', 't', ARGV[2], 'd', ARGV[3], 'ts', ARGV[4], 'c', corr)
+end
+if ARGV[6] ~= '' then
+  seq = redis.call('hincrby', KEYS[1], 'seq', 1)
+  redis.call('xadd', KEYS[2], seq .. '-1', 't', 'done', 'd', ARGV[6], 'ts', ARGV[4], 'c', corr)
+end
+if ARGV[8] == '1' then
+  redis.call('zadd', KEYS[4], tonumber(ARGV[4]), string.match(KEYS[1], '[^:]+$'))
+end
+local ttl = tonumber(ARGV[5])
+if ttl > 0 then
+  redis.call('expire', KEYS[1], ttl)
+  redis.call('expire', KEYS[2], ttl)
+elseif ttl < 0 then
+  -- burner-redis has no PERSIST; a ten-year TTL is the same for an in-process store
+  for _, key in ipairs({KEYS[1], KEYS[2]}) do
+    if not pcall(redis.call, 'persist', key) then redis.call('expire', key, 315360000) end
+  end
+end
+return seq

@@ -1,0 +1,161 @@
+"""The atomic scripts' contract: every outcome of each, on its Python twin and on its Lua.
+
+The same calls with the same inputs (fixed timestamps) run on the twins (burner-redis) and on
+the Lua, on burner-redis and on Redis: each outcome is asserted on each (ok, refused by status
+-1, refused by fence -2, idempotent replay, queue full, dead letter, redrive ...), and the
+answers and the data left behind must be the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from burner_redis import BurnerRedis
+
+from shared import DISPATCH_GROUP, Keys
+from supervisor.store.codec import encode_fields
+from supervisor.store.embedded import EmbeddedScripts
+from supervisor.store.lua import register
+from tests.supervisor.test_store_contract import make_job
+
+Run = Callable[[str, list[str], list[str]], Awaitable[Any]]
+T = "1700000000.5"  # fixed timestamps, so two engines' data compare equal
+FOREVER = 10**8  # a TTL beyond this is the engine's stand-in for PERSIST
+
+
+def answer(name: str, out: Any) -> Any:
+    """A script's reply as text; ACQUIRE's record as a dict (a Lua list, a twin dict)."""
+    if isinstance(out, bytes):
+        return out.decode()
+    if name == "ACQUIRE":
+        return text_map(
+            dict(zip(out[::2], out[1::2], strict=True)) if isinstance(out, list) else out
+        )
+    return [answer(name, o) for o in out] if isinstance(out, list) else out
+
+
+def text_map(raw: dict[Any, Any]) -> dict[str, str]:
+    return {answer("", k): answer("", v) for k, v in raw.items()}
+
+
+def submit(k: Keys, job_id: str, idem: str | None = None) -> tuple[str, list[str], list[str]]:
+    job = make_job(id=job_id, key=idem, correlation_id="corr", created_at=float(T))
+    fields = {**job.model_dump(mode="json"), "fingerprint": "f"}
+    keys = [k.idempotency(idem or "-"), k.job(job_id), k.jobs, k.queue, k.queued, k.events(job_id)]
+    args = [job_id, "1" if idem else "0", "60", "2", "echo", T, '{"status":"queued"}', "corr"]
+    return "SUBMIT", keys, [*args, *encode_fields(fields)]
+
+
+def transition(
+    k: Keys, job_id: str, allowed: str, fence: str, *pairs: str, ttl: str = "0", dead: str = ""
+) -> tuple[str, list[str], list[str]]:
+    done = '{"done":true}' if ttl != "0" else ""
+    event = "status" if "status" in pairs[::2] else ""  # no event when the status stays
+    args = [allowed, event, '{"s":1}', T, ttl, done, fence, dead, *pairs]
+    return "TRANSITION", [k.job(job_id), k.events(job_id), k.queued, k.dead], args
+
+
+def append(k: Keys, job_id: str, fence: str, *pairs: str) -> tuple[str, list[str], list[str]]:
+    return "APPEND", [k.job(job_id), k.events(job_id)], ["progress", '{"p":1}', T, fence, *pairs]
+
+
+def requeue(
+    k: Keys, job_id: str, allowed: str, fence: str, entry: str = ""
+) -> tuple[str, list[str], list[str]]:
+    keys = [k.job(job_id), k.events(job_id), k.queued, k.queue, k.dead]
+    return "REQUEUE", keys, [allowed, fence, entry, T, '{"status":"queued"}', "attempts", "0"]
+
+
+async def every_outcome(run: Run, client: Any, k: Keys) -> list[Any]:
+    """Drive each script through each of its outcomes, asserting them; return the answers."""
+    answers: list[Any] = []
+
+    async def check(call: tuple[str, list[str], list[str]], expected: Any) -> Any:
+        out = answer(call[0], await run(*call))
+        answers.append(out)
+        assert out == expected or expected is ..., (call[0], call[2][:8], out)
+        return out
+
+    await client.xgroup_create(k.queue, DISPATCH_GROUP, id="0", mkstream=True)
+    await check(submit(k, "a", idem="key-a"), ["ok", ""])
+    await check(submit(k, "a2", idem="key-a"), ["exists", "a"])  # idempotent replay
+    await check(submit(k, "b"), ["ok", ""])
+    await check(submit(k, "c"), ["full", "2"])  # the queue limit is 2
+    assert (await check(("ACQUIRE", [k.job("a")], []), ...))["fence"] == "1"
+    record = await check(("ACQUIRE", [k.job("a")], []), ...)  # a reclaim: a greater token
+    assert record["fence"] == "2" and record["status"] == "queued"
+    await check(("ACQUIRE", [k.job("gone")], []), {})
+    await check(transition(k, "a", "queued", "1", "status", "running"), -2)  # stale fence
+    await check(transition(k, "a", "running", "2", "status", "failed"), -1)  # status
+    await check(transition(k, "a", "running", "1", "status", "failed"), -2)  # fence first
+    await check(transition(k, "gone", "", "", "status", "running"), -1)
+    await check(transition(k, "a", "queued,running", "2", "status", "running"), 2)
+    await check(transition(k, "a", "", "", "worker", '"w1"'), 0)  # no event: seq 0
+    await check(append(k, "a", "2", "progress", "1"), 3)
+    await check(append(k, "a", "1"), -2)
+    await check(append(k, "gone", ""), -1)
+    [(_, deliveries)] = await client.xreadgroup(DISPATCH_GROUP, "c", {k.queue: ">"}, count=10)
+    entry_a = answer("", deliveries[0][0])  # a's delivery, to be acknowledged by the redrive
+    assert text_map(deliveries[0][1]) == {"job": "a"}
+    dead_end = transition(k, "a", "running", "2", "status", "failed", ttl="120", dead="1")
+    await check(dead_end, 5)  # its event and its done; dead-lettered
+    assert 0 < await client.ttl(k.job("a")) <= 120 and await client.zrange(k.dead, 0, -1)
+    await check(append(k, "a", "2"), -1)  # nothing after done
+    await check(requeue(k, "a", "failed", "1"), -2)
+    await check(requeue(k, "a", "succeeded", "2"), -1)
+    await check(requeue(k, "gone", "failed", ""), -1)
+    await check(requeue(k, "a", "failed", "2", entry_a), 6)  # the redrive
+    await check(transition(k, "b", "queued", "", "status", "cancelled", ttl="-1"), 3)
+    return answers
+
+
+async def data(client: Any, k: Keys) -> dict[str, Any]:
+    """Everything the scenario wrote, queue entry ids left out (they are clock-made)."""
+    out: dict[str, Any] = {}
+    for j in ("a", "a2", "b", "c"):
+        ttl = [await client.ttl(key) for key in (k.job(j), k.events(j))]
+        out[j] = {
+            "record": text_map(await client.hgetall(k.job(j))),
+            "events": [[answer("", i), text_map(f)] for i, f in await client.xrange(k.events(j))],
+            "ttl": [
+                "forever" if t == -1 or t > FOREVER else "expires" if t > 0 else t for t in ttl
+            ],
+        }
+    out["queue"] = [text_map(f) for _, f in await client.xrange(k.queue)]
+    out["queued"] = text_map(await client.hgetall(k.queued))
+    jobs = await client.zrange(k.jobs, 0, -1, withscores=True)
+    out["jobs"] = [(answer("", member), float(score)) for member, score in jobs]
+    out["dead"] = answer("", await client.zrange(k.dead, 0, -1))
+    out["idem"] = answer("", await client.get(k.idempotency("key-a")))
+    return out
+
+
+@pytest.mark.parametrize("lua_on", ["memory", "redis"])
+async def test_twins_answer_as_the_lua(lua_on: str, request: pytest.FixtureRequest) -> None:
+    twin_client, k = BurnerRedis(), Keys("s")
+    twins = EmbeddedScripts(twin_client)
+    if lua_on == "memory":
+        lua_client: Any = BurnerRedis()
+    else:
+        lua_client = aioredis.Redis.from_url(request.getfixturevalue("redis_url"))
+        k = Keys(request.getfixturevalue("key_prefix"))
+    scripts = register(lua_client)
+
+    async def lua(name: str, keys: list[str], args: list[str]) -> Any:
+        return await scripts[name](keys=keys, args=args)
+
+    try:
+        twin_answers = await every_outcome(twins.run, twin_client, k)
+        lua_answers = await every_outcome(lua, lua_client, k)
+        assert twin_answers == lua_answers
+        twin_data, lua_data = await data(twin_client, k), await data(lua_client, k)
+        assert twin_data == lua_data
+        assert twin_data["a"]["ttl"] == ["forever", "forever"]  # the redrive lifted the TTL
+        assert twin_data["dead"] == [] and twin_data["queued"] == {"echo": "1"}
+        assert twin_data["queue"] == [{"job": "b"}, {"job": "a"}]  # a's first entry: acked
+    finally:
+        await twin_client.aclose()
+        await lua_client.aclose()
