@@ -17,11 +17,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared import AdmissionRefused, FleetError, Keys, SupervisorSettings, get_logger
 from supervisor.api import allowed_methods, router
+from supervisor.calls import WorkerPool
 from supervisor.dispatcher import Dispatcher
 from supervisor.loops import Loops
 from supervisor.metrics import Metrics
 from supervisor.middleware import RequestContext
-from supervisor.pool import WorkerPool
 from supervisor.registry import Registry
 from supervisor.services import Services
 from supervisor.store import open_store

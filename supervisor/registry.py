@@ -44,7 +44,7 @@ from shared import (
     now,
 )
 from supervisor.breaker import Breaker
-from supervisor.pool import WorkerCaller
+from supervisor.calls import WorkerCaller
 from supervisor.store import Store
 
 __all__ = ["Registry", "Target", "WorkerState", "schema_digest"]

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import pytest
 
 from shared import JobStatus, Keys, SupervisorSettings
+from supervisor.calls import WorkerPool
 from supervisor.dispatcher import Dispatcher
 from supervisor.metrics import Metrics
-from supervisor.pool import WorkerPool
 from supervisor.registry import Registry
 from supervisor.store import Store, open_store
 from tests.helpers import wait_until

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from shared import Keys, UnknownCapability, WorkerRegistration, WorkerUnreachable
-from supervisor.pool import CallResult, ServerInfo
+from supervisor.calls import CallResult, ServerInfo
 from supervisor.registry import Registry, instance_name, parse_worker_entry
 from supervisor.store import Store, open_store
 
