@@ -93,7 +93,7 @@ class Discovery:
         await self._http.aclose()
 
     async def refresh(self) -> None:
-        """One round: find workers, probe each, and tell waiters what changed."""
+        """One round: find workers, probe each, and re-index the registry."""
         found: dict[str, tuple[str | None, str]] = {
             url: (service, "static") for url, service in self.static.items()
         }
@@ -126,7 +126,6 @@ class Discovery:
         await asyncio.gather(*(self.probe(w) for w in list(workers.values())))
         self.registry.index()
         self.registry.probed.set()
-        await self.registry.notify()
 
     async def probe(self, worker: WorkerState) -> None:
         was = worker.healthy

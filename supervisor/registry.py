@@ -11,15 +11,16 @@ Identity:
   schema's digest, so a job is only routed to a worker of that service with that schema.
 
     registry = Registry()             # filled by Discovery(registry, pool, store, ...)
+    Registry([worker_state, ...])     # or handed its workers (tests)
     registry.resolve("noop")          # Target(service, tool, spec, digest)
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -118,15 +119,15 @@ def instance_name(service: str, url: str) -> str:
 class Registry:
     """What workers exist, what they serve and whether they are healthy right now."""
 
-    def __init__(self) -> None:
-        self.workers: dict[str, WorkerState] = {}
+    def __init__(self, workers: Iterable[WorkerState] = ()) -> None:
+        self.workers: dict[str, WorkerState] = {w.url: w for w in workers}
         self.probed = asyncio.Event()
         """Set once the first discovery round has finished."""
-        self._changed = asyncio.Condition()
         self.registrations_error: str | None = None
         """Why the last read of self-registrations failed (the store is down), or None."""
         self._names: dict[str, tuple[str, str]] = {}  # public or qualified name → (svc, tool)
         self._offered: dict[str, list[str]] = {}  # bare tool name → services offering it
+        self.index()
 
     # -- names -------------------------------------------------------------------------------
 
@@ -208,7 +209,7 @@ class Registry:
                 )
         return dict(sorted(out.items()))
 
-    # -- views and waiting -----------------------------------------------------------------
+    # -- health reported by calls -----------------------------------------------------------------
 
     def mark_down(self, url: str, reason: str) -> None:
         worker = self.workers.get(url)
@@ -218,13 +219,3 @@ class Registry:
             worker.health = "down"
             worker.error = reason
             log.warning("registry.worker_down", worker=worker.name, reason=reason)
-
-    async def notify(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
-
-    async def wait_change(self, timeout: float) -> None:
-        """Wait until workers change or a call slot frees, at most ``timeout`` seconds."""
-        async with self._changed:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), timeout)

@@ -9,10 +9,17 @@ from typing import Any
 
 import pytest
 
-from shared import Keys, UnknownCapability, WorkerRegistration, WorkerUnreachable
+from shared import (
+    CapabilitySpec,
+    Keys,
+    UnknownCapability,
+    WorkerRegistration,
+    WorkerUnreachable,
+)
+from supervisor.breaker import Breaker
 from supervisor.calls import CallResult, ServerInfo
 from supervisor.discovery import Discovery, parse_worker_entry
-from supervisor.registry import Registry, instance_name
+from supervisor.registry import Registry, WorkerState, instance_name
 from supervisor.store import Store, open_store
 
 
@@ -151,3 +158,24 @@ async def test_a_lapsed_registration_drops_the_worker_and_its_connection(store: 
     await store.client.delete(reg_key)  # its heartbeat stopped and the key expired
     await found.refresh()
     assert url not in reg.workers and caller.dropped == [url]
+
+
+def test_a_registry_handed_its_workers_answers_for_them() -> None:
+    worker = WorkerState(
+        url="http://a:1/mcp",
+        name="svc@a:1",
+        source="static",
+        breaker=Breaker(1, 60),
+        service="svc",
+        healthy=True,
+        capabilities={"x": CapabilitySpec()},
+        digests={"x": "d1"},
+    )
+    reg = Registry([worker])
+    assert reg.resolve("x").digest == "d1" and reg.resolve("svc.x").name == "x"
+    assert reg.spec("x") == CapabilitySpec() and reg.spec("nothing") is None
+    reg.mark_down(worker.url, "connection refused")
+    assert not worker.healthy and worker.downs == 1 and worker.error == "connection refused"
+    worker.capabilities = {}  # being re-probed: the name is known, no worker serves it yet
+    with pytest.raises(UnknownCapability, match="right now"):
+        reg.resolve("x")
