@@ -17,11 +17,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared import AdmissionRefused, FleetError, Keys, SupervisorSettings, get_logger
 from supervisor.api import allowed_methods, router
+from supervisor.calls import WorkerPool
+from supervisor.discovery import Discovery
 from supervisor.dispatcher import Dispatcher
 from supervisor.loops import Loops
 from supervisor.metrics import Metrics
 from supervisor.middleware import RequestContext
-from supervisor.pool import WorkerPool
 from supervisor.registry import Registry
 from supervisor.services import Services
 from supervisor.store import open_store
@@ -50,7 +51,9 @@ async def build_services(
         pool = await stack.enter_async_context(
             WorkerPool(token=settings.worker_token, max_in_flight=settings.client_max_in_flight)
         )
-        registry = Registry(
+        registry = Registry()
+        discovery = Discovery(
+            registry,
             pool,
             store,
             static_urls=settings.worker_urls,
@@ -60,14 +63,14 @@ async def build_services(
             foreign_concurrency=settings.foreign_concurrency,
             down_after=settings.probe_failures_to_down,
         )
-        stack.push_async_callback(registry.aclose)
+        stack.push_async_callback(discovery.aclose)
         metrics = Metrics()
         dispatcher = Dispatcher(store, registry, pool, settings, metrics)
         stack.push_async_callback(dispatcher.stop)  # after the loops: held jobs stay pending
         loops = await stack.enter_async_context(Loops(metrics))
         services = Services(settings, store, pool, registry, dispatcher, metrics, loops)
         if run_loops:
-            loops.start("registry", registry.run)
+            loops.start("registry", discovery.run)
             if not store.embedded:  # other replicas' changes: there are none in-process
                 loops.start("changes", store.listen_changes)
             loops.start("janitor", store.janitor)

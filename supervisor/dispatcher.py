@@ -63,8 +63,8 @@ from shared import (
     now,
     tracer,
 )
+from supervisor.calls import CallResult, WorkerCaller, call_headers
 from supervisor.metrics import Metrics
-from supervisor.pool import CallResult, WorkerCaller, call_headers
 from supervisor.registry import Registry, WorkerState
 from supervisor.router import Router
 from supervisor.store import Fenced, Store

@@ -1,6 +1,5 @@
-"""Worker discovery: the static ``FLEET_WORKERS`` list plus Redis self-registrations, probed
-periodically (``tools/list``, then ``get_capabilities`` where a worker speaks our contract)
-and through ``GET /health``.
+"""The directory of workers: who exists, what each serves, whether it is healthy, and what a
+capability name means right now. :mod:`supervisor.discovery` fills it; calls mark workers down.
 
 Identity:
 
@@ -11,50 +10,27 @@ Identity:
   :meth:`Registry.resolve` turns a name into a :class:`Target` that also fixes the input
   schema's digest, so a job is only routed to a worker of that service with that schema.
 
-Health: a worker that was up is marked down after ``down_after`` consecutive failed probes
-(one failed probe is usually a blip), or at once when a call finds it unreachable.
-
-    registry = Registry(pool, store, static_urls=["http://127.0.0.1:8701/mcp"], ...)
-    await registry.refresh()          # one probe round (the run() loop repeats it)
+    registry = Registry()             # filled by Discovery(registry, pool, store, ...)
+    Registry([worker_state, ...])     # or handed its workers (tests)
     registry.resolve("noop")          # Target(service, tool, spec, digest)
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
-import re
-import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
-
-from shared import (
-    CAPABILITIES_TOOL,
-    CapabilitiesReport,
-    CapabilitySpec,
-    Load,
-    UnknownCapability,
-    WorkerCallError,
-    get_logger,
-    now,
-)
+from shared import CapabilitySpec, Load, UnknownCapability, get_logger
 from supervisor.breaker import Breaker
-from supervisor.pool import WorkerCaller
-from supervisor.store import Store
 
-__all__ = ["Registry", "Target", "WorkerState", "schema_digest"]
+__all__ = ["Registry", "Target", "WorkerState", "instance_name", "schema_digest"]
 
 log = get_logger("fleet.registry")
-
-TASKS_REQUIRED = (
-    "requires MCP tasks (execution.taskSupport: required), which the fleet does not drive"
-)
-_UNSAFE = re.compile(r"[^A-Za-z0-9_.:/-]+")
 
 
 def schema_digest(schema: dict[str, Any]) -> str:
@@ -140,178 +116,23 @@ def instance_name(service: str, url: str) -> str:
     return f"{service}@{parts.netloc}{suffix}"
 
 
-def parse_worker_entry(entry: str) -> tuple[str | None, str]:
-    """``service=URL`` or ``URL`` → (service or None, URL)."""
-    name, sep, url = entry.partition("=")
-    if sep and "://" not in name:
-        return name.strip() or None, url.strip()
-    return None, entry.strip()
-
-
-def _health_url(mcp_url: str) -> str:
-    base = mcp_url.rstrip("/")
-    if base.endswith("/mcp"):
-        base = base[: -len("/mcp")]
-    return base + "/health"
-
-
 class Registry:
     """What workers exist, what they serve and whether they are healthy right now."""
 
-    def __init__(
-        self,
-        caller: WorkerCaller,
-        store: Store,
-        *,
-        static_urls: list[str],
-        probe_interval_s: float = 5.0,
-        breaker_threshold: int = 5,
-        breaker_reset_s: float = 10.0,
-        probe_timeout_s: float = 5.0,
-        foreign_concurrency: int = 16,
-        down_after: int = 2,
-    ) -> None:
-        self.foreign_concurrency = foreign_concurrency
-        self.caller = caller
-        self.store = store
-        self.static = dict(parse_worker_entry(e)[::-1] for e in static_urls)
-        self.probe_interval_s = probe_interval_s
-        self.probe_timeout_s = probe_timeout_s
-        self.breaker_threshold = breaker_threshold
-        self.breaker_reset_s = breaker_reset_s
-        self.down_after = down_after
-        self.workers: dict[str, WorkerState] = {}
+    def __init__(self, workers: Iterable[WorkerState] = ()) -> None:
+        self.workers: dict[str, WorkerState] = {w.url: w for w in workers}
         self.probed = asyncio.Event()
-        self._changed = asyncio.Condition()
-        self._http = httpx.AsyncClient(timeout=probe_timeout_s)
+        """Set once the first discovery round has finished."""
         self.registrations_error: str | None = None
         """Why the last read of self-registrations failed (the store is down), or None."""
         self._names: dict[str, tuple[str, str]] = {}  # public or qualified name → (svc, tool)
         self._offered: dict[str, list[str]] = {}  # bare tool name → services offering it
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
-
-    # -- discovery -------------------------------------------------------------------------
-
-    async def refresh(self) -> None:
-        """One round: find workers, probe each, and tell waiters what changed."""
-        found: dict[str, tuple[str | None, str]] = {
-            url: (service, "static") for url, service in self.static.items()
-        }
-        try:
-            for reg in await self.store.registrations():
-                found.setdefault(reg.url, (None, "registered"))
-            self.registrations_error = None
-        except Exception as exc:  # the store being down must not stop probing static workers
-            log.warning("registry.registrations_failed", error=str(exc))
-            self.registrations_error = str(exc)
-            for url, state in self.workers.items():  # keep the last-known registrations
-                if state.source == "registered":
-                    found.setdefault(url, (state.fixed_service, "registered"))
-        for url, (service, source) in found.items():
-            if url not in self.workers:
-                self.workers[url] = WorkerState(
-                    url=url,
-                    name=instance_name(service or "?", url),
-                    source=source,
-                    breaker=Breaker(self.breaker_threshold, self.breaker_reset_s),
-                    fixed_service=service,
-                )
-        for url in list(self.workers):
-            if url not in found:  # its registration lapsed: it is gone
-                state = self.workers.pop(url)
-                log.warning("registry.worker_gone", worker=state.name, url=url)
-                with contextlib.suppress(Exception):
-                    await self.caller.drop(url)
-        await asyncio.gather(*(self.probe(w) for w in list(self.workers.values())))
-        self._index()
-        self.probed.set()
-        await self.notify()
-
-    async def probe(self, worker: WorkerState) -> None:
-        was = worker.healthy
-        worker.probes += 1
-        try:
-            await self._probe_capabilities(worker)
-            worker.health = await self._probe_health(worker)
-            worker.healthy = worker.health == "healthy"
-            worker.last_seen = now()
-            worker.error = None
-            worker.failures = 0
-        except Exception as exc:  # one bad worker reply never stops discovery
-            worker.failures += 1
-            worker.error = exc.message if isinstance(exc, WorkerCallError) else repr(exc)
-            if not was or worker.failures >= self.down_after:
-                worker.healthy = False
-                worker.health = "down"
-            else:
-                log.info("registry.probe_failed", worker=worker.name, failures=worker.failures)
-        if was and not worker.healthy:
-            worker.downs += 1
-        if not was and worker.healthy:
-            worker.breaker.success()  # a probe that passes is a call that passed: close it
-        if was != worker.healthy:
-            log.info(
-                "registry.health_changed",
-                worker=worker.name,
-                healthy=worker.healthy,
-                error=worker.error,
-            )
-
-    async def _probe_capabilities(self, worker: WorkerState) -> None:
-        info = await self.caller.connect(worker.url)
-        worker.protocol = f"{info.protocol} ({info.dialect}{', session' if info.stateful else ''})"
-        tools = await self.caller.list_tools(worker.url, timeout=self.probe_timeout_s)
-        by_name = {str(t["name"]): t for t in tools}
-        excluded = {
-            name: TASKS_REQUIRED
-            for name, tool in by_name.items()
-            if ((tool.get("execution") or {}).get("taskSupport")) == "required"
-        }
-        if CAPABILITIES_TOOL in by_name:
-            result = await self.caller.call(
-                worker.url, CAPABILITIES_TOOL, {}, timeout=self.probe_timeout_s
-            )
-            report = CapabilitiesReport.model_validate(result.value)
-            service, version = report.service_name, report.version
-            caps = dict(report.capabilities)
-            worker.features = report.supported_features
-            worker.load = report.load
-            worker.foreign = False
-        else:
-            service, version = info.name, info.version
-            caps = {name: _spec(tool, self.foreign_concurrency) for name, tool in by_name.items()}
-            worker.features = []
-            worker.load = Load(in_flight=0, max_concurrency=self.foreign_concurrency)
-            worker.foreign = True
-        for name in excluded:
-            caps.pop(name, None)
-        worker.service = _UNSAFE.sub("-", worker.fixed_service or service) or "?"
-        worker.name = instance_name(worker.service, worker.url)
-        worker.version = version
-        worker.capabilities = caps
-        worker.digests = {name: schema_digest(spec.input_schema) for name, spec in caps.items()}
-        worker.excluded = excluded
-
-    async def _probe_health(self, worker: WorkerState) -> str:
-        try:
-            response = await self._http.get(_health_url(worker.url))
-        except httpx.HTTPError:
-            return "healthy"  # MCP answered; a server without /health is judged by that
-        if response.status_code in (404, 405, 421):  # no /health (or not for this Host)
-            return "healthy"
-        return "healthy" if response.status_code == 200 else "degraded"
-
-    async def run(self) -> None:
-        while True:
-            started = time.monotonic()
-            await self.refresh()
-            await asyncio.sleep(max(0.0, self.probe_interval_s - (time.monotonic() - started)))
+        self.index()
 
     # -- names -------------------------------------------------------------------------------
 
-    def _index(self) -> None:
+    def index(self) -> None:
+        """Recompute the capability names from the workers' capabilities."""
         offered: dict[str, set[str]] = {}
         for worker in self.workers.values():
             for tool in worker.capabilities:
@@ -388,7 +209,7 @@ class Registry:
                 )
         return dict(sorted(out.items()))
 
-    # -- views and waiting -----------------------------------------------------------------
+    # -- health reported by calls -----------------------------------------------------------------
 
     def mark_down(self, url: str, reason: str) -> None:
         worker = self.workers.get(url)
@@ -398,25 +219,3 @@ class Registry:
             worker.health = "down"
             worker.error = reason
             log.warning("registry.worker_down", worker=worker.name, reason=reason)
-
-    async def notify(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
-
-    async def wait_change(self, timeout: float) -> None:
-        """Wait until workers change or a call slot frees, at most ``timeout`` seconds."""
-        async with self._changed:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), timeout)
-
-
-def _spec(tool: dict[str, Any], concurrency: int) -> CapabilitySpec:
-    hints = tool.get("annotations") or {}
-    output = tool.get("outputSchema")
-    return CapabilitySpec(
-        description=str(tool.get("description") or ""),
-        input_schema=dict(tool.get("inputSchema") or {}),
-        output_schema=dict(output) if isinstance(output, dict) else None,
-        idempotent=bool(isinstance(hints, dict) and hints.get("idempotentHint")),
-        max_concurrency=concurrency,
-    )

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from shared import SupervisorSettings
+from supervisor.calls import WorkerPool
 from supervisor.dispatcher import Dispatcher
 from supervisor.loops import Loops
 from supervisor.metrics import Metrics
-from supervisor.pool import WorkerPool
 from supervisor.registry import Registry
 from supervisor.store import Store
 

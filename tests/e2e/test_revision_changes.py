@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from shared.serving import free_port
-from supervisor.pool import WorkerPool
+from supervisor.calls import WorkerPool
 from tests.peers import procs
 from tests.peers.install import PeerUnavailable
 from tests.processes import worker

@@ -50,8 +50,7 @@ def worker(
 
 
 def router_with(*workers: WorkerState) -> tuple[Router, Counter[tuple[str, str]]]:
-    registry = Registry.__new__(Registry)
-    registry.workers = {w.url: w for w in workers}
+    registry = Registry(workers)
     load: Counter[tuple[str, str]] = Counter()
     return Router(registry, lambda url, cap: load[(url, cap)]), load
 

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 import pytest
 
 from shared import JobStatus, Keys, SupervisorSettings
+from supervisor.calls import WorkerPool
+from supervisor.discovery import Discovery
 from supervisor.dispatcher import Dispatcher
 from supervisor.metrics import Metrics
-from supervisor.pool import WorkerPool
 from supervisor.registry import Registry
 from supervisor.store import Store, open_store
 from tests.helpers import wait_until
@@ -46,9 +47,10 @@ async def two(redis_url: str, key_prefix: str) -> AsyncIterator[tuple[Replica, R
                 open_store(redis_url, Keys(key_prefix), retention_s=120)
             )
             pool = await stack.enter_async_context(WorkerPool())
-            registry = Registry(pool, store, static_urls=[base + "/mcp"])
-            stack.push_async_callback(registry.aclose)
-            await registry.refresh()
+            registry = Registry()
+            discovery = Discovery(registry, pool, store, static_urls=[base + "/mcp"])
+            stack.push_async_callback(discovery.aclose)
+            await discovery.refresh()
             dispatcher = Dispatcher(store, registry, pool, settings, Metrics())
             stack.push_async_callback(dispatcher.stop)
             replicas.append(Replica(store, dispatcher, registry))

@@ -1,5 +1,6 @@
-"""Registry logic: health thresholds, identity and names. The wire is not what these test, so a
-scripted caller stands in for it (the ``WorkerCaller`` seam); the store is the real one."""
+"""Discovery and the registry it fills: health thresholds, identity and names. The wire is not
+what these test, so a scripted caller stands in for it (the ``WorkerCaller`` seam); the store
+is the real one."""
 
 from __future__ import annotations
 
@@ -8,9 +9,17 @@ from typing import Any
 
 import pytest
 
-from shared import Keys, UnknownCapability, WorkerRegistration, WorkerUnreachable
-from supervisor.pool import CallResult, ServerInfo
-from supervisor.registry import Registry, instance_name, parse_worker_entry
+from shared import (
+    CapabilitySpec,
+    Keys,
+    UnknownCapability,
+    WorkerRegistration,
+    WorkerUnreachable,
+)
+from supervisor.breaker import Breaker
+from supervisor.calls import CallResult, ServerInfo
+from supervisor.discovery import Discovery, parse_worker_entry
+from supervisor.registry import Registry, WorkerState, instance_name
 from supervisor.store import Store, open_store
 
 
@@ -54,27 +63,28 @@ async def store() -> AsyncIterator[Store]:
         yield s
 
 
-def registry(caller: ScriptedCaller, store: Store, urls: list[str], **kw: Any) -> Registry:
-    return Registry(caller, store, static_urls=urls, probe_interval_s=60, down_after=2, **kw)
+def discovery(caller: ScriptedCaller, store: Store, urls: list[str]) -> Discovery:
+    return Discovery(Registry(), caller, store, static_urls=urls, probe_interval_s=60, down_after=2)
 
 
 async def test_down_only_after_consecutive_failed_probes(store: Store) -> None:
     caller = ScriptedCaller()
     url = "http://a:1/mcp"
     caller.tools[url] = [tool("x")]
-    reg = registry(caller, store, [url])
-    await reg.refresh()
+    found = discovery(caller, store, [url])
+    reg = found.registry
+    await found.refresh()
     worker = reg.workers[url]
     assert worker.healthy
     caller.down.add(url)
-    await reg.refresh()
+    await found.refresh()
     assert worker.healthy and worker.failures == 1  # one blip is not an outage
     caller.down.discard(url)
-    await reg.refresh()
+    await found.refresh()
     assert worker.healthy and worker.failures == 0
     caller.down.add(url)
-    await reg.refresh()
-    await reg.refresh()
+    await found.refresh()
+    await found.refresh()
     assert not worker.healthy and worker.health == "down" and "down" in (worker.error or "")
 
 
@@ -85,8 +95,9 @@ async def test_a_new_worker_that_fails_is_down_at_once_and_bad_replies_never_sto
     good, bad = "http://good:1/mcp", "http://bad:1/mcp"
     caller.tools[good] = [tool("x")]
     caller.garbage.add(bad)
-    reg = registry(caller, store, [good, bad])
-    await reg.refresh()
+    found = discovery(caller, store, [good, bad])
+    reg = found.registry
+    await found.refresh()
     assert reg.workers[good].healthy
     assert not reg.workers[bad].healthy and "malformed" in (reg.workers[bad].error or "")
 
@@ -100,8 +111,9 @@ async def test_same_tool_on_two_services_gets_qualified_names(store: Store) -> N
         a2: [tool("echo"), tool("only_alpha")],
         b: [tool("echo", {"type": "object", "required": ["m"]})],
     }
-    reg = registry(caller, store, [a, a2, b])
-    await reg.refresh()
+    found = discovery(caller, store, [a, a2, b])
+    reg = found.registry
+    await found.refresh()
     assert set(reg.catalog()) == {"alpha.echo", "beta.echo", "only_alpha"}
     assert reg.resolve("alpha.only_alpha").name == "only_alpha"  # qualified always works
     target = reg.resolve("beta.echo")
@@ -117,8 +129,9 @@ async def test_tools_that_require_tasks_are_left_out_with_a_reason(store: Store)
     caller = ScriptedCaller()
     url = "http://a:1/mcp"
     caller.tools[url] = [tool("x"), tool("t", execution={"taskSupport": "required"})]
-    reg = registry(caller, store, [url])
-    await reg.refresh()
+    found = discovery(caller, store, [url])
+    reg = found.registry
+    await found.refresh()
     worker = reg.workers[url]
     assert set(worker.capabilities) == {"x"}
     assert "requires MCP tasks" in worker.excluded["t"]
@@ -138,9 +151,31 @@ async def test_a_lapsed_registration_drops_the_worker_and_its_connection(store: 
     caller.tools[url] = [tool("x")]
     reg_key = store.keys.worker("svc@reg:1")
     await store.client.set(reg_key, WorkerRegistration(name="svc", url=url).model_dump_json())
-    reg = registry(caller, store, [])
-    await reg.refresh()
+    found = discovery(caller, store, [])
+    reg = found.registry
+    await found.refresh()
     assert reg.workers[url].healthy and reg.workers[url].source == "registered"
     await store.client.delete(reg_key)  # its heartbeat stopped and the key expired
-    await reg.refresh()
+    await found.refresh()
     assert url not in reg.workers and caller.dropped == [url]
+
+
+def test_a_registry_handed_its_workers_answers_for_them() -> None:
+    worker = WorkerState(
+        url="http://a:1/mcp",
+        name="svc@a:1",
+        source="static",
+        breaker=Breaker(1, 60),
+        service="svc",
+        healthy=True,
+        capabilities={"x": CapabilitySpec()},
+        digests={"x": "d1"},
+    )
+    reg = Registry([worker])
+    assert reg.resolve("x").digest == "d1" and reg.resolve("svc.x").name == "x"
+    assert reg.spec("x") == CapabilitySpec() and reg.spec("nothing") is None
+    reg.mark_down(worker.url, "connection refused")
+    assert not worker.healthy and worker.downs == 1 and worker.error == "connection refused"
+    worker.capabilities = {}  # being re-probed: the name is known, no worker serves it yet
+    with pytest.raises(UnknownCapability, match="right now"):
+        reg.resolve("x")

@@ -23,7 +23,7 @@ from shared import (
     WorkerHttpError,
     WorkerRefused,
 )
-from supervisor.pool import WorkerPool
+from supervisor.calls import WorkerPool
 
 DISCOVER = {
     "supportedVersions": ["2026-07-28"],

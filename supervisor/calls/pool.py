@@ -1,4 +1,4 @@
-"""The supervisor's MCP client: one :class:`supervisor.wire.Connection` per worker endpoint.
+"""The pool of worker connections: one :class:`supervisor.calls.Connection` per endpoint.
 
 - Every endpoint shares one keep-alive ``aiohttp`` session (and one ``ssl.SSLContext``); a
   second session that never reuses a connection serves the one re-send after a stale
@@ -6,7 +6,7 @@
 - In-flight calls per endpoint are bounded (``max_in_flight``).
 - Correlation id, job id and trace context ride in the request ``_meta`` and as HTTP headers
   (:data:`call_headers`).
-- Failures arrive classified (:mod:`shared.errors`); a tool's own error becomes
+- Failures arrive classified (:mod:`supervisor.calls.errors`); a tool's own error becomes
   :class:`shared.errors.ToolFailed` with the worker's code.
 
     async with WorkerPool(token=None) as pool:
@@ -19,39 +19,21 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import ssl
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import aiohttp
 from opentelemetry import propagate, trace
 
-from shared import (
-    ToolFailed,
-    WorkerBusy,
-    WorkerCallError,
-    decode_tool_error,
-    get_logger,
-    tracer,
-)
-from supervisor import wire
+from shared import tracer
+from supervisor.calls.answers import LogHandler, ProgressHandler
+from supervisor.calls.connection import Connection, reuse_tracing
+from supervisor.calls.results import result_value
+from supervisor.calls.revisions import ServerInfo
 
-__all__ = [
-    "CallResult",
-    "LogHandler",
-    "ProgressHandler",
-    "ServerInfo",
-    "WorkerCaller",
-    "WorkerPool",
-    "call_headers",
-]
+__all__ = ["CallResult", "WorkerCaller", "WorkerPool", "call_headers"]
 
-log = get_logger("fleet.pool")
 _tracer = tracer("mcp-fleet.pool")
-
-ProgressHandler = Callable[[float, float | None, str | None], Awaitable[None]]
-LogHandler = Callable[[str, Any], Awaitable[None]]
-ServerInfo = wire.ServerInfo
 
 call_headers: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
     "fleet_call_headers", default=None
@@ -93,7 +75,7 @@ class WorkerCaller(Protocol):
 
 
 class _Endpoint:
-    def __init__(self, connection: wire.Connection, max_in_flight: int) -> None:
+    def __init__(self, connection: Connection, max_in_flight: int) -> None:
         self.connection = connection
         self.limit = asyncio.Semaphore(max_in_flight)
         self.in_flight = 0
@@ -126,7 +108,8 @@ class WorkerPool:
             force_close=not reuse,
             # Drop idle connections before a server's keep-alive ends (5 s is the default of
             # uvicorn and Node): a request then never meets a connection the server is closing.
-            # (Our workers keep 75 s; the one re-send in wire covers servers that keep less.)
+            # (Our workers keep 75 s; the one re-send in Connection.post covers servers that
+            # keep less.)
             keepalive_timeout=4.0 if reuse else None,
         )
         return aiohttp.ClientSession(
@@ -134,7 +117,7 @@ class WorkerPool:
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
             headers={"authorization": f"Bearer {self.token}"} if self.token else None,
             skip_auto_headers=("User-Agent",),
-            trace_configs=[wire.reuse_tracing()] if reuse else None,
+            trace_configs=[reuse_tracing()] if reuse else None,
         )
 
     def session(self) -> aiohttp.ClientSession:
@@ -163,7 +146,7 @@ class WorkerPool:
     def _endpoint(self, url: str) -> _Endpoint:
         endpoint = self._endpoints.get(url)
         if endpoint is None:
-            connection = wire.Connection(
+            connection = Connection(
                 url, self.session, self.fresh_session, connect_timeout=self.connect_timeout
             )
             endpoint = self._endpoints[url] = _Endpoint(connection, self.max_in_flight)
@@ -206,39 +189,19 @@ class WorkerPool:
                 ):
                     meta = dict(meta or {})
                     propagate.inject(meta)
-                    try:
-                        raw = await endpoint.connection.call_tool(
-                            tool,
-                            arguments,
-                            timeout=timeout,
-                            meta=meta,
-                            headers=call_headers.get(),
-                            on_progress=on_progress,
-                            on_log=on_log,
-                        )
-                    except wire.ToolCallFailed as exc:
-                        raise _tool_error(url, tool, exc.text) from exc
+                    raw = await endpoint.connection.call_tool(
+                        tool,
+                        arguments,
+                        timeout=timeout,
+                        meta=meta,
+                        headers=call_headers.get(),
+                        on_progress=on_progress,
+                        on_log=on_log,
+                    )
             finally:
                 endpoint.in_flight -= 1
-        value, content = wire.result_value(raw, wrapped=wrapped)
+        value, content = result_value(raw, wrapped=wrapped)
         return CallResult(value, content)
 
     async def list_tools(self, url: str, *, timeout: float) -> list[dict[str, Any]]:
         return await self._endpoint(url).connection.list_tools(timeout=timeout)
-
-
-def _tool_error(url: str, tool: str, text: str) -> WorkerCallError:
-    payload = decode_tool_error(text)
-    details: dict[str, Any] = {"worker": url, "tool": tool}
-    if payload.field:
-        details["field"] = payload.field
-    if payload.hint:
-        details["hint"] = payload.hint
-    if payload.code == "BUSY":
-        return WorkerBusy(payload.message or "worker busy", details=details)
-    return ToolFailed(
-        payload.message or "the tool reported an error",
-        code=payload.code,
-        retryable=payload.retryable,
-        details=details,
-    )
