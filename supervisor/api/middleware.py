@@ -19,7 +19,7 @@ import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared import HEADER_CORRELATION_ID, FleetError, PayloadTooLarge, ValidationFailed
-from supervisor.limits import CORRELATION_ID_PATTERN
+from supervisor.api.limits import CORRELATION_ID_PATTERN
 
 __all__ = ["RequestContext", "correlation_id"]
 
