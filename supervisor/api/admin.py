@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
-from shared import Job, JobFinished, JobNotFound, JobStatus
+from shared import Job, JobFinished, JobNotFound, JobStatus, StoreUnavailable
 from supervisor.api.deps import JobId, Svc, job_response
 from supervisor.api.openapi import DeadLetters, Queues, errors
 
@@ -15,7 +15,7 @@ __all__ = ["router"]
 router = APIRouter()
 
 
-@router.get("/queues", response_model=Queues, responses=errors(503))
+@router.get("/queues", response_model=Queues, responses=errors(StoreUnavailable))
 async def queues(svc: Svc) -> dict[str, Any]:
     """Queued jobs per capability, and how many jobs this supervisor holds right now."""
     return {
@@ -24,7 +24,7 @@ async def queues(svc: Svc) -> dict[str, Any]:
     }
 
 
-@router.get("/dead-letters", response_model=DeadLetters, responses=errors(503))
+@router.get("/dead-letters", response_model=DeadLetters, responses=errors(StoreUnavailable))
 async def dead_letters(svc: Svc, limit: Annotated[int, Query(ge=1, le=500)] = 100) -> Response:
     page = DeadLetters(jobs=await svc.store.dead_letters(limit))
     return Response(page.model_dump_json(), media_type="application/json")
@@ -34,7 +34,7 @@ async def dead_letters(svc: Svc, limit: Annotated[int, Query(ge=1, le=500)] = 10
     "/dead-letters/{job_id}/redrive",
     status_code=202,
     response_model=Job,
-    responses=errors(404, 409, 503),
+    responses=errors(JobNotFound, JobFinished, StoreUnavailable),
 )
 async def redrive(job_id: JobId, svc: Svc) -> Response:
     """Put a dead-lettered job back in the queue with a fresh attempt budget."""

@@ -15,10 +15,17 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from shared import (
     HEADER_IDEMPOTENCY_KEY,
     AdmissionRefused,
+    BadRequest,
+    IdempotencyConflict,
+    InvalidInput,
     Job,
     JobFinished,
+    JobNotFound,
     JobStatus,
     JobSubmit,
+    StoreUnavailable,
+    UnknownCapability,
+    ValidationFailed,
     now,
 )
 from supervisor.api.deps import JobId, Svc, job_response
@@ -49,7 +56,15 @@ router = APIRouter()
     responses={
         200: {"model": Job, "description": "An idempotent replay, or the job ended within ?wait."},
         202: {"description": "Accepted and queued.", "headers": {"Location": {"schema": {}}}},
-        **errors(400, 409, 429, 503),
+        **errors(
+            BadRequest,
+            IdempotencyConflict,
+            ValidationFailed,
+            UnknownCapability,
+            InvalidInput,
+            AdmissionRefused,
+            StoreUnavailable,
+        ),
     },
     openapi_extra={
         "requestBody": {
@@ -121,7 +136,7 @@ async def submit_job(
     return job_response(saved, status, headers)
 
 
-@router.get("/jobs", response_model=JobPage, responses=errors(503))
+@router.get("/jobs", response_model=JobPage, responses=errors(StoreUnavailable))
 async def list_jobs(
     svc: Svc,
     status: JobStatus | None = None,
@@ -162,7 +177,7 @@ async def _wait_terminal(
     return job
 
 
-@router.get("/jobs/{job_id}", response_model=Job, responses=errors(404, 503))
+@router.get("/jobs/{job_id}", response_model=Job, responses=errors(JobNotFound, StoreUnavailable))
 async def get_job(
     job_id: JobId, svc: Svc, wait: Annotated[float, Query(ge=0, le=MAX_WAIT_S)] = 0
 ) -> Response:
@@ -175,7 +190,7 @@ async def get_job(
     "/jobs/{job_id}/events",
     response_model=None,
     response_class=EventSourceResponse,
-    responses={**SSE_RESPONSE, **errors(404, 503)},
+    responses={**SSE_RESPONSE, **errors(JobNotFound, StoreUnavailable)},
 )
 async def job_events(
     job_id: JobId,
@@ -242,7 +257,7 @@ async def job_events(
     responses={
         200: {"description": "The job, ended `cancelled`."},
         202: {"model": Job, "description": "Cancellation requested; the call is still stopping."},
-        **errors(404, 409, 503),
+        **errors(JobNotFound, JobFinished, StoreUnavailable),
     },
 )
 async def cancel_job(job_id: JobId, svc: Svc) -> Response:

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import functools
 import json
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import jsonschema
@@ -31,12 +32,9 @@ __all__ = ["check_capability", "parse_submit", "validation_details"]
 log = get_logger("fleet.api")
 
 
-def validation_details(exc: ValidationError, root: str = "") -> list[dict[str, Any]]:
-    out = []
-    for err in exc.errors():
-        path = ".".join(str(p) for p in err["loc"])
-        out.append({"field": f"{root}{path}" if path else root.rstrip("."), "message": err["msg"]})
-    return out
+def validation_details(errors: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Pydantic's (or FastAPI's) errors as ``details.errors``: each a ``field`` and ``message``."""
+    return [{"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in errors]
 
 
 def _schema_path(error: jsonschema.ValidationError) -> str:
@@ -57,7 +55,7 @@ async def parse_submit(request: Request, idem_header: str | None) -> JobSubmit:
     try:
         body = JobSubmit.model_validate(data)
     except ValidationError as exc:
-        errors = validation_details(exc)
+        errors = validation_details(exc.errors())
         raise ValidationFailed(
             f"invalid job: {errors[0]['field']}: {errors[0]['message']}",
             details={"field": errors[0]["field"], "errors": errors},
