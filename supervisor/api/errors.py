@@ -23,7 +23,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import BaseRoute, Match, Route
+from starlette.routing import BaseRoute, Match
 from starlette.types import Scope
 
 from shared import (
@@ -154,16 +154,20 @@ def _respond(error: FleetError, headers: dict[str, str] | None = None) -> JSONRe
     return JSONResponse(body, status_code=status, headers={**(headers or {}), **own})
 
 
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
 def allowed_methods(routes: Iterable[BaseRoute], scope: Scope) -> str:
     """The ``Allow`` header of a 405: the methods of every route at the request's path
-    (Starlette names only the first route's, so ``GET /v1/jobs`` would hide ``POST``)."""
-    methods: set[str] = set()
-    for route in routes:
-        if isinstance(route, Route) and route.methods:  # APIRoute is a Route
-            match, _ = route.matches({**scope, "method": ""})
-            if match is not Match.NONE:
-                methods |= route.methods
-    return ", ".join(sorted(methods))
+    (Starlette names only the first route's, so ``GET /v1/jobs`` would hide ``POST``). Each
+    method is tried through the routes' own matching, since an included router is one route
+    that holds the others."""
+    routes = list(routes)
+    return ", ".join(
+        method
+        for method in _METHODS
+        if any(route.matches({**scope, "method": method})[0] is Match.FULL for route in routes)
+    )
 
 
 def _from_request(exc: RequestValidationError) -> FleetError:
