@@ -8,21 +8,18 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from fastapi import FastAPI
 
-from shared import AdmissionRefused, FleetError, Keys, SupervisorSettings, get_logger
-from supervisor.api import allowed_methods, router
+from shared import Keys, SupervisorSettings, get_logger
+from supervisor.api import router
+from supervisor.api.errors import add_handlers
+from supervisor.api.middleware import RequestContext
 from supervisor.calls import WorkerPool
 from supervisor.discovery import Discovery
 from supervisor.dispatcher import Dispatcher
 from supervisor.loops import Loops
 from supervisor.metrics import Metrics
-from supervisor.middleware import RequestContext
 from supervisor.registry import Registry
 from supervisor.services import Services
 from supervisor.store import open_store
@@ -30,8 +27,6 @@ from supervisor.store import open_store
 __all__ = ["build_services", "create_app"]
 
 log = get_logger("fleet.supervisor")
-
-_HTTP_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 401: "UNAUTHORIZED", 403: "FORBIDDEN"}
 
 
 @asynccontextmanager
@@ -102,52 +97,5 @@ def create_app(settings: SupervisorSettings, *, run_loops: bool = True) -> FastA
     app.include_router(router)
     app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes)
 
-    @app.exception_handler(FleetError)
-    async def fleet_error(_: Request, exc: FleetError) -> JSONResponse:
-        headers = {}
-        if isinstance(exc, AdmissionRefused):
-            headers["Retry-After"] = str(exc.retry_after)
-        if exc.status == 401:
-            headers["WWW-Authenticate"] = "Bearer"
-        return JSONResponse(exc.to_body(), status_code=exc.status, headers=headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [
-            {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()
-        ]
-        if any(e.get("type") == "json_invalid" for e in exc.errors()):
-            body: dict[str, Any] = {"code": "BAD_REQUEST", "message": "request body is not JSON"}
-            return JSONResponse({"error": {**body, "details": {"errors": errors}}}, 400)
-        first = errors[0] if errors else {"field": "", "message": "invalid request"}
-        return JSONResponse(
-            {
-                "error": {
-                    "code": "VALIDATION_ERROR",
-                    "message": f"{first['field']}: {first['message']}",
-                    "details": {"field": first["field"], "errors": errors},
-                }
-            },
-            status_code=422,
-        )
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = _HTTP_CODES.get(exc.status_code, f"HTTP_{exc.status_code}")
-        headers = dict(exc.headers or {})
-        if exc.status_code == 405:  # every method of the path, not only the first route's
-            headers["Allow"] = allowed_methods(request.app.routes, request.scope)
-        return JSONResponse(
-            {"error": {"code": code, "message": str(exc.detail), "details": {}}},
-            status_code=exc.status_code,
-            headers=headers,
-        )
-
-    @app.exception_handler(Exception)
-    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("api.unexpected")
-        return JSONResponse(
-            {"error": {"code": "INTERNAL", "message": "internal error", "details": {}}}, 500
-        )
-
+    add_handlers(app)
     return app

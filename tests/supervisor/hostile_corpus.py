@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared.models import MAX_JSON_DEPTH, MAX_SAFE_INT
-from supervisor.limits import MAX_EVENT_SEQ
+from supervisor.api.limits import MAX_EVENT_SEQ
 
 MAX_BODY = 256 * 1024
 """The body limit the target supervisor runs with (``FLEET_MAX_BODY_BYTES``)."""

@@ -126,6 +126,17 @@ async def test_cancel_finished_is_409(strict_fleet: Fleet) -> None:
     error(await api.post(f"/v1/jobs/{job['id']}/cancel"), 409, "JOB_FINISHED")
 
 
+async def test_wrong_method_is_405_naming_every_method_of_the_path(strict_fleet: Fleet) -> None:
+    api = strict_fleet.api
+    api.headers.update(AUTH)
+    r = await api.put("/v1/jobs")
+    error(r, 405, "METHOD_NOT_ALLOWED")
+    assert r.headers["allow"] == "GET, POST"
+    r = await api.delete(f"/v1/jobs/{'0' * 32}")
+    assert r.headers["allow"] == "GET"
+    assert (await api.post("/healthz")).headers["allow"] == "GET"
+
+
 async def test_store_down_is_503() -> None:
     async with AsyncExitStack() as stack:
         fleet = await start_fleet(stack, workers=1, redis_url="redis://127.0.0.1:1/0")

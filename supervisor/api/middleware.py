@@ -19,7 +19,8 @@ import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared import HEADER_CORRELATION_ID, FleetError, PayloadTooLarge, ValidationFailed
-from supervisor.limits import CORRELATION_ID_PATTERN
+from supervisor.api.errors import answer
+from supervisor.api.limits import CORRELATION_ID_PATTERN
 
 __all__ = ["RequestContext", "correlation_id"]
 
@@ -108,11 +109,13 @@ def _too_large(limit: int) -> PayloadTooLarge:
 
 
 async def _refuse(send: Send, cid: str, error: FleetError) -> None:
-    body = json.dumps(error.to_body()).encode()
+    status, content, own = answer(error)
+    body = json.dumps(content).encode()
     headers: list[Any] = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
         (_HEADER, cid.encode()),
+        *((name.lower().encode(), value.encode("latin-1")) for name, value in own.items()),
     ]
-    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

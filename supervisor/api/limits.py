@@ -19,7 +19,7 @@ Elsewhere, a value that breaks its rule is 422 ``VALIDATION_ERROR`` (or 404 for 
 - ``cursor``: :data:`CURSOR_PATTERN`, the plain decimal we hand out as ``next_cursor``;
 - ``after`` and ``Last-Event-ID``: a decimal event number, 0 to :data:`MAX_EVENT_SEQ`;
 - ``Idempotency-Key``: :data:`IDEMPOTENCY_KEY_PATTERN`; ``X-Correlation-ID``:
-  :data:`CORRELATION_ID_PATTERN` (checked in :mod:`supervisor.middleware`).
+  :data:`CORRELATION_ID_PATTERN` (checked in :mod:`supervisor.api.middleware`).
 """
 
 from __future__ import annotations

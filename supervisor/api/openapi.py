@@ -1,10 +1,11 @@
 """The bodies the API answers with, as ``/openapi.json`` declares them.
 
-Every route declares its success body and each error status it can return, all with the one
-real error body (``{"error": {"code", "message", "details"}}``), never FastAPI's default
-validation schema. ``tests/supervisor/test_schemathesis.py`` holds the API to this document.
+Every route declares its success body and each error it can raise (by its :mod:`shared.errors`
+class), all with the one real error body (``{"error": {"code", "message", "details"}}``), never
+FastAPI's default validation schema. ``tests/supervisor/test_schemathesis.py`` holds the API to
+this document.
 
-    @v1.get("/jobs/{job_id}", response_model=Job, responses=errors(404, 503))
+    @router.get("/jobs/{job_id}", response_model=Job, responses=errors(JobNotFound))
 """
 
 from __future__ import annotations
@@ -13,7 +14,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from shared import HEADER_CORRELATION_ID, Job
+from shared import (
+    HEADER_CORRELATION_ID,
+    FleetError,
+    Forbidden,
+    Job,
+    PayloadTooLarge,
+    Unauthorized,
+    ValidationFailed,
+)
+from supervisor.api.errors import rule_for
 
 __all__ = [
     "COMMON_ERRORS",
@@ -98,40 +108,27 @@ _CORRELATION_HEADER = {
     }
 }
 
-_ERRORS: dict[int, str] = {
-    400: "The body is not UTF-8 JSON, or uses NaN/Infinity (`BAD_REQUEST`).",
-    401: "No bearer token (`UNAUTHORIZED`); only when the supervisor has API tokens.",
-    403: "A token this supervisor does not accept (`FORBIDDEN`).",
-    404: "No such job (`JOB_NOT_FOUND`); any id not shaped like one we mint is unknown too.",
-    409: "Idempotency-Key reused with another body, or the job already ended (`*_CONFLICT`, "
-    "`JOB_FINISHED`).",
-    413: "The request body is over the size limit (`PAYLOAD_TOO_LARGE`).",
-    422: "A field, parameter or header breaks its rule (`VALIDATION_ERROR`, "
-    "`UNKNOWN_CAPABILITY`, `INVALID_INPUT`); `details.field` names it.",
-    429: "The capability's queue is full (`QUEUE_FULL`); `Retry-After` says when to retry.",
-    503: "The store is unreachable (`STORE_UNAVAILABLE`).",
-}
 
-
-def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """The ``responses=`` entries for these error statuses, each with the real error body."""
+def errors(*raised: type[FleetError]) -> dict[int | str, dict[str, Any]]:
+    """The ``responses=`` entries for the errors a route raises, each status with the real
+    error body, and its codes, meanings and headers as :data:`~supervisor.api.errors.RULES`
+    has them."""
     out: dict[int | str, dict[str, Any]] = {}
-    for status in statuses:
-        headers: dict[str, Any] = dict(_CORRELATION_HEADER)
-        if status == 429:
-            headers["Retry-After"] = {
-                "description": "Seconds to wait before submitting again.",
-                "schema": {"type": "integer", "minimum": 1},
-            }
-        if status == 401:
-            headers["WWW-Authenticate"] = {"schema": {"type": "string"}}
-        out[status] = {"model": ErrorBody, "description": _ERRORS[status], "headers": headers}
+    for error in raised:
+        rule = rule_for(error)
+        entry = out.setdefault(error.status, {"model": ErrorBody, "description": "", "headers": {}})
+        entry["description"] = f"{entry['description']} `{error.code}`: {rule.meaning}".strip()
+        entry["headers"] = {
+            **_CORRELATION_HEADER,
+            **entry["headers"],
+            **{header.name: header.doc for header in rule.headers},
+        }
     return out
 
 
-COMMON_ERRORS = errors(413, 422)
+COMMON_ERRORS = errors(PayloadTooLarge, ValidationFailed)
 """What any route can answer: the body limit and a malformed ``X-Correlation-ID``."""
-V1_ERRORS = errors(401, 403, 413, 422)
+V1_ERRORS = errors(Unauthorized, Forbidden, PayloadTooLarge, ValidationFailed)
 """What any ``/v1`` route can answer: the common ones and authentication."""
 
 SSE_RESPONSE: dict[int | str, dict[str, Any]] = {

@@ -1,0 +1,62 @@
+"""The operator's routes: queue depths, the dead-letter list, and redriving a dead letter."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response
+
+from shared import Job, JobFinished, JobNotFound, JobStatus, StoreUnavailable
+from supervisor.api.deps import JobId, Svc, job_response
+from supervisor.api.openapi import DeadLetters, Queues, errors
+
+__all__ = ["router"]
+
+router = APIRouter()
+
+
+@router.get("/queues", response_model=Queues, responses=errors(StoreUnavailable))
+async def queues(svc: Svc) -> dict[str, Any]:
+    """Queued jobs per capability, and how many jobs this supervisor holds right now."""
+    return {
+        "queues": await svc.store.queue_depths(),
+        "held_by_this_supervisor": len(svc.dispatcher.held),
+    }
+
+
+@router.get("/dead-letters", response_model=DeadLetters, responses=errors(StoreUnavailable))
+async def dead_letters(svc: Svc, limit: Annotated[int, Query(ge=1, le=500)] = 100) -> Response:
+    page = DeadLetters(jobs=await svc.store.dead_letters(limit))
+    return Response(page.model_dump_json(), media_type="application/json")
+
+
+@router.post(
+    "/dead-letters/{job_id}/redrive",
+    status_code=202,
+    response_model=Job,
+    responses=errors(JobNotFound, JobFinished, StoreUnavailable),
+)
+async def redrive(job_id: JobId, svc: Svc) -> Response:
+    """Put a dead-lettered job back in the queue with a fresh attempt budget."""
+    store = svc.store
+    if not await store.is_dead_letter(job_id):
+        raise JobNotFound(
+            f"job {job_id} is not in the dead-letter list", details={"job_id": job_id}
+        )
+    # One atomic script: status, its event (the start of the job's latest run), a new
+    # dispatch entry and leaving the dead letters happen together or not at all.
+    seq = await store.requeue(
+        job_id,
+        allowed=[JobStatus.FAILED],
+        data={"status": "queued", "redriven": True},
+        attempts=0,
+        error=None,
+        result=None,
+        content=None,
+        finished_at=None,
+        started_at=None,
+        cancel="",
+    )
+    if seq is None:
+        raise JobFinished(f"job {job_id} is not failed", details={"job_id": job_id})
+    return job_response(await store.get(job_id), 202)

@@ -1,0 +1,288 @@
+"""The job routes: submit, list, get (long-polled), stream events, cancel."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Request, Response
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from shared import (
+    HEADER_IDEMPOTENCY_KEY,
+    AdmissionRefused,
+    BadRequest,
+    IdempotencyConflict,
+    InvalidInput,
+    Job,
+    JobFinished,
+    JobNotFound,
+    JobStatus,
+    JobSubmit,
+    StoreUnavailable,
+    UnknownCapability,
+    ValidationFailed,
+    now,
+)
+from supervisor.api.deps import JobId, Svc, job_response
+from supervisor.api.limits import (
+    CURSOR_PATTERN,
+    IDEMPOTENCY_KEY_PATTERN,
+    LAST_EVENT_ID_PATTERN,
+    MAX_EVENT_SEQ,
+    new_job_id,
+)
+from supervisor.api.middleware import correlation_id
+from supervisor.api.openapi import SSE_RESPONSE, JobPage, errors
+from supervisor.api.validation import check_capability, parse_submit
+from supervisor.services import Services
+from supervisor.store import AdmissionFull
+
+__all__ = ["router"]
+
+MAX_WAIT_S = 60.0
+
+router = APIRouter()
+
+
+@router.post(
+    "/jobs",
+    status_code=202,
+    response_model=Job,
+    responses={
+        200: {"model": Job, "description": "An idempotent replay, or the job ended within ?wait."},
+        202: {"description": "Accepted and queued.", "headers": {"Location": {"schema": {}}}},
+        **errors(
+            BadRequest,
+            IdempotencyConflict,
+            ValidationFailed,
+            UnknownCapability,
+            InvalidInput,
+            AdmissionRefused,
+            StoreUnavailable,
+        ),
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": JobSubmit.model_json_schema()}},
+        }
+    },
+)
+async def submit_job(
+    request: Request,
+    svc: Svc,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias=HEADER_IDEMPOTENCY_KEY,
+            pattern=IDEMPOTENCY_KEY_PATTERN,
+            description="Same as the body's idempotency_key: printable ASCII, at most 200.",
+        ),
+    ] = None,
+    wait: Annotated[float, Query(ge=0, le=MAX_WAIT_S)] = 0,
+) -> Response:
+    """Submit a job. 202 with the job; 200 with the first job on an idempotent replay.
+
+    With ``?wait=S`` the answer waits until the job ends or S seconds pass (200 once ended):
+    submit-and-get-the-result in one round trip.
+    """
+    body = await parse_submit(request, idempotency_key)
+    target = await check_capability(svc, body)
+    settings = svc.settings
+    job = Job(
+        id=new_job_id(),
+        status=JobStatus.QUEUED,
+        capability=body.capability,
+        input=body.input,
+        max_attempts=body.max_attempts or settings.default_max_attempts,
+        timeout_s=body.timeout_s or settings.default_timeout_s,
+        pinned_worker=body.worker,
+        service=target.service,
+        tool=target.tool,
+        schema_digest=target.digest,
+        correlation_id=correlation_id(),
+        idempotency_key=body.idempotency_key,
+        labels=body.labels,
+        created_at=now(),
+    )
+    canonical = body.model_dump(mode="json", exclude={"idempotency_key"})
+    fingerprint = hashlib.sha256(
+        json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()
+    try:
+        saved, created = await svc.store.submit(
+            job, fingerprint=fingerprint, queue_limit=settings.queue_limit
+        )
+    except AdmissionFull as exc:
+        raise AdmissionRefused(
+            f"queue for {body.capability!r} is full ({exc.depth} waiting); retry later",
+            retry_after=max(1, min(30, exc.depth // 100 or 1)),
+            details={"capability": body.capability, "depth": exc.depth},
+        ) from exc
+    status = 202
+    headers = {"Location": f"/v1/jobs/{saved.id}"}
+    if not created:
+        status = 200
+        headers["Idempotent-Replayed"] = "true"
+    if wait:
+        saved = await _wait_terminal(svc, saved.id, wait, known=saved if created else None)
+        if saved.status.terminal:
+            status = 200
+    return job_response(saved, status, headers)
+
+
+@router.get("/jobs", response_model=JobPage, responses=errors(StoreUnavailable))
+async def list_jobs(
+    svc: Svc,
+    status: JobStatus | None = None,
+    capability: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: Annotated[
+        str | None,
+        Query(pattern=CURSOR_PATTERN, description="The `next_cursor` of the previous page."),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> Response:
+    """Jobs, newest first. Pass ``next_cursor`` back as ``cursor`` for the next page."""
+    before = float(cursor) if cursor else None  # the pattern admits plain decimals only
+    jobs, next_cursor = await svc.store.list_jobs(
+        status=status, capability=capability, before=before, limit=limit
+    )
+    more = next_cursor is not None and len(jobs) == limit
+    # Positional, never exponent notation, and exact: float(cursor) gives the score back.
+    page = JobPage(jobs=jobs, next_cursor=format(Decimal(repr(next_cursor)), "f") if more else None)
+    return Response(page.model_dump_json(), media_type="application/json")
+
+
+async def _wait_terminal(
+    svc: Services, job_id: str, seconds: float, known: Job | None = None
+) -> Job:
+    """The job once it ends (its ``done`` event carries it), or as it is when time is up."""
+    deadline = time.monotonic() + seconds
+    job = known or await svc.store.get(job_id)
+    after = 0
+    while not job.status.terminal:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return await svc.store.get(job_id)
+        events = await svc.store.events(job_id, after=after, block_ms=max(1, int(remaining * 1000)))
+        for event in events:
+            after = event.seq
+            if event.type == "done":
+                return Job.model_validate(event.data)
+    return job
+
+
+@router.get("/jobs/{job_id}", response_model=Job, responses=errors(JobNotFound, StoreUnavailable))
+async def get_job(
+    job_id: JobId, svc: Svc, wait: Annotated[float, Query(ge=0, le=MAX_WAIT_S)] = 0
+) -> Response:
+    """The job; with ``?wait=S``, long-poll until it ends or S seconds pass."""
+    job = await _wait_terminal(svc, job_id, wait) if wait else await svc.store.get(job_id)
+    return job_response(job)
+
+
+@router.get(
+    "/jobs/{job_id}/events",
+    response_model=None,
+    response_class=EventSourceResponse,
+    responses={**SSE_RESPONSE, **errors(JobNotFound, StoreUnavailable)},
+)
+async def job_events(
+    job_id: JobId,
+    request: Request,
+    svc: Svc,
+    after: Annotated[
+        int | None,
+        Query(ge=0, le=MAX_EVENT_SEQ, description="Resume after this event number."),
+    ] = None,
+    last_event_id: Annotated[
+        str | None,
+        Header(
+            alias="Last-Event-ID",
+            pattern=LAST_EVENT_ID_PATTERN,
+            description="Resume after this event number (what EventSource sends on reconnect).",
+        ),
+    ] = None,
+) -> EventSourceResponse:
+    """Server-Sent Events: ``status``, ``progress``, ``log``, then ``done`` with the job.
+
+    Without a cursor the stream shows the job's latest run (a redriven job starts again at
+    its ``queued`` event). Resume with ``Last-Event-ID`` (or ``?after=N``): exactly the events
+    after N, then live. The stream ends at the ``done`` of the latest run; one resumed after
+    it closes at once.
+    """
+    store = svc.store
+    job = await store.get(job_id)  # 404 before the stream starts
+    if after is None and not last_event_id:
+        start = max(0, int(await store.flag(job_id, "run_start") or 0) - 1)
+    else:  # both checked: decimal, ≤ MAX_EVENT_SEQ
+        start = max(after or 0, int(last_event_id or 0))
+
+    async def stream() -> AsyncIterator[ServerSentEvent]:
+        cursor, ended = start, job.status.terminal
+        while True:
+            events = await store.events(job_id, after=cursor, block_ms=None if ended else 1000)
+            for event in events:
+                cursor = event.seq
+                yield ServerSentEvent(
+                    data=event.model_dump_json(), event=event.type, id=str(event.seq)
+                )
+                if event.type == "done":
+                    if int(await store.flag(job_id, "run_start") or 0) > event.seq:
+                        ended = False  # the done of an earlier run: a redrive follows it
+                        continue
+                    return
+            if not events:
+                # An ended job's `done` is in its log with the status: nothing after the
+                # cursor means the reader resumed past it, and nothing more will come.
+                if ended or await request.is_disconnected():
+                    return
+                ended = (await svc.store.get(job_id)).status.terminal
+
+    return EventSourceResponse(
+        stream(),
+        ping=svc.settings.sse_keepalive_s,
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.post(
+    "/jobs/{job_id}/cancel",
+    response_model=Job,
+    responses={
+        200: {"description": "The job, ended `cancelled`."},
+        202: {"model": Job, "description": "Cancellation requested; the call is still stopping."},
+        **errors(JobNotFound, JobFinished, StoreUnavailable),
+    },
+)
+async def cancel_job(job_id: JobId, svc: Svc) -> Response:
+    """Cancel a queued or running job. 200 once it ended cancelled, 202 if still stopping."""
+    store = svc.store
+    job = await store.get(job_id)
+    if job.status.terminal:
+        raise JobFinished(
+            f"job {job_id} already {job.status.value}",
+            details={"job_id": job_id, "status": job.status.value},
+        )
+    await store.publish_cancel(job_id)
+    if job.status is JobStatus.QUEUED:
+        job.status = JobStatus.CANCELLED
+        job.finished_at = now()
+        job.error = None
+        await store.transition(
+            job_id,
+            allowed=[JobStatus.QUEUED],
+            event="status",
+            data={"status": "cancelled"},
+            finish=True,
+            done=job,
+            status=JobStatus.CANCELLED,
+            finished_at=job.finished_at,
+        )
+    final = await _wait_terminal(svc, job_id, 10.0)
+    return job_response(final, 200 if final.status.terminal else 202)

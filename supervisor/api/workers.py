@@ -1,0 +1,24 @@
+"""The worker routes: the workers this supervisor knows, and the capabilities they serve."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from supervisor.api.deps import Svc
+from supervisor.api.openapi import Catalog, WorkerList
+
+__all__ = ["router"]
+
+router = APIRouter()
+
+
+@router.get("/workers", response_model=WorkerList)
+async def list_workers(svc: Svc) -> dict[str, Any]:
+    return {"workers": [w.view(svc.pool.in_flight(w.url)) for w in svc.registry.workers.values()]}
+
+
+@router.get("/capabilities", response_model=Catalog)
+async def capabilities(svc: Svc) -> dict[str, Any]:
+    return {"capabilities": svc.registry.catalog()}
