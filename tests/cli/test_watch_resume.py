@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typer.testing import CliRunner
 
 from supervisor.cli import app
-from supervisor.cli.http import parse_sse
+from supervisor.client.fleet_api import parse_sse
 from tests.cli.conftest import CliFleet
 
 CUT_INSIDE_EVENT = 4

@@ -1,10 +1,4 @@
-"""The supervisor's HTTP API as the CLI sees it: one async client, errors translated.
-
-async with FleetApi("http://127.0.0.1:8700") as api:
-    job = await api.submit({"capability": "noop", "input": {}})
-    async for event in api.events(job["id"]):   # resumes across dropped connections
-        print(event["seq"], event["type"])
-"""
+"""The supervisor's HTTP API as a client sees it: one async client, errors translated."""
 
 from __future__ import annotations
 
