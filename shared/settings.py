@@ -1,7 +1,8 @@
 """Settings, one pydantic-settings class per program, built once at the entrypoint.
 
-Every field reads ``FLEET_<NAME>`` from the environment; command-line flags override them.
-Nothing here is read at import time.
+Every field reads ``FLEET_<NAME>`` from the environment; command-line flags override them
+(:mod:`shared.flags`). A field's attribute docstring is its description, which is also the
+help text of its flag. Nothing here is read at import time.
 """
 
 from __future__ import annotations
@@ -24,17 +25,25 @@ def split_csv(value: str | list[str] | None) -> list[str]:
 
 
 class _Base(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="FLEET_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="FLEET_", extra="ignore", use_attribute_docstrings=True
+    )
 
     log_format: LogFormat = "auto"
+    """Log lines as JSON, for a console, or ``auto`` (console on a TTY)."""
     log_level: str = "INFO"
+    """DEBUG, INFO, WARNING or ERROR."""
     key_prefix: str = Field(default="fleet", pattern=r"^[A-Za-z0-9_.:-]+$")
+    """Prefix of every Redis key."""
 
 
 class SupervisorSettings(_Base):
     host: str = "127.0.0.1"
+    """Interface to bind; a non-loopback one needs API tokens (or ``insecure``)."""
     port: int = Field(default=8700, ge=0, le=65535)
+    """Port to bind."""
     redis_url: str = "memory://"
+    """The job store: ``memory://`` (in process) or ``redis://host:port/db``."""
     workers: str = ""
     """Comma-separated worker MCP URLs (``http://host:port/mcp``), each optionally named
     ``service=URL`` (the service name then qualifies its capabilities: ``service.tool``)."""
@@ -43,11 +52,15 @@ class SupervisorSettings(_Base):
     insecure: bool = False
     """Allow a non-loopback bind with no API tokens."""
     worker_token: str | None = None
+    """Bearer token sent to workers on every MCP call."""
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    """Request body limit (413 beyond)."""
     queue_limit: int = Field(default=1000, ge=1)
     """Queued jobs allowed per capability before submissions get 429."""
     default_timeout_s: float = Field(default=60.0, gt=0)
+    """Seconds an attempt of a job may take when its submission names no ``timeout_s``."""
     default_max_attempts: int = Field(default=3, ge=1, le=20)
+    """Attempts a job gets when its submission names no ``max_attempts``."""
     concurrency: int = Field(default=256, ge=1)
     """Jobs one supervisor process runs at once."""
     waiting_limit: int = Field(default=4096, ge=0)
@@ -58,19 +71,26 @@ class SupervisorSettings(_Base):
     lease_s: float = Field(default=15.0, gt=0)
     """A job held by a supervisor that stops renewing for this long is reclaimed by another."""
     probe_interval_s: float = Field(default=5.0, gt=0)
+    """Seconds between health probes of each worker."""
     probe_failures_to_down: int = Field(default=2, ge=1, le=100)
     """Consecutive failed probes before a worker that was up is marked down (one failed probe
     is often a blip; a refused connection during a call marks it down at once)."""
     foreign_concurrency: int = Field(default=16, ge=1, le=95)
     """Calls in flight allowed per tool on a plain MCP server that declares no limit."""
     breaker_threshold: int = Field(default=5, ge=1)
+    """Consecutive transport failures that open a worker's circuit breaker."""
     breaker_reset_s: float = Field(default=10.0, gt=0)
+    """Seconds an open breaker waits before it lets one probe call through."""
     backoff_initial_s: float = Field(default=0.2, ge=0)
+    """Base delay before a failed attempt is retried; it grows exponentially, with jitter."""
     backoff_max_s: float = Field(default=10.0, gt=0)
+    """Longest retry delay."""
     retention_s: int = Field(default=7 * 86_400, ge=60)
     """How long finished jobs and their events are kept."""
     idempotency_ttl_s: int = Field(default=86_400, ge=1)
+    """How long an ``Idempotency-Key`` maps to its job."""
     sse_keepalive_s: float = Field(default=15.0, gt=0)
+    """Seconds between keep-alive comments on an idle event stream."""
 
     @property
     def worker_urls(self) -> list[str]:
@@ -82,9 +102,12 @@ class SupervisorSettings(_Base):
 
 
 class WorkerSettings(_Base):
-    name: str = "worker"
+    name: str | None = None
+    """Service name (it qualifies the capabilities); unset: the worker's own, e.g. ``echo``."""
     host: str = "127.0.0.1"
+    """Interface to bind."""
     port: int = Field(default=8701, ge=0, le=65535)
+    """Port to bind."""
     max_concurrency: int = Field(default=4, ge=1)
     """Default per-tool concurrency limit; a tool may declare its own."""
     redis_url: str | None = None
@@ -94,8 +117,11 @@ class WorkerSettings(_Base):
     worker_token: str | None = None
     """When set, MCP calls must carry ``Authorization: Bearer <token>``."""
     heartbeat_s: float = Field(default=5.0, gt=0)
+    """Seconds between self-registration heartbeats."""
     grace_s: float = Field(default=10.0, ge=0)
+    """Seconds in-flight calls get to finish on shutdown before they are cancelled."""
     idempotency_ttl_s: int = Field(default=86_400, ge=1)
+    """How long a call's result is kept for a duplicate of it to replay."""
     idempotency_cache_bytes: int = Field(default=64 * 1024 * 1024, ge=0)
     """Total size of the results the in-process store (no ``redis_url``) keeps for replay;
     past it the least recently used go first."""
@@ -125,4 +151,6 @@ class ClientSettings(_Base):
     """What the ``fleet`` CLI needs to talk to a supervisor."""
 
     url: str = "http://127.0.0.1:8700"
+    """The supervisor the CLI talks to."""
     token: str | None = None
+    """Bearer token the CLI sends."""

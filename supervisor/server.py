@@ -1,14 +1,39 @@
-"""Running the supervisor process: the bind-safety rule and uvicorn."""
+"""Running the supervisor process: its flags, the bind-safety rule and uvicorn."""
 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 
 from shared import SupervisorSettings, configure_logging, configure_tracing
+from shared.flags import parse_flags
 from shared.serving import run
 from supervisor.app import create_app
 
-__all__ = ["InsecureBind", "check_bind", "serve"]
+__all__ = ["FLAGS", "InsecureBind", "check_bind", "parse_settings", "serve"]
+
+FLAGS = (
+    "host",
+    "port",
+    "redis_url",
+    "workers",
+    "api_tokens",
+    "worker_token",
+    "insecure",
+    "log_format",
+    "log_level",
+)
+"""The settings the supervisor takes as flags; the rest are ``FLEET_*`` only."""
+
+
+def parse_settings(
+    argv: Sequence[str] | None, *, prog: str = "python -m supervisor.server"
+) -> SupervisorSettings:
+    """Build settings once: ``FLEET_*`` environment, overridden by any flag given."""
+    return parse_flags(
+        SupervisorSettings, FLAGS, argv, prog=prog,
+        description="Run the supervisor (HTTP API, dispatcher, registry) until SIGTERM or Ctrl-C.",
+    )  # fmt: skip
 
 
 class InsecureBind(SystemExit):
@@ -46,5 +71,5 @@ def serve(settings: SupervisorSettings) -> None:
     )
 
 
-if __name__ == "__main__":  # `python -m supervisor.server`: settings from FLEET_* only
-    serve(SupervisorSettings())
+if __name__ == "__main__":  # `python -m supervisor.server`, the same as `fleet supervisor`
+    serve(parse_settings(None))

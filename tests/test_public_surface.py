@@ -1,16 +1,33 @@
-"""``shared`` exports its contract on purpose; the services export nothing by accident."""
+"""``shared`` and the client export their contract on purpose; the services export nothing by
+accident."""
 
 from __future__ import annotations
+
+from types import ModuleType
 
 import shared
 
 
+def public_names(module: ModuleType) -> set[str]:
+    """Its public attributes, without its submodules (present once anything imported them)."""
+    return {
+        name
+        for name in dir(module)
+        if not name.startswith("_") and not isinstance(getattr(module, name), ModuleType)
+    }
+
+
 def test_shared_exports_are_deliberate() -> None:
-    public = {name for name in dir(shared) if not name.startswith("_")}
-    modules = {"errors", "keys", "logs", "models", "protocol", "settings", "sse", "telemetry"}
-    assert public - modules == set(shared.__all__), "update shared.__all__ on purpose"
+    assert public_names(shared) == set(shared.__all__), "update shared.__all__ on purpose"
     for name in shared.__all__:
         assert getattr(shared, name) is not None
+
+
+def test_client_exports_are_deliberate() -> None:
+    import supervisor.client
+
+    assert supervisor.client.__all__ == ["ApiError", "FleetApi", "Unreachable"]
+    assert public_names(supervisor.client) == set(supervisor.client.__all__)
 
 
 def test_cli_package_exports_only_the_app() -> None:

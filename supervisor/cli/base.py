@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from shared import ClientSettings, JobStatus
-from supervisor.cli.http import ApiError, FleetApi, Unreachable
+from supervisor.client import ApiError, FleetApi, Unreachable
 
 __all__ = [
     "EXIT_CODES_HELP",

@@ -26,10 +26,10 @@ from rich.text import Text
 
 from supervisor.cli.base import Exit, JsonOpt, app, print_json, state
 from supervisor.cli.batch import CANCEL_JOB, INVALID_JOB, DemoJob, batch, dataset, sample_text
-from supervisor.cli.http import ApiError, FleetApi
 from supervisor.cli.procs import ChildProcess, embedded_supervisor, reap, worker_process
 from supervisor.cli.render import STATUS_STYLE, duration, job_duration
 from supervisor.cli.watch import Watch
+from supervisor.client import ApiError, FleetApi
 
 __all__ = ["DemoReport", "run_demo"]
 

@@ -21,7 +21,6 @@ from supervisor.cli.base import (
     run_api,
     state,
 )
-from supervisor.cli.http import FleetApi
 from supervisor.cli.render import (
     capabilities_table,
     job_detail,
@@ -29,6 +28,7 @@ from supervisor.cli.render import (
     workers_table,
 )
 from supervisor.cli.watch import Watch
+from supervisor.client import FleetApi
 
 __all__ = ["parse_input", "parse_labels"]
 

@@ -1,73 +1,40 @@
-"""``fleet supervisor`` and ``fleet worker NAME``: run the services. Flags override FLEET_*."""
+"""``fleet supervisor`` and ``fleet worker NAME``: run the services with their own flags.
+
+Both pass their arguments through: ``fleet supervisor ARGS`` parses ARGS exactly as
+``python -m supervisor.server`` does (in this process) and ``fleet worker NAME ARGS`` becomes
+``python -m workers.NAME ARGS``, so ``--help`` lists the real flags and nothing is declared
+twice.
+"""
 
 from __future__ import annotations
 
 import os
 import sys
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from pydantic import ValidationError
 
 from supervisor.cli.base import Exit, app, die, state
 
-__all__ = ["WORKERS", "worker_argv"]
+__all__ = ["WORKERS"]
 
 WORKERS = ("echo", "data", "text")
 """Example workers shipped in this distribution (``python -m workers.NAME``)."""
 
-
-def _given(**values: Any) -> dict[str, Any]:
-    return {k: v for k, v in values.items() if v is not None}
+_PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 
-@app.command()
-def supervisor(
-    ctx: typer.Context,
-    host: Annotated[str | None, typer.Option(help="Bind address [FLEET_HOST; 127.0.0.1].")] = None,
-    port: Annotated[int | None, typer.Option(help="Port [FLEET_PORT; 8700].")] = None,
-    redis_url: Annotated[
-        str | None, typer.Option(help="memory:// or redis://... [FLEET_REDIS_URL].")
-    ] = None,
-    workers: Annotated[
-        str | None, typer.Option(help="Comma-separated worker MCP URLs [FLEET_WORKERS].")
-    ] = None,
-    api_tokens: Annotated[
-        str | None, typer.Option(help="Comma-separated API tokens [FLEET_API_TOKENS].")
-    ] = None,
-    worker_token: Annotated[
-        str | None, typer.Option(help="Token sent to workers [FLEET_WORKER_TOKEN].")
-    ] = None,
-    insecure: Annotated[
-        bool | None,
-        typer.Option("--insecure/--secure", help="Allow a non-loopback bind with no tokens."),
-    ] = None,
-    log_format: Annotated[str | None, typer.Option(help="auto, json or console.")] = None,
-    log_level: Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING, ERROR.")] = None,
-) -> None:
-    """Run the supervisor (HTTP API, dispatcher, registry) until SIGTERM or Ctrl-C."""
-    from shared import SupervisorSettings
+@app.command(context_settings=_PASS_THROUGH, add_help_option=False)
+def supervisor(ctx: typer.Context) -> None:
+    """Run the supervisor (HTTP API, dispatcher, registry) until SIGTERM or Ctrl-C.
 
+    Flags override FLEET_*; fleet supervisor --help lists them.
+    """
     st = state(ctx)
-    overrides = _given(
-        host=host,
-        port=port,
-        redis_url=redis_url,
-        workers=workers,
-        api_tokens=api_tokens,
-        worker_token=worker_token,
-        insecure=insecure,
-        log_format=log_format,
-        log_level=log_level,
-    )
-    try:
-        settings = SupervisorSettings(**overrides)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        die(f"{'.'.join(map(str, first['loc']))}: {first['msg']}", Exit.BAD_INPUT, st.err)
     # Imported here: the service stack costs seconds to import; `fleet jobs` should not pay.
-    from supervisor.server import InsecureBind, check_bind, serve
+    from supervisor.server import InsecureBind, check_bind, parse_settings, serve
 
+    settings = parse_settings(ctx.args, prog="fleet supervisor")  # bad flags: usage, exit 2
     try:
         check_bind(settings)
     except InsecureBind as exc:
@@ -81,45 +48,25 @@ def supervisor(
             Exit.BAD_INPUT, st.err)  # fmt: skip
 
 
-def worker_argv(name: str, flags: dict[str, Any], extra: list[str]) -> list[str]:
-    argv = [sys.executable, "-m", f"workers.{name}"]
-    for key, value in flags.items():
-        argv += [f"--{key.replace('_', '-')}", str(value)]
-    return argv + extra
-
-
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@app.command(context_settings=_PASS_THROUGH, add_help_option=False)
 def worker(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help=f"One of: {', '.join(WORKERS)}.")],
-    host: Annotated[str | None, typer.Option(help="Bind address [FLEET_HOST].")] = None,
-    port: Annotated[int | None, typer.Option(help="Port [FLEET_PORT; 8701].")] = None,
-    redis_url: Annotated[str | None, typer.Option(help="Redis for registration.")] = None,
-    advertise_url: Annotated[
-        str | None, typer.Option(help="MCP URL supervisors should call.")
+    name: Annotated[
+        str | None, typer.Argument(metavar="NAME", help=f"One of: {', '.join(WORKERS)}.")
     ] = None,
-    worker_token: Annotated[str | None, typer.Option(help="Require this bearer token.")] = None,
-    max_concurrency: Annotated[int | None, typer.Option(help="Per-tool limit.")] = None,
-    key_prefix: Annotated[str | None, typer.Option(help="Redis key prefix.")] = None,
-    log_format: Annotated[str | None, typer.Option(help="auto, json or console.")] = None,
-    log_level: Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING, ERROR.")] = None,
 ) -> None:
-    """Run an example worker (python -m workers.NAME); other flags are passed through."""
+    """Run an example worker: python -m workers.NAME with the arguments that follow.
+
+    Flags override FLEET_*; fleet worker NAME --help lists them.
+    """
     st = state(ctx)
+    if name in ("--help", "-h"):
+        typer.echo(ctx.get_help())
+        raise typer.Exit(0)
     if name not in WORKERS:
-        die(f"unknown worker {name!r}: choose one of {', '.join(WORKERS)}", Exit.BAD_INPUT, st.err)
-    flags = _given(
-        host=host,
-        port=port,
-        redis_url=redis_url,
-        advertise_url=advertise_url,
-        worker_token=worker_token,
-        max_concurrency=max_concurrency,
-        key_prefix=key_prefix,
-        log_format=log_format,
-        log_level=log_level,
-    )
-    argv = worker_argv(name, flags, list(ctx.args))
+        what = f"unknown worker {name!r}" if name else "name a worker"
+        die(f"{what}: choose one of {', '.join(WORKERS)}", Exit.BAD_INPUT, st.err)
+    argv = [sys.executable, "-m", f"workers.{name}", *ctx.args]
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(argv[0], argv)  # the worker handles its own signals and graceful drain

@@ -13,8 +13,8 @@ from rich.table import Table
 from rich.text import Text
 
 from supervisor.cli.base import Exit, JsonOpt, app, print_json, run_api, state
-from supervisor.cli.http import FleetApi
 from supervisor.cli.render import ago, duration, job_duration, progress_cell, workers_table
+from supervisor.client import FleetApi
 
 __all__ = ["Snapshot", "render_frame", "snapshot"]
 

@@ -30,8 +30,8 @@ from rich.progress import (
 from rich.text import Text
 
 from supervisor.cli.base import print_json
-from supervisor.cli.http import FleetApi
 from supervisor.cli.render import STATUS_STYLE, duration, short_json
+from supervisor.client import FleetApi
 
 __all__ = ["JobView", "Watch"]
 

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from supervisor.cli import app
-from supervisor.cli.http import FleetApi
+from supervisor.client import FleetApi
 from tests.cli.conftest import CliFleet
 
 JOB_ID = re.compile(r"^[0-9a-f]{32}$")

@@ -13,10 +13,11 @@ import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+import httpx
 from typer.testing import CliRunner
 
 from supervisor.cli import app
-from supervisor.cli.http import parse_sse
+from supervisor.client import FleetApi
 from tests.cli.conftest import CliFleet
 
 CUT_INSIDE_EVENT = 4
@@ -154,13 +155,30 @@ def test_watch_human_output_survives_the_drop(cli_fleet: CliFleet) -> None:
     assert '"steps": 10' in result.stdout
 
 
-async def test_parse_sse_never_yields_a_partial_event() -> None:
-    async def lines() -> AsyncIterator[str]:
-        for line in [": ping", "id: 1", "event: status", "data: {}", "", "id: 2", "data: {"]:
-            yield line
+async def test_events_never_yield_a_partial_event() -> None:
+    """A stream that ends inside an event: the client yields the whole events before it, then
+    resumes after the last of them; the cut one (its ``data`` is not even JSON) is never read.
+    """
+    last_event_ids: list[str | None] = []
+    first = b': ping\nid: 1\nevent: status\ndata: {"seq": 1, "type": "status"}\n\nid: 2\ndata: {'
+    rest = (
+        b'id: 2\ndata: {"seq": 2, "type": "status"}\n\nid: 3\ndata: {"seq": 3, "type": "done"}\n\n'
+    )
 
-    events = [e async for e in parse_sse(lines())]
-    assert events == [{"id": "1", "event": "status", "data": "{}"}]
+    async def bytewise(raw: bytes) -> AsyncIterator[bytes]:
+        for i in range(len(raw)):
+            yield raw[i : i + 1]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        last_event_ids.append(request.headers.get("Last-Event-ID"))
+        body = first if len(last_event_ids) == 1 else rest
+        return httpx.Response(200, content=bytewise(body))
+
+    transport = httpx.MockTransport(handler)
+    async with FleetApi("http://fleet", transport=transport) as api:
+        seqs = [event["seq"] async for event in api.events("j1")]
+    assert seqs == [1, 2, 3]
+    assert last_event_ids == [None, "1"]
 
 
 def test_ctrl_c_detaches_without_cancelling(cli_fleet: CliFleet) -> None:

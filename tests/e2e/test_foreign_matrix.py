@@ -23,7 +23,7 @@ import pytest
 
 from shared import SupervisorSettings
 from supervisor.app import create_app
-from tests.helpers import wait_until
+from tests.helpers import aiter_sse, wait_until
 from tests.peers import procs
 from tests.peers.install import PeerUnavailable
 from tests.processes import worker
@@ -193,14 +193,10 @@ async def wait_job(api: httpx.AsyncClient, job_id: str, timeout: float = 30) -> 
 async def events(api: httpx.AsyncClient, job_id: str) -> list[dict[str, Any]]:
     out = []
     async with api.stream("GET", f"/v1/jobs/{job_id}/events") as r:
-        kind = None
-        async for line in r.aiter_lines():
-            if line.startswith("event:"):
-                kind = line.split(":", 1)[1].strip()
-            elif line.startswith("data:"):
-                out.append({"type": kind, **json.loads(line[5:])})
-                if kind == "done":
-                    break
+        async for event in aiter_sse(r):
+            out.append({"type": event.event, **json.loads(event.data)})
+            if event.event == "done":
+                break
     return out
 
 

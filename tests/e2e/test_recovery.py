@@ -8,7 +8,7 @@ import sys
 import httpx
 import pytest
 
-from tests.helpers import wait_until_sync
+from tests.helpers import iter_sse, wait_until_sync
 from tests.processes import Proc, start_supervisor, supervisor, worker, worker_env
 
 pytestmark = pytest.mark.e2e
@@ -84,9 +84,7 @@ def test_supervisor_kill9_recovers_from_redis(redis_url: str, key_prefix: str) -
                 )
             # The event log survived: one gap-free sequence across both supervisors.
             with api2.stream("GET", f"/v1/jobs/{long_job['id']}/events") as r:
-                events = [
-                    json.loads(line[5:]) for line in r.iter_lines() if line.startswith("data:")
-                ]
+                events = [json.loads(event.data) for event in iter_sse(r)]
             seqs = [e["seq"] for e in events]
             assert seqs == list(range(1, len(seqs) + 1))
             assert events[-1]["type"] == "done"

@@ -8,7 +8,7 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 from shared import META_CORRELATION_ID, META_IDEMPOTENCY_KEY, META_JOB_ID
-from tests.helpers import wait_until
+from tests.helpers import aiter_sse, wait_until
 from tests.supervisor.conftest import Fleet, start_fleet
 
 
@@ -49,14 +49,10 @@ async def test_sse_events_in_order_and_resume(fleet: Fleet) -> None:
         out = []
         async with fleet.api.stream("GET", f"/v1/jobs/{job['id']}/events", **kw) as r:
             assert r.status_code == 200
-            event_id = None
-            async for line in r.aiter_lines():
-                if line.startswith("id:"):
-                    event_id = int(line[3:].strip())
-                elif line.startswith("data:"):
-                    data = json.loads(line[5:].strip())
-                    assert data["seq"] == event_id
-                    out.append(data)
+            async for event in aiter_sse(r):
+                data = json.loads(event.data)
+                assert data["seq"] == int(event.id)
+                out.append(data)
         return out
 
     everything = await read()
@@ -146,9 +142,8 @@ async def sse_events(
     out = []
     async with fleet.api.stream("GET", f"/v1/jobs/{job_id}/events", headers=headers) as r:
         assert r.status_code == 200
-        async for line in r.aiter_lines():
-            if line.startswith("data:"):
-                out.append(json.loads(line[5:]))
+        async for event in aiter_sse(r):
+            out.append(json.loads(event.data))
     return out
 
 

@@ -7,15 +7,12 @@ cancels at once.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import signal
 from collections.abc import Callable, Sequence
-from typing import Any
 
-from pydantic import ValidationError
-
+from shared.flags import parse_flags
 from shared.logs import configure_logging
 from shared.settings import WorkerSettings
 from shared.telemetry import configure_tracing
@@ -23,35 +20,30 @@ from workers.kit.server import Worker
 
 __all__ = ["main", "parse_settings"]
 
-_FLAGS: dict[str, dict[str, Any]] = {
-    "name": {"help": "service name (default: the worker's own)"},
-    "host": {"help": "interface to bind (default 127.0.0.1)"},
-    "port": {"type": int, "help": "port to bind (default 8701)"},
-    "max_concurrency": {"type": int, "help": "default per-tool concurrency limit"},
-    "redis_url": {"help": "Redis for shared idempotency and self-registration"},
-    "advertise_url": {"help": "MCP URL supervisors should call (turns on registration)"},
-    "worker_token": {"help": "require 'Authorization: Bearer <token>' on /mcp (prefer env)"},
-    "allowed_hosts": {"help": "extra comma-separated Host names to accept (loopback always)"},
-    "allowed_origins": {"help": "extra comma-separated browser origins to accept"},
-    "key_prefix": {"help": "Redis key prefix (default 'fleet')"},
-    "heartbeat_s": {"type": float, "help": "registration heartbeat interval"},
-    "grace_s": {"type": float, "help": "seconds in-flight calls get on shutdown"},
-    "log_format": {"choices": ["auto", "json", "console"]},
-    "log_level": {"help": "DEBUG, INFO, WARNING, ERROR"},
-}
+FLAGS = (
+    "name",
+    "host",
+    "port",
+    "max_concurrency",
+    "redis_url",
+    "advertise_url",
+    "worker_token",
+    "allowed_hosts",
+    "allowed_origins",
+    "key_prefix",
+    "heartbeat_s",
+    "grace_s",
+    "log_format",
+    "log_level",
+)
+"""The settings a worker takes as flags; the rest are ``FLEET_*`` only."""
 
 
 def parse_settings(argv: Sequence[str] | None, *, prog: str) -> WorkerSettings:
     """Build settings once: ``FLEET_*`` environment, overridden by any flag given."""
-    parser = argparse.ArgumentParser(prog=prog, description="Run an mcp-fleet worker.")
-    for field, options in _FLAGS.items():
-        parser.add_argument("--" + field.replace("_", "-"), dest=field, default=None, **options)
-    args = parser.parse_args(argv)
-    overrides = {k: v for k, v in vars(args).items() if v is not None}
-    try:
-        return WorkerSettings(**overrides)
-    except ValidationError as exc:
-        parser.error(str(exc))
+    return parse_flags(
+        WorkerSettings, FLAGS, argv, prog=prog, description="Run an mcp-fleet worker."
+    )
 
 
 def main(

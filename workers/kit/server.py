@@ -66,8 +66,8 @@ _log = get_logger("workers.kit")
 class Worker:
     """A production MCP worker built from one or more :class:`Toolset`.
 
-    ``name`` is the default service name; ``settings.name`` wins when it was set explicitly
-    (``--name`` or ``FLEET_NAME``).
+    ``name`` is the default service name; ``settings.name`` wins when it is set (``--name`` or
+    ``FLEET_NAME``).
     """
 
     def __init__(
@@ -83,7 +83,7 @@ class Worker:
         max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
     ) -> None:
         self.settings = settings if settings is not None else WorkerSettings()
-        self.name = self.settings.name if "name" in self.settings.model_fields_set else name
+        self.name = self.settings.name or name
         self.version = version
         self.keys = Keys(self.settings.key_prefix)
         self.url: str | None = None

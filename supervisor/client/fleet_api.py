@@ -1,10 +1,4 @@
-"""The supervisor's HTTP API as the CLI sees it: one async client, errors translated.
-
-async with FleetApi("http://127.0.0.1:8700") as api:
-    job = await api.submit({"capability": "noop", "input": {}})
-    async for event in api.events(job["id"]):   # resumes across dropped connections
-        print(event["seq"], event["type"])
-"""
+"""The supervisor's HTTP API as a client sees it: one async client, errors translated."""
 
 from __future__ import annotations
 
@@ -17,7 +11,9 @@ from typing import Any
 
 import httpx
 
-__all__ = ["ApiError", "FleetApi", "Unreachable", "parse_sse"]
+from shared.sse import SSEParser
+
+__all__ = ["ApiError", "FleetApi", "Unreachable"]
 
 _RECONNECT_DEADLINE_S = 60.0
 """How long a watcher keeps reconnecting to a supervisor that stopped answering."""
@@ -68,29 +64,6 @@ def _check(response: httpx.Response) -> Any:
     if response.status_code >= 400:
         raise ApiError.from_response(response)
     return response.json()
-
-
-async def parse_sse(lines: AsyncIterator[str]) -> AsyncIterator[dict[str, str]]:
-    """Server-Sent Events from text lines: ``{"id", "event", "data"}`` once per blank line.
-
-    A partial event (the connection dropped before its blank line) is never yielded.
-    """
-    fields: dict[str, str] = {}
-    data: list[str] = []
-    async for line in lines:
-        if not line:
-            if data:
-                yield {**fields, "data": "\n".join(data)}
-            fields, data = {}, []
-            continue
-        if line.startswith(":"):
-            continue  # comment (keep-alive ping)
-        name, _, value = line.partition(":")
-        value = value.removeprefix(" ")
-        if name == "data":
-            data.append(value)
-        elif name in ("id", "event", "retry"):
-            fields[name] = value
 
 
 class FleetApi:
@@ -221,16 +194,19 @@ class FleetApi:
                         raise httpx.RemoteProtocolError(
                             f"HTTP {response.status_code}", request=response.request
                         )
-                    async for sse in parse_sse(response.aiter_lines()):
-                        event = json.loads(sse["data"])
-                        seq = int(event.get("seq") or sse.get("id") or 0)
-                        if seq <= last:
-                            continue
-                        last = seq
-                        down_since, backoff = None, 0.1
-                        yield event
-                        if event.get("type") == "done":
-                            return
+                    # The parser never yields an event the connection dropped inside of.
+                    parser = SSEParser()
+                    async for chunk in response.aiter_bytes():
+                        for sse in parser.feed(chunk):
+                            event = json.loads(sse.data)
+                            seq = int(event.get("seq") or sse.id or 0)
+                            if seq <= last:
+                                continue
+                            last = seq
+                            down_since, backoff = None, 0.1
+                            yield event
+                            if event.get("type") == "done":
+                                return
             except httpx.TransportError as exc:
                 if not connected:  # never reached it: say so now rather than retry for long
                     raise Unreachable(self._unreachable(exc)) from exc

@@ -1,0 +1,98 @@
+"""Command-line flags for a settings class: one argparse parser built from its fields.
+
+    settings = parse_flags(WorkerSettings, ["host", "port"], argv, prog="python -m workers.echo")
+
+Each named field becomes ``--field-name``; its help is the field's description followed by
+``[FLEET_FIELD_NAME; default]``. A ``Literal`` field offers its values as choices and a bool
+field is ``--x/--no-x``. A flag that is given overrides the environment. The settings class
+validates flags and ``FLEET_*`` alike; bad input exits 2 with a message that names the flag
+(or the variable) it came from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import types
+from collections.abc import Sequence
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin
+
+from pydantic import ValidationError
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings
+
+__all__ = ["flag_name", "parse_flags", "settings_parser"]
+
+S = TypeVar("S", bound=BaseSettings)
+
+_METAVAR = {int: "INT", float: "NUM", list: "A,B"}
+
+
+def flag_name(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
+def _env_name(cls: type[BaseSettings], field: str) -> str:
+    return (str(cls.model_config.get("env_prefix") or "") + field).upper()
+
+
+def _unwrap_optional(annotation: Any) -> Any:
+    if get_origin(annotation) in (Union, types.UnionType):
+        args = [arg for arg in get_args(annotation) if arg is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return annotation
+
+
+def _help(cls: type[BaseSettings], field: str, info: FieldInfo) -> str:
+    text = (info.description or "").replace("``", "").replace("%", "%%")
+    default = info.get_default(call_default_factory=True)
+    if isinstance(default, bool):
+        default = str(default).lower()
+    shown = f"; {default}" if default not in (None, "", []) else ""
+    return f"{text} [{_env_name(cls, field)}{shown}]".strip()
+
+
+def settings_parser(
+    cls: type[BaseSettings], fields: Sequence[str], *, prog: str, description: str | None = None
+) -> argparse.ArgumentParser:
+    """An argparse parser with one flag per named field of ``cls``; every flag defaults to None
+    (not given)."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    for field in fields:
+        info = cls.model_fields[field]
+        kind = _unwrap_optional(info.annotation)
+        options: dict[str, Any] = {"dest": field, "default": None, "help": _help(cls, field, info)}
+        if kind is bool:
+            options["action"] = argparse.BooleanOptionalAction
+        elif get_origin(kind) is Literal:
+            options["choices"] = [str(value) for value in get_args(kind)]
+        else:
+            options["metavar"] = _METAVAR.get(get_origin(kind) or kind, "TEXT")
+        parser.add_argument(flag_name(field), **options)
+    return parser
+
+
+def parse_flags(
+    cls: type[S],
+    fields: Sequence[str],
+    argv: Sequence[str] | None,
+    *,
+    prog: str,
+    description: str | None = None,
+) -> S:
+    """The settings: ``FLEET_*`` from the environment, overridden by each flag given.
+
+    Values reach the settings class as the strings typed, so it is the one validator. Bad
+    input exits 2 (``argparse``'s usage error) naming its flag or environment variable.
+    """
+    parser = settings_parser(cls, fields, prog=prog, description=description)
+    given = {k: v for k, v in vars(parser.parse_args(argv)).items() if v is not None}
+    try:
+        return cls(**given)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else ""
+            source = f"argument {flag_name(field)}" if field in given else _env_name(cls, field)
+            problems.append(f"{source}: {error['msg']}")
+        parser.error("; ".join(problems))
