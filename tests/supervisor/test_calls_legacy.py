@@ -25,9 +25,9 @@ from shared import (
     WorkerTimeout,
     WorkerUnreachable,
 )
+from shared.serving import free_port
 from supervisor.calls import WorkerPool
 from tests.helpers import wait_until
-from tests.servers import free_port
 
 Handler = Callable[[dict[str, Any]], Awaitable[web.StreamResponse]]
 
