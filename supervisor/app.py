@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared import AdmissionRefused, FleetError, Keys, SupervisorSettings, get_logger
 from supervisor.api import allowed_methods, router
-from supervisor.dispatcher import Dispatcher
+from supervisor.dispatch import Dispatcher
 from supervisor.loops import Loops
 from supervisor.metrics import Metrics
 from supervisor.middleware import RequestContext

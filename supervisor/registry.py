@@ -43,7 +43,7 @@ from shared import (
     get_logger,
     now,
 )
-from supervisor.breaker import Breaker
+from supervisor.dispatch.breaker import Breaker
 from supervisor.pool import WorkerCaller
 from supervisor.store import Store
 

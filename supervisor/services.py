@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from shared import SupervisorSettings
-from supervisor.dispatcher import Dispatcher
+from supervisor.dispatch import Dispatcher
 from supervisor.loops import Loops
 from supervisor.metrics import Metrics
 from supervisor.pool import WorkerPool

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import pytest
 
 from shared import JobStatus, Keys, SupervisorSettings
-from supervisor.dispatcher import Dispatcher
+from supervisor.dispatch import Dispatcher
 from supervisor.metrics import Metrics
 from supervisor.pool import WorkerPool
 from supervisor.registry import Registry

@@ -26,7 +26,7 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from opentelemetry import propagate, trace
 from tenacity import (
@@ -63,11 +63,13 @@ from shared import (
     now,
     tracer,
 )
+from supervisor.dispatch.router import Router
 from supervisor.metrics import Metrics
 from supervisor.pool import CallResult, WorkerCaller, call_headers
-from supervisor.registry import Registry, WorkerState
-from supervisor.router import Router
 from supervisor.store import Fenced, Store
+
+if TYPE_CHECKING:  # the registry imports the breaker from this package
+    from supervisor.registry import Registry, WorkerState
 
 __all__ = ["Dispatcher"]
 
