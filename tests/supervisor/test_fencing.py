@@ -134,7 +134,7 @@ async def test_an_unexpected_error_is_an_attempt_and_poison_jobs_end(
         calls += 1
         raise RuntimeError("a bug in handling")
 
-    monkeypatch.setattr(a.dispatcher, "_attempt", broken)  # what the test is not about
+    monkeypatch.setattr(a.dispatcher.runner.calls, "call", broken)  # what the test is not about
     job = make_job("noop", input={}, max_attempts=3)
     job.service, job.tool = "toolbox", "noop"
     await a.store.submit(job, fingerprint="f", queue_limit=100)
