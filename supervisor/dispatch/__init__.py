@@ -4,7 +4,8 @@ Modules, one concept each:
 
 - ``loops``: the :class:`Dispatcher`, its intake, lease and cancel loops, one task per job.
 - ``held``: the lease held on one job (stream entry, fencing token) and its loss.
-- ``run``: one job's run, from acquiring it to its outcome, with the retry policy.
+- ``run``: one job's run, from acquiring it to its outcome.
+- ``policy``: which failures may be retried and reclaimed jobs rerun; the backoff.
 - ``placement``: choosing a worker for an attempt, per-tool slots, waiting for one.
 - ``router``: the choice among candidate workers (power of two choices).
 - ``breaker``: the per-worker circuit breaker.

@@ -19,6 +19,7 @@ from supervisor.dispatch.call import Calls
 from supervisor.dispatch.held import Held, lose
 from supervisor.dispatch.outcome import Outcomes
 from supervisor.dispatch.placement import Placement
+from supervisor.dispatch.policy import RetryPolicy
 from supervisor.dispatch.run import Runner
 from supervisor.metrics import Metrics
 from supervisor.pool import WorkerCaller
@@ -57,11 +58,11 @@ class Dispatcher:
         self.runner = Runner(
             store,
             registry,
-            settings,
             metrics,
             self.placement,
             Calls(store, registry, caller, metrics),
             Outcomes(store, settings, metrics),
+            RetryPolicy.from_settings(settings),
         )
         self._store_since: float | None = time.monotonic()
         """Since when the store has answered without a break (None: it is out). A lease runs

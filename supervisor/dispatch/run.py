@@ -1,12 +1,7 @@
 """One job's run, from acquiring it to its outcome, with retries on other workers.
 
-Retry policy (tenacity, exponential backoff with full jitter, another worker preferred):
-a failure that was *never delivered* (``UNREACHABLE``, ``BUSY``, ``REFUSED``) is retried
-when its kind allows; a *possibly delivered* one (``TIMEOUT``, ``DROPPED``, ``BAD_RESPONSE``,
-``HTTP_ERROR``, ``RPC_ERROR``) only when the capability is idempotent; a tool's own error only
-when the worker marks it retryable. (A worker that de-duplicates on the idempotency key keeps
-only finished results, so it does not make a cut-off call of a non-idempotent tool safe to
-send again: the chaos suite measured such re-runs.)
+Which failures are retried, and whether a reclaimed job runs again, is the retry policy's
+(:mod:`.policy`); this module applies it to the store and the workers.
 """
 
 from __future__ import annotations
@@ -15,13 +10,7 @@ import asyncio
 import contextlib
 from typing import TYPE_CHECKING, Any
 
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
+from tenacity import RetryCallState
 
 from shared import (
     Job,
@@ -29,8 +18,6 @@ from shared import (
     JobNotFound,
     JobStatus,
     StoreUnavailable,
-    SupervisorSettings,
-    ToolFailed,
     UnknownCapability,
     WorkerCallError,
     bind,
@@ -42,6 +29,7 @@ from supervisor.dispatch.call import Calls, Ended
 from supervisor.dispatch.held import ACTIVE, Held, lose
 from supervisor.dispatch.outcome import Outcomes, cancelled, job_error
 from supervisor.dispatch.placement import Placement, tool_of
+from supervisor.dispatch.policy import RetryPolicy, refuse_rerun
 from supervisor.metrics import Metrics
 from supervisor.store import Fenced, Store
 
@@ -61,19 +49,19 @@ class Runner:
         self,
         store: Store,
         registry: Registry,
-        settings: SupervisorSettings,
         metrics: Metrics,
         placement: Placement,
         calls: Calls,
         outcomes: Outcomes,
+        policy: RetryPolicy,
     ) -> None:
         self.store = store
         self.registry = registry
-        self.settings = settings
         self.metrics = metrics
         self.placement = placement
         self.calls = calls
         self.outcomes = outcomes
+        self.policy = policy
 
     async def handle(self, job_id: str, held: Held) -> None:
         """Every way this can end has an outcome: the job ends, goes back to the queue, or
@@ -146,38 +134,23 @@ class Runner:
         return False
 
     async def _refuse_rerun(self, job: Job, held: Held) -> bool:
-        """A reclaimed job is one more attempt. Refuse to run it again when attempts are
-        used up, or when the lost attempt may have reached a tool that is not idempotent
-        (whatever the worker de-duplicates: it keeps only finished results, and the lost call
-        may have been cut off mid-run). True when the job was ended here."""
-        if job.attempts >= job.max_attempts:
-            error = JobError(
-                code="LEASE_LOST",
-                message=f"the supervisor running attempt {job.attempts} stopped (crash or "
-                f"pause) and no attempts remain",
-                details={"attempts": job.attempts, "delivery": "possibly"},
-            )
-            await self.outcomes.finish(job, held, JobStatus.FAILED, error=error)
-            return True
-        if job.status is not JobStatus.RUNNING:
-            return False  # it never reached a worker
+        """A reclaimed job is one more attempt, if the policy allows it. True when the job
+        was ended here."""
+        error = refuse_rerun(job, idempotent=self._idempotent(job))
+        if error is None:
+            return False
+        await self.outcomes.finish(job, held, JobStatus.FAILED, error=error)
+        return True
+
+    def _idempotent(self, job: Job) -> bool:
+        """Is the tool the job's last attempt called idempotent (as its worker declared it,
+        else as the capability is declared now)?"""
         worker = next((w for w in self.registry.workers.values() if w.name == job.worker), None)
         spec = worker.capabilities.get(tool_of(job)) if worker is not None else None
         if spec is None:
             target = self._target_spec(job)
-            idempotent = bool(target and target.idempotent)
-        else:
-            idempotent = spec.idempotent
-        if idempotent:
-            return False
-        error = JobError(
-            code="DROPPED",
-            message="the supervisor running this job stopped mid-call; the tool may have run "
-            "and is not idempotent, so it is not run again",
-            details={"worker": job.worker, "delivery": "possibly"},
-        )
-        await self.outcomes.finish(job, held, JobStatus.FAILED, error=error)
-        return True
+            return bool(target and target.idempotent)
+        return spec.idempotent
 
     def _target_spec(self, job: Job) -> Any:
         try:
@@ -189,19 +162,7 @@ class Runner:
         worker = await self._wait_for_worker(job, held)
         if worker is None:
             return True
-        budget = job.max_attempts - job.attempts
         first = [worker]
-        spec_idempotent = worker.capabilities[tool_of(job)].idempotent
-
-        def retryable(exc: BaseException) -> bool:
-            if not isinstance(exc, WorkerCallError):
-                return False
-            if not exc.delivered or isinstance(exc, ToolFailed):
-                return exc.retryable
-            # Possibly delivered: only an idempotent tool may run again. A worker's
-            # de-duplication is no licence: it keeps only finished results, so a call cut
-            # off mid-run (a crash, our timeout closing the stream) would simply run again.
-            return spec_idempotent
 
         async def before_sleep(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
@@ -217,16 +178,10 @@ class Runner:
                 fence=held.fence,
             )
 
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(max(1, budget)),
-            wait=wait_exponential_jitter(
-                multiplier=self.settings.backoff_initial_s,
-                max=self.settings.backoff_max_s,
-                jitter=self.settings.backoff_initial_s,
-            ),
-            retry=retry_if_exception(retryable),
+        retrying = self.policy.retrying(
+            budget=job.max_attempts - job.attempts,
+            idempotent=worker.capabilities[tool_of(job)].idempotent,
             before_sleep=before_sleep,
-            reraise=True,
         )
         with _tracer.start_as_current_span(
             f"job {job.capability}",
