@@ -17,7 +17,7 @@ from supervisor.api.errors import add_handlers
 from supervisor.api.middleware import RequestContext
 from supervisor.calls import WorkerPool
 from supervisor.discovery import Discovery
-from supervisor.dispatcher import Dispatcher
+from supervisor.dispatch import Dispatcher
 from supervisor.loops import Loops
 from supervisor.metrics import Metrics
 from supervisor.registry import Registry

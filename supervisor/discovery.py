@@ -30,8 +30,8 @@ from shared import (
     get_logger,
     now,
 )
-from supervisor.breaker import Breaker
 from supervisor.calls import WorkerCaller
+from supervisor.dispatch.breaker import Breaker
 from supervisor.registry import Registry, WorkerState, instance_name, schema_digest
 from supervisor.store import Store
 

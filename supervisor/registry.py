@@ -26,7 +26,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from shared import CapabilitySpec, Load, UnknownCapability, get_logger
-from supervisor.breaker import Breaker
+from supervisor.dispatch.breaker import Breaker
 
 __all__ = ["Registry", "Target", "WorkerState", "instance_name", "schema_digest"]
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from shared import SupervisorSettings
 from supervisor.calls import WorkerPool
-from supervisor.dispatcher import Dispatcher
+from supervisor.dispatch import Dispatcher
 from supervisor.loops import Loops
 from supervisor.metrics import Metrics
 from supervisor.registry import Registry

@@ -8,9 +8,9 @@ from collections import Counter
 import pytest
 
 from shared import CapabilitySpec
-from supervisor.breaker import Breaker, BreakerState
+from supervisor.dispatch.breaker import Breaker, BreakerState
+from supervisor.dispatch.router import Router
 from supervisor.registry import Registry, WorkerState
-from supervisor.router import Router
 from tests.helpers import wait_until_sync
 
 

@@ -16,7 +16,7 @@ import pytest
 from shared import JobStatus, Keys, SupervisorSettings
 from supervisor.calls import WorkerPool
 from supervisor.discovery import Discovery
-from supervisor.dispatcher import Dispatcher
+from supervisor.dispatch import Dispatcher
 from supervisor.metrics import Metrics
 from supervisor.registry import Registry
 from supervisor.store import Store, open_store
@@ -136,7 +136,7 @@ async def test_an_unexpected_error_is_an_attempt_and_poison_jobs_end(
         calls += 1
         raise RuntimeError("a bug in handling")
 
-    monkeypatch.setattr(a.dispatcher, "_attempt", broken)  # what the test is not about
+    monkeypatch.setattr(a.dispatcher.runner.calls, "call", broken)  # what the test is not about
     job = make_job("noop", input={}, max_attempts=3)
     job.service, job.tool = "toolbox", "noop"
     await a.store.submit(job, fingerprint="f", queue_limit=100)

@@ -16,9 +16,9 @@ from shared import (
     WorkerRegistration,
     WorkerUnreachable,
 )
-from supervisor.breaker import Breaker
 from supervisor.calls import CallResult, ServerInfo
 from supervisor.discovery import Discovery, parse_worker_entry
+from supervisor.dispatch.breaker import Breaker
 from supervisor.registry import Registry, WorkerState, instance_name
 from supervisor.store import Store, open_store
 

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Collection
+from typing import TYPE_CHECKING
 
-from supervisor.registry import Registry, WorkerState
+if TYPE_CHECKING:  # the registry imports the breaker from this package
+    from supervisor.registry import Registry, WorkerState
 
 __all__ = ["Router"]
 

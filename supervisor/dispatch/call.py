@@ -1,0 +1,149 @@
+"""One attempt: marking the job running, calling the worker's tool, and the verdict on it.
+
+The call carries the job's correlation, attempt and idempotency key in ``_meta`` (workers
+de-duplicate re-deliveries on the key: the job's own, or its id) and in headers with the
+trace context. Progress and logs the worker sends are recorded as the job's events. The
+attempt's outcome feeds the worker's breaker and the attempt counter.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry import propagate, trace
+
+from shared import (
+    HEADER_CORRELATION_ID,
+    HEADER_JOB_ID,
+    META_ATTEMPT,
+    META_CORRELATION_ID,
+    META_IDEMPOTENCY_KEY,
+    META_JOB_ID,
+    Job,
+    JobStatus,
+    Progress,
+    StoreUnavailable,
+    ToolFailed,
+    WorkerBusy,
+    WorkerCallError,
+    WorkerUnreachable,
+    get_logger,
+    labels,
+    now,
+)
+from supervisor.calls import CallResult, WorkerCaller, call_headers
+from supervisor.dispatch.held import ACTIVE, Held
+from supervisor.dispatch.placement import tool_of
+from supervisor.metrics import Metrics
+from supervisor.store import Store
+
+if TYPE_CHECKING:  # the registry imports the breaker from this package
+    from supervisor.registry import Registry, WorkerState
+
+__all__ = ["Calls", "Ended"]
+
+log = get_logger("fleet.dispatcher")
+
+
+class Ended(Exception):
+    """The job ended elsewhere (cancelled while queued) before this attempt could start."""
+
+
+class Calls:
+    def __init__(
+        self, store: Store, registry: Registry, caller: WorkerCaller, metrics: Metrics
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.caller = caller
+        self.metrics = metrics
+
+    async def call(self, job: Job, worker: WorkerState, held: Held) -> CallResult:
+        held.tried.add(worker.url)
+        job.attempts += 1
+        held.counted = True
+        first = job.started_at is None
+        job.started_at = job.started_at or now()
+        job.worker = worker.name
+        started = await self.store.transition(
+            job.id,
+            allowed=ACTIVE,
+            event="status",
+            data={"status": "running", "attempt": job.attempts, "worker": worker.name},
+            status=JobStatus.RUNNING,
+            attempts=job.attempts,
+            worker=worker.name,
+            started_at=job.started_at,
+            fence=held.fence,
+        )
+        if started is None:
+            raise Ended(job.id)
+        if first:
+            self.metrics.dispatch_latency.labels(job.capability).observe(
+                job.started_at - job.created_at
+            )
+        meta = {
+            META_CORRELATION_ID: job.correlation_id,
+            META_JOB_ID: job.id,
+            META_ATTEMPT: job.attempts,
+            META_IDEMPOTENCY_KEY: job.idempotency_key or job.id,
+        }
+        headers = {HEADER_CORRELATION_ID: job.correlation_id, HEADER_JOB_ID: job.id}
+        propagate.inject(headers)
+
+        async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+            p = Progress(progress=progress, total=total, message=message)
+            job.progress = p
+            await self._record(job, "progress", p.model_dump(), fence=held.fence, progress=p)
+
+        async def on_log(level: str, data: Any) -> None:
+            message = data.get("msg", data) if isinstance(data, dict) else data
+            extra = data.get("extra") if isinstance(data, dict) else None
+            payload = {"level": level, "message": str(message), "extra": extra}
+            await self._record(job, "log", payload, fence=held.fence)
+
+        token = call_headers.set(headers)
+        span = trace.get_current_span()
+        tool = tool_of(job)
+        spec = worker.capabilities[tool]
+        wrapped = bool(spec.output_schema and spec.output_schema.get("x-fastmcp-wrap-result"))
+        try:
+            result = await self.caller.call(
+                worker.url,
+                tool,
+                job.input,
+                timeout=job.timeout_s,
+                meta=meta,
+                on_progress=on_progress,
+                on_log=on_log,
+                wrapped=wrapped,
+            )
+        except WorkerCallError as exc:
+            outcome = exc.code
+            if isinstance(exc, ToolFailed | WorkerBusy):
+                worker.breaker.success()  # it answered: alive (maybe just full)
+            else:
+                worker.breaker.failure()
+                if isinstance(exc, WorkerUnreachable):
+                    self.registry.mark_down(worker.url, exc.message)
+            self.metrics.attempts.labels(job.capability, outcome).inc()
+            span.add_event("attempt_failed", labels(code=exc.code, worker=worker.name))
+            log.info("job.attempt_failed", worker=worker.name, attempt=job.attempts, code=exc.code)
+            raise
+        except BaseException:
+            worker.breaker.release()  # cancelled (or worse): no verdict on the worker
+            raise
+        finally:
+            call_headers.reset(token)
+        worker.breaker.success()
+        self.metrics.attempts.labels(job.capability, "ok").inc()
+        return result
+
+    async def _record(
+        self, job: Job, event: str, data: dict[str, Any], *, fence: int | None, **fields: Any
+    ) -> None:
+        """Progress and logs are best effort through a store outage: the call goes on."""
+        try:
+            await self.store.append(job.id, event, data, fence=fence, **fields)
+        except StoreUnavailable as exc:
+            log.warning("job.event_not_recorded", kind=event, error=exc.message)

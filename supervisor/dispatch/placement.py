@@ -1,0 +1,102 @@
+"""Placing an attempt on a worker: routing, this supervisor's per-tool slots, waiting for one.
+
+``inflight`` counts this supervisor's calls per (worker URL, tool); the router reads it as
+load, and a worker whose slots are all taken is not chosen. A job that finds no worker waits
+for a slot of its tool to free, holding no dispatcher slot meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING
+
+from shared import Job, UnknownCapability, WorkerCallError
+from supervisor.dispatch.held import Held
+from supervisor.dispatch.router import Router
+
+if TYPE_CHECKING:  # the registry imports the breaker from this package
+    from supervisor.registry import Registry, WorkerState
+
+__all__ = ["NoWorker", "Placement", "tool_of"]
+
+
+class NoWorker(WorkerCallError):
+    code = "NO_WORKER"
+    retryable = True
+    delivered = False
+
+
+class Placement:
+    def __init__(self, registry: Registry, wake_intake: Callable[[], None]) -> None:
+        self.registry = registry
+        self.wake_intake = wake_intake
+        self.inflight: collections.Counter[tuple[str, str]] = collections.Counter()
+        self.router = Router(registry, lambda url, cap: self.inflight[(url, cap)])
+        self._tool_freed: dict[str, asyncio.Condition] = {}
+
+    def route(self, job: Job, avoid: set[str] | None = None) -> WorkerState | None:
+        if job.service is None:  # a job recorded before capabilities had identity
+            try:
+                target = self.registry.resolve(job.capability)
+            except UnknownCapability:
+                return None
+            job.service, job.tool, job.schema_digest = target.service, target.tool, target.digest
+        return self.router.choose(
+            tool_of(job),
+            pinned=job.pinned_worker,
+            avoid=avoid or (),
+            service=job.service,
+            digest=job.schema_digest,
+        )
+
+    async def choose(self, job: Job, held: Held) -> WorkerState:
+        """A worker for a retry; waits (holding no slot) up to the job's timeout."""
+        deadline = time.monotonic() + min(job.timeout_s, 60.0)
+        while True:
+            worker = self.route(job, avoid=held.tried)
+            if worker is not None:
+                return worker
+            if time.monotonic() >= deadline:
+                raise NoWorker(f"no healthy worker serves {job.capability!r} right now")
+            await self.wait_tool(job, held, min(1.0, deadline - time.monotonic()))
+
+    async def wait_tool(self, job: Job, held: Held, timeout: float) -> None:
+        """Wait for a slot of this job's tool to free (or ``timeout``, which also catches
+        registry changes), holding no dispatcher slot meanwhile."""
+        cond = self._tool_freed.setdefault(tool_of(job), asyncio.Condition())
+        held.waiting = True
+        self.wake_intake()  # intake may take another job in this one's place
+        try:
+            async with cond:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(cond.wait(), timeout)
+        finally:
+            held.waiting = False
+
+    @contextlib.asynccontextmanager
+    async def slot(self, worker: WorkerState, tool: str) -> AsyncIterator[None]:
+        """One of ``worker``'s slots for ``tool``, for the length of one call."""
+        slot = (worker.url, tool)
+        self.inflight[slot] += 1  # taken before any await: the next routing decision sees it
+        try:
+            yield
+        finally:
+            self.inflight[slot] -= 1
+            if not self.inflight[slot]:
+                del self.inflight[slot]
+            await self._tool_slot_freed(tool)  # a slot freed: a waiting job may go
+
+    async def _tool_slot_freed(self, tool: str) -> None:
+        cond = self._tool_freed.get(tool)
+        if cond is not None:
+            async with cond:
+                cond.notify(1)  # one slot: one waiter (the others retry within a second)
+
+
+def tool_of(job: Job) -> str:
+    """The MCP tool a job calls (a job recorded before capabilities had identity: its name)."""
+    return job.tool or job.capability

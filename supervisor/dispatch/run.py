@@ -1,0 +1,217 @@
+"""One job's run, from acquiring it to its outcome, with retries on other workers.
+
+Which failures are retried, and whether a reclaimed job runs again, is the retry policy's
+(:mod:`.policy`); this module applies it to the store and the workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import TYPE_CHECKING, Any
+
+from tenacity import RetryCallState
+
+from shared import (
+    Job,
+    JobError,
+    JobNotFound,
+    JobStatus,
+    StoreUnavailable,
+    UnknownCapability,
+    WorkerCallError,
+    bind,
+    get_logger,
+    labels,
+    tracer,
+)
+from supervisor.dispatch.call import Calls, Ended
+from supervisor.dispatch.held import ACTIVE, Held, lose
+from supervisor.dispatch.outcome import Outcomes, cancelled, job_error
+from supervisor.dispatch.placement import Placement, tool_of
+from supervisor.dispatch.policy import RetryPolicy, refuse_rerun
+from supervisor.metrics import Metrics
+from supervisor.store import Fenced, Store
+
+if TYPE_CHECKING:  # the registry imports the breaker from this package
+    from supervisor.registry import Registry, WorkerState
+
+__all__ = ["Runner"]
+
+log = get_logger("fleet.dispatcher")
+_tracer = tracer("mcp-fleet.supervisor")
+
+
+class Runner:
+    """Runs held jobs, one :meth:`handle` per job."""
+
+    def __init__(
+        self,
+        store: Store,
+        registry: Registry,
+        metrics: Metrics,
+        placement: Placement,
+        calls: Calls,
+        outcomes: Outcomes,
+        policy: RetryPolicy,
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.metrics = metrics
+        self.placement = placement
+        self.calls = calls
+        self.outcomes = outcomes
+        self.policy = policy
+
+    async def handle(self, job_id: str, held: Held) -> None:
+        """Every way this can end has an outcome: the job ends, goes back to the queue, or
+        (shutdown, store outage, a lost lease) is left pending for a reclaim."""
+        done = False
+        job: Job | None = None
+        try:
+            held.fence, job, flags = await self.store.acquire(job_id)
+            with bind(job_id=job.id, correlation_id=job.correlation_id, capability=job.capability):
+                if job.status.terminal:
+                    done = True
+                elif flags.get("cancel"):
+                    await self.outcomes.finish(job, held, JobStatus.CANCELLED, error=cancelled())
+                    done = True
+                elif held.reclaimed and await self._refuse_rerun(job, held):
+                    done = True
+                else:
+                    done = await self._execute(job, held)
+        except JobNotFound:
+            done = True  # expired or removed: nothing left to do
+        except Fenced:
+            lose(job_id, held, None, self.metrics)
+        except asyncio.CancelledError:
+            if held.lost or not held.cancel_requested:
+                raise  # shutdown, or the lease is another's: leave the delivery alone
+            with contextlib.suppress(Exception):
+                job = await self.store.get(job_id)
+                await self.outcomes.finish(job, held, JobStatus.CANCELLED, error=cancelled())
+            done = True
+        except StoreUnavailable as exc:
+            log.error("dispatcher.store_unavailable", job_id=job_id, error=exc.message)
+        except Exception as exc:
+            log.exception("dispatcher.unexpected", job_id=job_id)
+            done = await self._unexpected(job_id, job, held, exc)
+        finally:
+            if done and not held.lost:
+                with contextlib.suppress(StoreUnavailable):
+                    await self.store.ack(held.entry_id)
+
+    async def _unexpected(self, job_id: str, job: Job | None, held: Held, exc: Exception) -> bool:
+        """An error in handling ends the attempt as ``INTERNAL``; the job goes back to the
+        queue while attempts remain, else it fails and is dead-lettered. True when acked."""
+        error = JobError(
+            code="INTERNAL",
+            message=f"the supervisor failed handling the job: {type(exc).__name__}",
+            details={"exception": type(exc).__name__, "delivery": "possibly"},
+        )
+        try:
+            job = job or await self.store.get(job_id)
+            if job.status.terminal:
+                return True
+            if not held.counted:
+                job.attempts += 1
+            if job.attempts >= job.max_attempts:
+                await self.outcomes.finish(job, held, JobStatus.FAILED, error=error)
+                return True
+            await self.store.requeue(
+                job_id,
+                allowed=ACTIVE,
+                fence=held.fence,
+                entry_id=held.entry_id,
+                data={"status": "queued", "error": error.model_dump(), "attempt": job.attempts},
+                attempts=job.attempts,
+            )
+            return False  # requeue acknowledged the old delivery itself
+        except Fenced:
+            lose(job_id, held, None, self.metrics)
+        except Exception:  # the store is out too: the lease lapses and a reclaim counts it
+            log.exception("dispatcher.unexpected_outcome_failed", job_id=job_id)
+        return False
+
+    async def _refuse_rerun(self, job: Job, held: Held) -> bool:
+        """A reclaimed job is one more attempt, if the policy allows it. True when the job
+        was ended here."""
+        error = refuse_rerun(job, idempotent=self._idempotent(job))
+        if error is None:
+            return False
+        await self.outcomes.finish(job, held, JobStatus.FAILED, error=error)
+        return True
+
+    def _idempotent(self, job: Job) -> bool:
+        """Is the tool the job's last attempt called idempotent (as its worker declared it,
+        else as the capability is declared now)?"""
+        worker = next((w for w in self.registry.workers.values() if w.name == job.worker), None)
+        spec = worker.capabilities.get(tool_of(job)) if worker is not None else None
+        if spec is None:
+            target = self._target_spec(job)
+            return bool(target and target.idempotent)
+        return spec.idempotent
+
+    def _target_spec(self, job: Job) -> Any:
+        try:
+            return self.registry.resolve(job.capability).spec
+        except UnknownCapability:
+            return None
+
+    async def _execute(self, job: Job, held: Held) -> bool:
+        worker = await self._wait_for_worker(job, held)
+        if worker is None:
+            return True
+        first = [worker]
+
+        async def before_sleep(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            wait = state.next_action.sleep if state.next_action else 0
+            code = getattr(exc, "code", "ERROR")
+            await self.store.append(
+                job.id,
+                "log",
+                {
+                    "level": "warning",
+                    "message": f"attempt failed ({code}); retrying in {wait:.2f}s",
+                },
+                fence=held.fence,
+            )
+
+        retrying = self.policy.retrying(
+            budget=job.max_attempts - job.attempts,
+            idempotent=worker.capabilities[tool_of(job)].idempotent,
+            before_sleep=before_sleep,
+        )
+        with _tracer.start_as_current_span(
+            f"job {job.capability}",
+            attributes=labels(
+                job_id=job.id, capability=job.capability, correlation_id=job.correlation_id
+            ),
+        ):
+            try:
+                async for attempt in retrying:
+                    with attempt:
+                        target = first.pop() if first else await self.placement.choose(job, held)
+                        async with self.placement.slot(target, tool_of(job)):
+                            result = await self.calls.call(job, target, held)
+            except Ended:
+                return True
+            except WorkerCallError as exc:
+                await self.outcomes.finish(job, held, JobStatus.FAILED, error=job_error(exc))
+                return True
+        await self.outcomes.finish(
+            job, held, JobStatus.SUCCEEDED, result=result.value, content=result.content
+        )
+        return True
+
+    async def _wait_for_worker(self, job: Job, held: Held) -> WorkerState | None:
+        """Hold a queued job until a worker can take it (the job stays ``queued``)."""
+        while True:
+            worker = self.placement.route(job)
+            if worker is not None:
+                return worker
+            await self.placement.wait_tool(job, held, 1.0)
+            if await self.store.flag(job.id, "cancel"):
+                await self.outcomes.finish(job, held, JobStatus.CANCELLED, error=cancelled())
+                return None
