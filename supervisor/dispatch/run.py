@@ -69,7 +69,9 @@ class Runner:
         done = False
         job: Job | None = None
         try:
-            held.fence, job, flags = await self.store.acquire(job_id)
+            held.fence, job, flags = await self.store.acquire(
+                job_id, entry=held.entry_id, reclaimed=held.reclaimed
+            )
             with bind(job_id=job.id, correlation_id=job.correlation_id, capability=job.capability):
                 if job.status.terminal:
                     done = True

@@ -60,6 +60,12 @@ class EmbeddedScripts:
     async def acquire(self, keys: list[str], a: list[str]) -> Any:
         if not await self.r.exists(keys[0]):
             return {}
+        entry, reclaimed = a
+        if entry:
+            if reclaimed == "1":
+                await self.r.hset(keys[0], "claimed", entry)
+            elif text(await self.r.hget(keys[0], "claimed") or b"") == entry:
+                return -2
         await self.r.hincrby(keys[0], "fence", 1)
         return await self.r.hgetall(keys[0])
 

@@ -111,9 +111,19 @@ class JobRecords(StoreBase):
         result = check_fence(int(out), job_id)
         return None if result < 0 else result
 
-    async def acquire(self, job_id: str) -> tuple[int, Job, dict[str, str]]:
+    async def acquire(
+        self, job_id: str, *, entry: str | None = None, reclaimed: bool = False
+    ) -> tuple[int, Job, dict[str, str]]:
         """Take the job's lease — a new fence token, greater than every earlier one — and
-        read the job and its flags, in one round trip."""
-        raw = await self._script("ACQUIRE", [self.keys.job(job_id)], [])
+        read the job and its flags, in one round trip.
+
+        ``entry`` is the dispatch entry the caller holds (``reclaimed``: it came by a reclaim).
+        Raises :class:`Fenced` when a reclaim of that entry already took the lease: the fresh
+        holder was paused past its lease before it got here, and another supervisor runs it.
+        """
+        args = [entry or "", "1" if reclaimed else ""]
+        raw = await self._script("ACQUIRE", [self.keys.job(job_id)], args)
+        if isinstance(raw, int):
+            check_fence(raw, job_id)
         job, flags = job_and_flags(job_id, raw)
         return int(flags["fence"]), job, flags

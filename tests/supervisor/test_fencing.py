@@ -93,6 +93,26 @@ async def test_a_paused_holder_never_writes_after_the_takeover(
     assert len([c for c in seen.calls if c["tool"] == "hold"]) == 1
 
 
+async def test_a_holder_paused_before_it_took_the_lease_never_calls(
+    two: tuple[Replica, Replica, Seen],
+) -> None:
+    """A takes the entry and is paused before its ACQUIRE; B reclaims the entry and runs the
+    job; when A wakes, its ACQUIRE is refused, so the tool is called once, by B."""
+    a, b, seen = two
+    job = make_job("hold", input={}, max_attempts=3)
+    job.service, job.tool = "toolbox", "hold"
+    await a.store.submit(job, fingerprint="f", queue_limit=100)
+    [(entry, job_id)] = await a.store.take(1, block_ms=100)  # A "pauses" here
+    await _reclaim_on_b(b)
+    await wait_until(seen.started.is_set, message="B's call to reach the tool")
+    a.dispatcher._spawn(entry, job_id)  # A wakes up with the fresh delivery
+    await wait_until(lambda: not a.dispatcher.held, message="A to let go", timeout=10)
+    seen.release.set()
+    ended = await wait_until(lambda: _terminal(b.store, job_id), message="B to end the job")
+    assert ended.status is JobStatus.SUCCEEDED
+    assert len([c for c in seen.calls if c["tool"] == "hold"]) == 1
+
+
 async def test_a_holder_that_sees_its_lease_gone_stops_its_call(
     two: tuple[Replica, Replica, Seen],
 ) -> None:

@@ -27,10 +27,11 @@ FOREVER = 10**8  # a TTL beyond this is the engine's stand-in for PERSIST
 
 
 def answer(name: str, out: Any) -> Any:
-    """A script's reply as text; ACQUIRE's record as a dict (a Lua list, a twin dict)."""
+    """A script's reply as text; ACQUIRE's record as a dict (a Lua list, a twin dict), or its
+    refusal (-2)."""
     if isinstance(out, bytes):
         return out.decode()
-    if name == "ACQUIRE":
+    if name == "ACQUIRE" and not isinstance(out, int):
         return text_map(
             dict(zip(out[::2], out[1::2], strict=True)) if isinstance(out, list) else out
         )
@@ -84,10 +85,11 @@ async def every_outcome(run: Run, client: Any, k: Keys) -> list[Any]:
     await check(submit(k, "a2", idem="key-a"), ["exists", "a"])  # idempotent replay
     await check(submit(k, "b"), ["ok", ""])
     await check(submit(k, "c"), ["full", "2"])  # the queue limit is 2
-    assert (await check(("ACQUIRE", [k.job("a")], []), ...))["fence"] == "1"
-    record = await check(("ACQUIRE", [k.job("a")], []), ...)  # a reclaim: a greater token
-    assert record["fence"] == "2" and record["status"] == "queued"
-    await check(("ACQUIRE", [k.job("gone")], []), {})
+    assert (await check(("ACQUIRE", [k.job("a")], ["9-1", ""]), ...))["fence"] == "1"
+    record = await check(("ACQUIRE", [k.job("a")], ["9-1", "1"]), ...)  # a reclaim: a
+    assert record["fence"] == "2" and record["status"] == "queued"  # greater token
+    await check(("ACQUIRE", [k.job("a")], ["9-1", ""]), -2)  # its fresh holder, too late
+    await check(("ACQUIRE", [k.job("gone")], ["", ""]), {})
     await check(transition(k, "a", "queued", "1", "status", "running"), -2)  # stale fence
     await check(transition(k, "a", "running", "2", "status", "failed"), -1)  # status
     await check(transition(k, "a", "running", "1", "status", "failed"), -2)  # fence first
