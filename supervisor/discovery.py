@@ -30,10 +30,9 @@ from shared import (
     get_logger,
     now,
 )
-from supervisor.calls import WorkerCaller
 from supervisor.dispatch.breaker import Breaker
 from supervisor.registry import Registry, WorkerState, instance_name, schema_digest
-from supervisor.store import Store
+from supervisor.types import Registrations, WorkerCaller
 
 __all__ = ["Discovery", "parse_worker_entry"]
 
@@ -67,7 +66,7 @@ class Discovery:
         self,
         registry: Registry,
         caller: WorkerCaller,
-        store: Store,
+        store: Registrations,
         *,
         static_urls: list[str],
         probe_interval_s: float = 5.0,

@@ -2,7 +2,8 @@
 every answer classified.
 
 - :mod:`.pool` — :class:`WorkerPool`, the connections keyed by worker URL (shared keep-alive
-  session, in-flight bound, tracing), :class:`CallResult`, the :class:`WorkerCaller` seam.
+  session, in-flight bound, tracing) and :class:`CallResult`; it is the
+  :class:`supervisor.types.WorkerCaller`.
 - :mod:`.connection` — :class:`Connection`, one endpoint: requests, look-again after a refusal,
   the one re-send after a stale keep-alive connection, legacy cancellation.
 - :mod:`.revisions` — which MCP revision an endpoint speaks (``server/discover`` probe, legacy
@@ -20,7 +21,7 @@ every answer classified.
 
 from supervisor.calls.answers import LogHandler, ProgressHandler
 from supervisor.calls.connection import Connection, reuse_tracing
-from supervisor.calls.pool import CallResult, WorkerCaller, WorkerPool, call_headers
+from supervisor.calls.pool import CallResult, WorkerPool, call_headers
 from supervisor.calls.results import result_value
 from supervisor.calls.revisions import LEGACY_VERSIONS, MODERN_VERSION, ServerInfo
 
@@ -32,7 +33,6 @@ __all__ = [
     "LogHandler",
     "ProgressHandler",
     "ServerInfo",
-    "WorkerCaller",
     "WorkerPool",
     "call_headers",
     "result_value",

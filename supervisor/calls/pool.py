@@ -20,7 +20,7 @@ import asyncio
 import contextvars
 import ssl
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import aiohttp
 from opentelemetry import propagate, trace
@@ -31,7 +31,7 @@ from supervisor.calls.connection import Connection, reuse_tracing
 from supervisor.calls.results import result_value
 from supervisor.calls.revisions import ServerInfo
 
-__all__ = ["CallResult", "WorkerCaller", "WorkerPool", "call_headers"]
+__all__ = ["CallResult", "WorkerPool", "call_headers"]
 
 _tracer = tracer("mcp-fleet.pool")
 
@@ -47,31 +47,6 @@ class CallResult:
 
     value: Any
     content: list[dict[str, Any]] | None = None
-
-
-class WorkerCaller(Protocol):
-    """The seam between dispatcher/registry and the wire (tests may hand in another one)."""
-
-    async def call(
-        self,
-        url: str,
-        tool: str,
-        arguments: dict[str, Any],
-        *,
-        timeout: float,
-        meta: dict[str, Any] | None = None,
-        on_progress: ProgressHandler | None = None,
-        on_log: LogHandler | None = None,
-        wrapped: bool = False,
-    ) -> CallResult: ...
-
-    async def list_tools(self, url: str, *, timeout: float) -> list[dict[str, Any]]: ...
-
-    async def connect(self, url: str) -> ServerInfo: ...
-
-    def in_flight(self, url: str) -> int: ...
-
-    async def drop(self, url: str) -> None: ...
 
 
 class _Endpoint:

@@ -8,7 +8,7 @@ attempt's outcome feeds the worker's breaker and the attempt counter.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from opentelemetry import propagate, trace
 
@@ -31,14 +31,11 @@ from shared import (
     labels,
     now,
 )
-from supervisor.calls import CallResult, WorkerCaller, call_headers
+from supervisor.calls import CallResult, call_headers
 from supervisor.dispatch.held import ACTIVE, Held
 from supervisor.dispatch.placement import tool_of
 from supervisor.metrics import Metrics
-from supervisor.store import Store
-
-if TYPE_CHECKING:  # the registry imports the breaker from this package
-    from supervisor.registry import Registry, WorkerState
+from supervisor.types import DispatchStore, WorkerCaller, WorkerDirectory, WorkerView
 
 __all__ = ["Calls", "Ended"]
 
@@ -51,14 +48,18 @@ class Ended(Exception):
 
 class Calls:
     def __init__(
-        self, store: Store, registry: Registry, caller: WorkerCaller, metrics: Metrics
+        self,
+        store: DispatchStore,
+        registry: WorkerDirectory,
+        caller: WorkerCaller,
+        metrics: Metrics,
     ) -> None:
         self.store = store
         self.registry = registry
         self.caller = caller
         self.metrics = metrics
 
-    async def call(self, job: Job, worker: WorkerState, held: Held) -> CallResult:
+    async def call(self, job: Job, worker: WorkerView, held: Held) -> CallResult:
         held.tried.add(worker.url)
         job.attempts += 1
         held.counted = True

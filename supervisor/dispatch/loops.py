@@ -12,10 +12,9 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from shared import StoreUnavailable, SupervisorSettings, get_logger
-from supervisor.calls import WorkerCaller
 from supervisor.dispatch.call import Calls
 from supervisor.dispatch.held import Held, lose
 from supervisor.dispatch.outcome import Outcomes
@@ -23,10 +22,7 @@ from supervisor.dispatch.placement import Placement
 from supervisor.dispatch.policy import RetryPolicy
 from supervisor.dispatch.run import Runner
 from supervisor.metrics import Metrics
-from supervisor.store import Store
-
-if TYPE_CHECKING:  # the registry imports the breaker from this package
-    from supervisor.registry import Registry
+from supervisor.types import DispatchStore, WorkerCaller, WorkerDirectory
 
 __all__ = ["Dispatcher"]
 
@@ -43,8 +39,8 @@ class Dispatcher:
 
     def __init__(
         self,
-        store: Store,
-        registry: Registry,
+        store: DispatchStore,
+        registry: WorkerDirectory,
         caller: WorkerCaller,
         settings: SupervisorSettings,
         metrics: Metrics,

@@ -19,7 +19,7 @@ from shared import (
 )
 from supervisor.dispatch.held import ACTIVE, Held
 from supervisor.metrics import Metrics
-from supervisor.store import Store
+from supervisor.types import DispatchStore
 
 __all__ = ["Outcomes", "cancelled", "job_error"]
 
@@ -31,7 +31,9 @@ log = get_logger("fleet.dispatcher")
 class Outcomes:
     """Ends jobs: writes the final status under the job's fence, then counts and logs it."""
 
-    def __init__(self, store: Store, settings: SupervisorSettings, metrics: Metrics) -> None:
+    def __init__(
+        self, store: DispatchStore, settings: SupervisorSettings, metrics: Metrics
+    ) -> None:
         self.store = store
         self.settings = settings
         self.metrics = metrics

@@ -12,14 +12,11 @@ import collections
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING
 
 from shared import Job, UnknownCapability, WorkerCallError
 from supervisor.dispatch.held import Held
 from supervisor.dispatch.router import Router
-
-if TYPE_CHECKING:  # the registry imports the breaker from this package
-    from supervisor.registry import Registry, WorkerState
+from supervisor.types import WorkerDirectory, WorkerView
 
 __all__ = ["NoWorker", "Placement", "tool_of"]
 
@@ -31,14 +28,14 @@ class NoWorker(WorkerCallError):
 
 
 class Placement:
-    def __init__(self, registry: Registry, wake_intake: Callable[[], None]) -> None:
+    def __init__(self, registry: WorkerDirectory, wake_intake: Callable[[], None]) -> None:
         self.registry = registry
         self.wake_intake = wake_intake
         self.inflight: collections.Counter[tuple[str, str]] = collections.Counter()
         self.router = Router(registry, lambda url, cap: self.inflight[(url, cap)])
         self._tool_freed: dict[str, asyncio.Condition] = {}
 
-    def route(self, job: Job, avoid: set[str] | None = None) -> WorkerState | None:
+    def route(self, job: Job, avoid: set[str] | None = None) -> WorkerView | None:
         if job.service is None:  # a job recorded before capabilities had identity
             try:
                 target = self.registry.resolve(job.capability)
@@ -53,7 +50,7 @@ class Placement:
             digest=job.schema_digest,
         )
 
-    async def choose(self, job: Job, held: Held) -> WorkerState:
+    async def choose(self, job: Job, held: Held) -> WorkerView:
         """A worker for a retry; waits (holding no slot) up to the job's timeout."""
         deadline = time.monotonic() + min(job.timeout_s, 60.0)
         while True:
@@ -78,7 +75,7 @@ class Placement:
             held.waiting = False
 
     @contextlib.asynccontextmanager
-    async def slot(self, worker: WorkerState, tool: str) -> AsyncIterator[None]:
+    async def slot(self, worker: WorkerView, tool: str) -> AsyncIterator[None]:
         """One of ``worker``'s slots for ``tool``, for the length of one call."""
         slot = (worker.url, tool)
         self.inflight[slot] += 1  # taken before any await: the next routing decision sees it

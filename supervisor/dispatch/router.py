@@ -14,16 +14,14 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Collection
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # the registry imports the breaker from this package
-    from supervisor.registry import Registry, WorkerState
+from supervisor.types import WorkerDirectory, WorkerView
 
 __all__ = ["Router"]
 
 
 class Router:
-    def __init__(self, registry: Registry, in_flight: Callable[[str, str], int]) -> None:
+    def __init__(self, registry: WorkerDirectory, in_flight: Callable[[str, str], int]) -> None:
         self.registry = registry
         self.in_flight = in_flight
         self._random = random.Random()
@@ -35,7 +33,7 @@ class Router:
         *,
         service: str | None = None,
         digest: str | None = None,
-    ) -> list[WorkerState]:
+    ) -> list[WorkerView]:
         out = []
         for worker in self.registry.workers.values():
             if pinned and not worker.answers_to(pinned):
@@ -46,7 +44,7 @@ class Router:
                 out.append(worker)
         return out
 
-    def load(self, worker: WorkerState, capability: str) -> float:
+    def load(self, worker: WorkerView, capability: str) -> float:
         limit = max(1, worker.capabilities[capability].max_concurrency)
         return self.in_flight(worker.url, capability) / limit
 
@@ -58,7 +56,7 @@ class Router:
         avoid: Collection[str] = (),
         service: str | None = None,
         digest: str | None = None,
-    ) -> WorkerState | None:
+    ) -> WorkerView | None:
         """The worker for the next attempt, or None when none can take it right now.
 
         ``capability`` is the MCP tool name; ``service``/``digest`` narrow it to one service

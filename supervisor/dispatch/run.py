@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tenacity import RetryCallState
 
@@ -31,10 +31,8 @@ from supervisor.dispatch.outcome import Outcomes, cancelled, job_error
 from supervisor.dispatch.placement import Placement, tool_of
 from supervisor.dispatch.policy import RetryPolicy, refuse_rerun
 from supervisor.metrics import Metrics
-from supervisor.store import Fenced, Store
-
-if TYPE_CHECKING:  # the registry imports the breaker from this package
-    from supervisor.registry import Registry, WorkerState
+from supervisor.store import Fenced
+from supervisor.types import DispatchStore, WorkerDirectory, WorkerView
 
 __all__ = ["Runner"]
 
@@ -47,8 +45,8 @@ class Runner:
 
     def __init__(
         self,
-        store: Store,
-        registry: Registry,
+        store: DispatchStore,
+        registry: WorkerDirectory,
         metrics: Metrics,
         placement: Placement,
         calls: Calls,
@@ -207,7 +205,7 @@ class Runner:
         )
         return True
 
-    async def _wait_for_worker(self, job: Job, held: Held) -> WorkerState | None:
+    async def _wait_for_worker(self, job: Job, held: Held) -> WorkerView | None:
         """Hold a queued job until a worker can take it (the job stays ``queued``)."""
         while True:
             worker = self.placement.route(job)
