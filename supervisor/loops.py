@@ -7,7 +7,7 @@ backoff (0.1 s doubling to 10 s, reset after a minute of good running); while it
 as having died: these loops are meant to run for the life of the process.
 
     async with Loops(metrics) as loops:
-        loops.start("registry", registry.run)
+        loops.start("registry", discovery.run)
         ...
 """
 

@@ -11,6 +11,7 @@ import pytest
 from fastmcp import Client
 from fastmcp.exceptions import ToolError
 
+from examples import hello_worker
 from shared.protocol import (
     META_ATTEMPT,
     META_CORRELATION_ID,
@@ -21,7 +22,7 @@ from shared.protocol import (
 from shared.settings import WorkerSettings
 from tests.helpers import wait_until
 from tests.workers.conftest import LogLines
-from workers import echo, examples_hello
+from workers import echo
 from workers.kit import Context, Toolset, Worker
 from workers.kit.idempotency import MemoryIdempotency
 
@@ -322,7 +323,7 @@ async def test_draining_worker_refuses_new_calls_as_retryable() -> None:
 
 
 async def test_the_readme_example_works_in_memory() -> None:
-    worker = examples_hello.build(settings())
+    worker = hello_worker.build(settings())
     steps: list[str | None] = []
 
     async def on_progress(p: float, t: float | None, m: str | None) -> None:
@@ -343,5 +344,5 @@ async def test_the_readme_example_works_in_memory() -> None:
 
 
 def test_the_readme_example_is_under_30_lines() -> None:
-    source = Path(examples_hello.__file__).read_text()
+    source = Path(hello_worker.__file__).read_text()
     assert len(source.splitlines()) < 30

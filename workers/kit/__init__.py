@@ -6,7 +6,7 @@ the worker gets streamable HTTP at ``/mcp`` with progress, ``/health`` and ``/re
 line, per-tool concurrency limits answering ``BUSY``, idempotency keys, structured
 validation errors, cooperative cancellation, Redis self-registration and graceful shutdown.
 
-Example (the full, tested version is ``workers/examples_hello.py``)::
+Example (the full, tested version is ``examples/hello_worker.py``)::
 
     tools = Toolset()
 

@@ -26,4 +26,4 @@ def build(settings: WorkerSettings | None = None) -> Worker:
 
 
 if __name__ == "__main__":
-    main(build, prog="python -m workers.examples_hello")
+    main(build, prog="python examples/hello_worker.py")
