@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from shared import Keys, StoreUnavailable
 from supervisor.store import lua
@@ -84,15 +84,33 @@ class StoreBase:
             elif job_id is None or self.embedded:  # the engine has no other replicas to wake
                 out = await self._scripts[name](keys=keys, args=args)
             else:  # script and wake-up in one round trip
-                async with self._r.pipeline(transaction=False) as pipe:
-                    await self._scripts[name](keys=keys, args=args, client=pipe)
-                    pipe.publish(self.keys.changed_channel, job_id)
-                    out, _ = await pipe.execute()
+                out = await self._script_and_wake(name, keys, args, job_id)
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(f"store unavailable: {exc}") from exc
         if job_id is not None:
             self._signals.notify(job_id)
         return out
+
+    async def _script_and_wake(
+        self, name: str, keys: list[str], args: list[str], job_id: str
+    ) -> Any:
+        """EVALSHA and PUBLISH in one pipelined round trip. Sent as plain commands: redis-py's
+        pipelined ``Script`` asks ``SCRIPT EXISTS`` before every execution (a second command
+        per write, measured at ~40 % of the Redis supervisor's CPU). A ``NOSCRIPT`` answer (a
+        flushed or restarted Redis) means the script did not run: load it and send again."""
+        script = self._scripts[name]
+        for attempt in (1, 2):
+            async with self._r.pipeline(transaction=False) as pipe:
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
+                pipe.publish(self.keys.changed_channel, job_id)
+                try:
+                    out, _ = await pipe.execute()
+                    return out
+                except NoScriptError:
+                    if attempt == 2:
+                        raise
+            await self._r.script_load(script.script)
+        raise AssertionError("unreachable")
 
     async def ping(self) -> bool:
         try:

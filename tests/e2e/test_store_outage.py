@@ -16,12 +16,14 @@ import httpx
 import pytest
 import redis
 
-from shared import SupervisorSettings
+from shared import JobStatus, Keys, SupervisorSettings
 from shared.serving import free_port
 from supervisor.app import create_app
+from supervisor.store import open_store
 from tests.helpers import wait_until, wait_until_sync
 from tests.processes import worker
 from tests.servers import serve_asgi
+from tests.supervisor.test_store_contract import make_job
 
 pytestmark = pytest.mark.e2e
 
@@ -107,3 +109,25 @@ async def test_submissions_get_503_during_an_outage_and_flow_after() -> None:
 async def _probed_during_outage(api: httpx.AsyncClient) -> bool:
     ready = await api.get("/readyz")
     return ready.status_code == 503
+
+
+async def test_scripts_run_by_evalsha_alone_and_reload_after_a_flush() -> None:
+    """A write is one EVALSHA (no SCRIPT EXISTS before it); after Redis forgets its scripts
+    (a restart, SCRIPT FLUSH) the next write loads the script and runs once."""
+    port = free_port()
+    with own_redis(port):
+        admin = redis.Redis(port=port)
+        async with open_store(f"redis://127.0.0.1:{port}/0", Keys("scripts")) as store:
+            job = make_job()
+            await store.submit(job, fingerprint="f", queue_limit=10)
+            admin.script_flush()
+            admin.config_resetstat()
+            fence, _, _ = await store.acquire(job.id)
+            seq = await store.transition(job.id, fence=fence, event="status", status="running")
+            assert seq == 2 and (await store.get(job.id)).status is JobStatus.RUNNING
+            stats = admin.info("commandstats")
+            assert "cmdstat_script|exists" not in stats
+            assert stats["cmdstat_script|load"]["calls"] >= 1  # loaded again, once each
+            await store.append(job.id, "progress", {"n": 1}, fence=fence)
+            assert "cmdstat_script|exists" not in admin.info("commandstats")
+        admin.close()
