@@ -16,13 +16,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from shared import get_logger
 from supervisor.metrics import Metrics
 
-__all__ = ["Loops"]
+__all__ = ["Loops", "cancel_all"]
 
 log = get_logger("fleet.loops")
 
@@ -51,11 +51,7 @@ class Loops:
 
     async def stop(self) -> None:
         tasks, self._tasks = list(self._tasks.values()), {}
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_all(tasks)
 
     async def _run(self, name: str, loop: Callable[[], Awaitable[Any]]) -> None:
         delay = BACKOFF_FIRST_S
@@ -80,3 +76,20 @@ class Loops:
             delay = min(delay * 2, BACKOFF_MAX_S)
             self.down.pop(name, None)
             log.info("loop.restarted", loop=name, restarts=self.restarts[name])
+
+
+async def cancel_all(tasks: Iterable[asyncio.Task[Any]], *, again_after_s: float = 0.5) -> None:
+    """Cancel ``tasks`` and wait for them to end, cancelling again any that keeps running.
+
+    redis-py can swallow a cancellation that lands inside a command (redis/redis-py#2028,
+    #2551): the task then carries on as if nothing happened, and a loop would never stop.
+    """
+    pending = {t for t in tasks if not t.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=again_after_s)
+    for task in tasks:
+        if not task.cancelled():
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                task.result()

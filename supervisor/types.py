@@ -15,7 +15,7 @@ the directory. Tests pass the real ones or small fakes through the same construc
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from shared import CapabilitySpec, Event, Job, JobStatus, WorkerRegistration
@@ -122,6 +122,16 @@ class EventLog(Protocol):
     async def events(
         self, job_id: str, *, after: int = 0, block_ms: int | None = None, count: int = 500
     ) -> list[Event]: ...
+
+    def follow(
+        self, job_id: str, *, after: int = 0, idle_s: float = 1.0, recheck_s: float = 15.0
+    ) -> AsyncGenerator[list[Event], None]:
+        """Batches of new events as they are written; an empty batch when idle."""
+        ...
+
+    async def wait_ended(self, job_id: str, timeout: float) -> Job:
+        """The job once it ended, or as it is after ``timeout``."""
+        ...
 
     async def publish_cancel(self, job_id: str) -> None: ...
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-import time
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Annotated
@@ -161,20 +161,10 @@ async def list_jobs(
 async def _wait_terminal(
     svc: Services, job_id: str, seconds: float, known: Job | None = None
 ) -> Job:
-    """The job once it ends (its ``done`` event carries it), or as it is when time is up."""
-    deadline = time.monotonic() + seconds
-    job = known or await svc.store.get(job_id)
-    after = 0
-    while not job.status.terminal:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return await svc.store.get(job_id)
-        events = await svc.store.events(job_id, after=after, block_ms=max(1, int(remaining * 1000)))
-        for event in events:
-            after = event.seq
-            if event.type == "done":
-                return Job.model_validate(event.data)
-    return job
+    """The job once it ends, or as it is when time is up."""
+    if known is not None and known.status.terminal:
+        return known
+    return await svc.store.wait_ended(job_id, seconds)
 
 
 @router.get("/jobs/{job_id}", response_model=Job, responses=errors(JobNotFound, StoreUnavailable))
@@ -224,25 +214,22 @@ async def job_events(
         start = max(after or 0, int(last_event_id or 0))
 
     async def stream() -> AsyncIterator[ServerSentEvent]:
-        cursor, ended = start, job.status.terminal
-        while True:
-            events = await store.events(job_id, after=cursor, block_ms=None if ended else 1000)
-            for event in events:
-                cursor = event.seq
-                yield ServerSentEvent(
-                    data=event.model_dump_json(), event=event.type, id=str(event.seq)
-                )
-                if event.type == "done":
-                    if int(await store.flag(job_id, "run_start") or 0) > event.seq:
-                        ended = False  # the done of an earlier run: a redrive follows it
-                        continue
+        ended = job.status.terminal
+        async with contextlib.aclosing(store.follow(job_id, after=start)) as batches:
+            async for events in batches:
+                for event in events:
+                    yield ServerSentEvent(
+                        data=event.model_dump_json(), event=event.type, id=str(event.seq)
+                    )
+                    if event.type == "done":
+                        if int(await store.flag(job_id, "run_start") or 0) > event.seq:
+                            ended = False  # the done of an earlier run: a redrive follows it
+                            continue
+                        return
+                # An ended job's `done` is in its log with the status: nothing after the cursor
+                # means the reader resumed past it, and nothing more will come.
+                if not events and (ended or await request.is_disconnected()):
                     return
-            if not events:
-                # An ended job's `done` is in its log with the status: nothing after the
-                # cursor means the reader resumed past it, and nothing more will come.
-                if ended or await request.is_disconnected():
-                    return
-                ended = (await svc.store.get(job_id)).status.terminal
 
     return EventSourceResponse(
         stream(),

@@ -21,6 +21,7 @@ from supervisor.dispatch.outcome import Outcomes
 from supervisor.dispatch.placement import Placement
 from supervisor.dispatch.policy import RetryPolicy
 from supervisor.dispatch.run import Runner
+from supervisor.loops import cancel_all
 from supervisor.metrics import Metrics
 from supervisor.types import DispatchStore, WorkerCaller, WorkerDirectory
 
@@ -78,9 +79,7 @@ class Dispatcher:
             await self.stop()
 
     async def stop(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_all(list(self._tasks))
 
     async def _intake(self) -> None:
         while True:

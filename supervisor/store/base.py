@@ -16,6 +16,9 @@ from supervisor.store import lua
 from supervisor.store.embedded import EmbeddedScripts
 from supervisor.store.signals import Signals
 
+ENDED = " ended"
+"""Suffix of a ``changed`` message whose write may have ended the job."""
+
 
 class StoreBase:
     """A Redis-protocol client (Redis or burner-redis), its keys and the atomic scripts."""
@@ -74,25 +77,32 @@ class StoreBase:
             raise StoreUnavailable(f"store unavailable: {exc}") from exc
 
     async def _script(
-        self, name: str, keys: list[str], args: list[str], *, job_id: str | None = None
+        self,
+        name: str,
+        keys: list[str],
+        args: list[str],
+        *,
+        job_id: str | None = None,
+        ends: bool = False,
     ) -> Any:
         """Run one of the atomic scripts: EVALSHA, or its Python twin on the engine; then
-        wake whoever watches ``job_id`` (here directly, elsewhere through ``changed``)."""
+        wake whoever watches ``job_id`` (here directly, elsewhere through ``changed``); ``ends``:
+        the write may end the job, so whoever waits for its end wakes too."""
         try:
             if self._twins is not None:
                 out = await self._twins.run(name, keys, args)
             elif job_id is None or self.embedded:  # the engine has no other replicas to wake
                 out = await self._scripts[name](keys=keys, args=args)
             else:  # script and wake-up in one round trip
-                out = await self._script_and_wake(name, keys, args, job_id)
+                out = await self._script_and_wake(name, keys, args, job_id, ends)
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(f"store unavailable: {exc}") from exc
         if job_id is not None:
-            self._signals.notify(job_id)
+            self._signals.notify(job_id, ended=ends)
         return out
 
     async def _script_and_wake(
-        self, name: str, keys: list[str], args: list[str], job_id: str
+        self, name: str, keys: list[str], args: list[str], job_id: str, ends: bool
     ) -> Any:
         """EVALSHA and PUBLISH in one pipelined round trip. Sent as plain commands: redis-py's
         pipelined ``Script`` asks ``SCRIPT EXISTS`` before every execution (a second command
@@ -102,7 +112,7 @@ class StoreBase:
         for attempt in (1, 2):
             async with self._r.pipeline(transaction=False) as pipe:
                 pipe.evalsha(script.sha, len(keys), *keys, *args)
-                pipe.publish(self.keys.changed_channel, job_id)
+                pipe.publish(self.keys.changed_channel, job_id + (ENDED if ends else ""))
                 try:
                     out, _ = await pipe.execute()
                     return out

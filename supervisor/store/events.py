@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from redis.exceptions import RedisError
 
-from shared import Event, now
-from supervisor.store.base import StoreBase
-from supervisor.store.codec import encode_fields, text
+from shared import Event, Job, now
+from supervisor.store.base import ENDED, StoreBase
+from supervisor.store.codec import encode_fields, job_and_flags, text
 from supervisor.store.errors import check_fence
 
 
@@ -69,6 +71,47 @@ class EventLog(StoreBase):
         finally:
             self._signals.release(job_id, signal)
 
+    async def follow(
+        self, job_id: str, *, after: int = 0, idle_s: float = 1.0, recheck_s: float = 15.0
+    ) -> AsyncGenerator[list[Event], None]:
+        """Batches of the job's new events as they are written, forever. The log is read when
+        a write signals it (and every ``recheck_s`` in case a signal from another replica was
+        lost); with nothing new, an empty batch every ``idle_s`` without touching the store,
+        so an idle watcher costs nothing but lets its caller look at its client."""
+        while True:
+            signal = self._signals.acquire(job_id)  # before the read: no write slips between
+            try:
+                events = await self._read_events(job_id, after, 500)
+                read_at = time.monotonic()
+                if events:
+                    after = events[-1].seq
+                yield events  # an empty first batch: nothing new yet (the caller may stop)
+                if events:
+                    continue
+                while not signal.is_set() and time.monotonic() - read_at < recheck_s:
+                    try:
+                        await asyncio.wait_for(signal.wait(), idle_s)
+                    except TimeoutError:
+                        yield []
+            finally:
+                self._signals.release(job_id, signal)
+
+    async def wait_ended(self, job_id: str, timeout: float) -> Job:
+        """The job once it has ended, or as it is after ``timeout`` seconds. Wakes only for
+        writes that may end it: one read of the record, not one per progress event."""
+        deadline = time.monotonic() + timeout
+        while True:
+            signal = self._signals.acquire(job_id, ended=True)
+            try:
+                job, _ = job_and_flags(job_id, await self._call("hgetall", self.keys.job(job_id)))
+                remaining = deadline - time.monotonic()
+                if job.status.terminal or remaining <= 0:
+                    return job
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(signal.wait(), remaining)
+            finally:
+                self._signals.release(job_id, signal, ended=True)
+
     async def _read_events(self, job_id: str, after: int, count: int) -> list[Event]:
         key = self.keys.events(job_id)
         reply = await self._call("xread", {key: f"{after}-1"}, count=count)
@@ -101,7 +144,8 @@ class EventLog(StoreBase):
                 while True:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                     if message and message.get("type") == "message":
-                        self._signals.notify(text(message["data"]))
+                        job_id, ended, _ = text(message["data"]).partition(ENDED)
+                        self._signals.notify(job_id, ended=bool(ended))
             except (RedisError, OSError) as exc:
                 from shared import get_logger
 

@@ -81,7 +81,7 @@ class JobIndex(JobRecords):
 
     async def registrations(self) -> list[WorkerRegistration]:
         out = []
-        keys = [k async for k in self._r.scan_iter(match=self.keys.worker_pattern)]
+        keys = [k async for k in self._r.scan_iter(match=self.keys.worker_pattern, count=1000)]
         for key in keys:
             raw = await self._call("get", text(key))
             if raw is None:

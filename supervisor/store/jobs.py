@@ -96,6 +96,7 @@ class JobRecords(StoreBase):
             "TRANSITION",
             [k.job(job_id), k.events(job_id), k.queued, k.dead],
             job_id=job_id,
+            ends=finish,
             args=[
                 ",".join(s.value for s in allowed),
                 event or "",

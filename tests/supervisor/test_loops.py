@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from supervisor.loops import Loops
+from supervisor.loops import Loops, cancel_all
 from supervisor.metrics import Metrics
 from tests.helpers import wait_until
 from tests.supervisor.conftest import Fleet
@@ -62,3 +62,22 @@ async def test_metrics_of_a_departed_worker_are_dropped(fleet: Fleet) -> None:
         assert f'worker="{name}"' not in (await fleet.api.get("/metrics")).text
     finally:
         registry.workers[url] = departed
+
+
+async def test_a_loop_that_swallows_its_cancellation_is_cancelled_again() -> None:
+    """As redis-py may do inside a command: the first cancel is eaten, the loop goes on."""
+    started, swallowed = asyncio.Event(), asyncio.Event()
+
+    async def stubborn() -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            swallowed.set()  # and carry on, as if nothing happened
+        await asyncio.Event().wait()  # the loop's next wait
+
+    task = asyncio.create_task(stubborn())
+    await started.wait()
+    async with asyncio.timeout(10):
+        await cancel_all([task], again_after_s=0.05)
+    assert swallowed.is_set() and task.cancelled()
