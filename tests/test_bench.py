@@ -30,7 +30,10 @@ SYSTEMS = {
     "fleet-memory-wait", "fleet-memory-sse", "fleet-redis-wait", "fleet-redis-sse",
     "celery-bare", "celery-mcp", "arq-bare", "arq-mcp",
 }  # fmt: skip
-PROGRESS = {"events_s", "emit_p50_ms", "emit_p99_ms", "append_p50_ms", "append_p99_ms", "lost"}
+PROGRESS = {
+    "events_s", "emit_p50_ms", "emit_p99_ms", "append_p50_ms", "append_p99_ms", "lost",
+    "supervisor_cpu_pct", "client_cpu_pct",
+}  # fmt: skip
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,7 @@ from rich.console import Console
 from bench.speed.config import FULL, QUICK
 from bench.speed.report import print_report, write_json
 from bench.speed.run import run
+from shared import configure_logging
 
 
 def _on_sigterm(_signum: int, _frame: FrameType | None) -> None:
@@ -34,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, metavar="FILE", help="write every number here")
     parser.add_argument("--keep", action="store_true", help="keep the work dir and its logs")
     args = parser.parse_args(argv)
+    configure_logging("console", "WARNING")  # the tables alone on stdout
     signal.signal(signal.SIGTERM, _on_sigterm)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)  # 1,000 watchers need the fds
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))

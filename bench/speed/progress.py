@@ -5,7 +5,8 @@ The job waits until every watcher has its stream open (a file it polls for), the
 at. Per run: events/s (``n`` over the time from the go to the last watcher's ``done``, or to
 the job's end with nobody watching); p50/p99 from the worker's emit and from the
 supervisor's append (the event's ``ts``) to each watcher's receipt; and events lost — per
-watcher, and in the job's stored log read again afterwards.
+watcher, and in the job's stored log read again afterwards. The CPU the supervisor and this
+process (the watchers) used meanwhile, as a share of one core, tells who was the bottleneck.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 import aiohttp
 
 from bench.chaos.waiting import wait_until
+from bench.speed.procstat import cpu_seconds
 from bench.speed.stats import pct
 from bench.speed.systems import TIMEOUT_S, sse_events
 
@@ -49,7 +51,9 @@ async def _stored(http: aiohttp.ClientSession, job_id: str) -> int:
     return count
 
 
-async def measure_progress(base: str, watchers: int, n: int, workdir: Path) -> dict[str, Any]:
+async def measure_progress(
+    base: str, supervisor: int, watchers: int, n: int, workdir: Path
+) -> dict[str, Any]:
     go = workdir / f"go-{uuid.uuid4().hex}"
     connector = aiohttp.TCPConnector(limit=watchers + 16)
     timeout = aiohttp.ClientTimeout(total=TIMEOUT_S)
@@ -66,7 +70,7 @@ async def measure_progress(base: str, watchers: int, n: int, workdir: Path) -> d
                 what=f"{watchers} watchers connected",
                 interval=0.005,
             )
-            start = time.time()
+            start, cpu = time.time(), (time.process_time(), cpu_seconds([supervisor]))
             go.touch()
             if crowd:
                 await asyncio.gather(*tasks)
@@ -77,6 +81,8 @@ async def measure_progress(base: str, watchers: int, n: int, workdir: Path) -> d
                 end = time.time()
                 if job.get("status") != "succeeded":
                     raise RuntimeError(f"ticks job ended {job.get('status')}: {job.get('error')}")
+            client_cpu = time.process_time() - cpu[0]
+            supervisor_cpu = cpu_seconds([supervisor]) - cpu[1]
         finally:
             for task in tasks:
                 task.cancel()
@@ -84,11 +90,14 @@ async def measure_progress(base: str, watchers: int, n: int, workdir: Path) -> d
         stored = await _stored(http, job_id)
     emit = [x for w in crowd for x in w.emit_ms]
     append = [x for w in crowd for x in w.append_ms]
+    elapsed = max(end - start, 1e-9)
     return {
-        "events_s": n / max(end - start, 1e-9),
+        "events_s": n / elapsed,
         "emit_p50_ms": pct(emit, 0.5),
         "emit_p99_ms": pct(emit, 0.99),
         "append_p50_ms": pct(append, 0.5),
         "append_p99_ms": pct(append, 0.99),
         "lost": float(max(n * watchers - len(emit), n - stored)),
+        "supervisor_cpu_pct": 100 * supervisor_cpu / elapsed,
+        "client_cpu_pct": 100 * client_cpu / elapsed,
     }

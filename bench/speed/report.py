@@ -28,6 +28,8 @@ _PROGRESS_COLUMNS = (
     ("append_p50_ms", "append→watcher p50", 2),
     ("append_p99_ms", "p99", 2),
     ("lost", "lost (worst)", 0),
+    ("supervisor_cpu_pct", "supervisor CPU %", 0),
+    ("client_cpu_pct", "watchers' CPU %", 0),
 )
 
 

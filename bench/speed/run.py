@@ -119,7 +119,11 @@ async def run(counts: Counts, mode: str, workdir: Path, log: Log) -> dict[str, A
                         key = (store, watchers)
                         try:
                             numbers = await measure_progress(
-                                stack.base[store], watchers, counts.progress_events, workdir
+                                stack.base[store],
+                                stack.pid(stack.supervisors[store]),
+                                watchers,
+                                counts.progress_events,
+                                workdir,
                             )
                         except Exception as exc:
                             progress_errors[key] = repr(exc)[:300]
