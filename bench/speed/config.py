@@ -1,0 +1,62 @@
+"""How much each measurement does: the full run, and the short one for CI (``--quick``)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+__all__ = ["FULL", "QUICK", "Counts"]
+
+
+@dataclass(frozen=True)
+class Counts:
+    rounds: int
+    sequential: int
+    """Jobs one after another, for p50 and p99."""
+    inflight: int
+    """Jobs run with ``concurrency`` in flight, for jobs/s (and CPU per job)."""
+    burst: int
+    """Jobs enqueued at once, then awaited."""
+    progress_events: int
+    """Progress events of the progress-heavy job."""
+    watchers: tuple[int, ...]
+    queued: int
+    """Jobs left queued for the memory measurement."""
+    queued_watchers: int
+    curve: tuple[int, ...]
+    """Concurrent submitters for the throughput/latency curve."""
+    curve_jobs: int
+    """Jobs per curve point (at least 4 per submitter)."""
+    warmup: int = 50
+    concurrency: int = 64
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+FULL = Counts(
+    rounds=3,
+    sequential=500,
+    inflight=2000,
+    burst=2000,
+    progress_events=2000,
+    watchers=(0, 1, 100),
+    queued=10_000,
+    queued_watchers=1000,
+    curve=(1, 8, 64, 256),
+    curve_jobs=1500,
+)
+
+QUICK = Counts(
+    rounds=1,
+    sequential=50,
+    inflight=200,
+    burst=200,
+    progress_events=200,
+    watchers=(0, 1, 100),
+    queued=1000,
+    queued_watchers=100,
+    curve=(1, 8, 64, 256),
+    curve_jobs=256,
+    warmup=10,
+)

@@ -1,0 +1,60 @@
+"""A kit worker with the two tools the progress and memory measurements need.
+
+- ``ticks(n, go)``: waits until the file ``go`` exists (so every watcher is connected before
+  the first event), then reports progress ``n`` times through the kit's reporter, each message
+  the wall time it was sent at.
+- ``hold(go)``: at most one runs at once; it waits for ``go`` (which never comes), so every
+  other ``hold`` job stays queued.
+
+    python -m bench.speed.ticks_worker --port PORT
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field
+
+from workers.kit import Context, ProgressReporter, Toolset, Worker, WorkerSettings, main
+
+tools = Toolset()
+_GO_WAIT_S = 120.0
+
+
+async def _wait_for(go: str) -> None:
+    deadline = time.monotonic() + _GO_WAIT_S
+    path = Path(go)
+    while not path.exists():  # noqa: ASYNC240 (one stat of a local file: microseconds)
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{go} never appeared")
+        await asyncio.sleep(0.001)
+
+
+@tools.tool(idempotent=True, read_only=True, estimated_duration_ms=100, max_concurrency=256)
+async def ticks(
+    n: Annotated[int, Field(ge=0, le=1_000_000)], go: str, ctx: Context
+) -> dict[str, int]:
+    """Report progress n times once the file `go` exists; each message is the send time."""
+    await _wait_for(go)
+    reporter = ProgressReporter(ctx, total=n)
+    for _ in range(n):
+        await reporter.step(message=repr(time.time()))
+    return {"n": n}
+
+
+@tools.tool(idempotent=True, read_only=True, estimated_duration_ms=1000, max_concurrency=1)
+async def hold(go: str) -> dict[str, bool]:
+    """Wait for the file `go`; one at a time, so the rest queue."""
+    await _wait_for(go)
+    return {"ok": True}
+
+
+def build(settings: WorkerSettings | None = None) -> Worker:
+    return Worker("ticks", tools=tools, settings=settings, version="1.0.0")
+
+
+if __name__ == "__main__":
+    main(build, prog="python -m bench.speed.ticks_worker")

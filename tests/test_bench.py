@@ -1,0 +1,115 @@
+"""The speed bench's short version (``./run bench --quick``) runs end to end and reports every
+row and every target: each with a number, or an explicit "unavailable" reason. Not a timing
+assertion: the numbers depend on the machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.speed.config import QUICK
+from bench.speed.measure import METRICS
+from bench.speed.targets import TARGETS
+
+HARNESS_TIMEOUT_S = 600  # the first run also builds the Celery and arq venvs
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(HARNESS_TIMEOUT_S + 60)]
+
+ROOT = Path(__file__).resolve().parent.parent
+SYSTEMS = {
+    "floor-kit", "floor-bare", "fastmcp",
+    "fleet-memory-wait", "fleet-memory-sse", "fleet-redis-wait", "fleet-redis-sse",
+    "celery-bare", "celery-mcp", "arq-bare", "arq-mcp",
+}  # fmt: skip
+PROGRESS = {
+    "events_s", "emit_p50_ms", "emit_p99_ms", "append_p50_ms", "append_p99_ms", "lost",
+    "supervisor_cpu_pct", "client_cpu_pct",
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    if shutil.which("redis-server") is None:
+        if os.environ.get("FLEET_REQUIRE_REDIS") == "1":
+            pytest.fail("the bench needs redis-server (it runs its own)")
+        pytest.skip("redis-server is not installed")
+    out = tmp_path_factory.mktemp("bench") / "bench.json"
+    with subprocess.Popen(
+        [sys.executable, "-m", "bench.speed", "--quick", "--json", str(out)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group: nothing it started can outlive it
+    ) as proc:
+        try:
+            stdout, stderr = proc.communicate(timeout=HARNESS_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            proc.terminate()  # the bench stops every process it started
+            try:
+                proc.communicate(timeout=60)
+            finally:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+            pytest.fail(f"the quick bench took over {HARNESS_TIMEOUT_S}s")
+    assert proc.returncode == 0, f"bench failed ({proc.returncode}):\n{stderr[-3000:]}"
+    assert "Targets" in stdout
+    result: dict[str, Any] = json.loads(out.read_text())
+    return result
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def test_header(report: dict[str, Any]) -> None:
+    assert report["mode"] == "quick"
+    assert report["commit"] and report["date"]
+    assert len(report["load"]["start"]) == len(report["load"]["end"]) == 3
+
+
+def test_every_system_row(report: dict[str, Any]) -> None:
+    rows = {row["key"]: row for row in report["systems"]}
+    assert set(rows) == SYSTEMS
+    for key, row in rows.items():
+        if row["unavailable"]:
+            assert isinstance(row["unavailable"], str), key
+            continue
+        for metric in METRICS[:4]:
+            assert _number(row["metrics"][metric]["median"]), (key, metric)
+        assert all(_number(m["median"]) for m in row["metrics"].values()), key
+    for key in ("floor-kit", "fleet-memory-wait", "fleet-redis-wait"):
+        assert not rows[key]["unavailable"], rows[key]["unavailable"]
+
+
+def test_every_progress_curve_and_memory_row(report: dict[str, Any]) -> None:
+    progress = {(p["store"], p["watchers"]): p for p in report["progress"]}
+    assert set(progress) == {(s, w) for s in ("memory", "redis") for w in QUICK.watchers}
+    for key, row in progress.items():
+        assert row["unavailable"] or set(row["metrics"]) == PROGRESS, key
+    curve = {(c["store"], c["submitters"]) for c in report["curve"]}
+    assert curve == {(s, n) for s in ("memory", "redis") for n in QUICK.curve}
+    assert all(_number(c["metrics"]["jobs_s"]["median"]) for c in report["curve"])
+    assert {m["store"] for m in report["memory"]} == {"memory", "redis"}
+    for row in report["memory"]:
+        assert row.get("unavailable") or _number(row["rss_mb"]), row
+
+
+def test_every_target_has_a_verdict(report: dict[str, Any]) -> None:
+    assert [t["key"] for t in report["targets"]] == [t.key for t in TARGETS]
+    for target in report["targets"]:
+        assert target["verdict"] in ("PASS", "MISS")
+        if target["value"] is None:
+            assert target["verdict"] == "MISS"
+            assert target["reason"].startswith("unavailable: "), target
+        else:
+            assert _number(target["value"]), target
