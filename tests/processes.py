@@ -34,9 +34,8 @@ class Proc:
     def __init__(self, args: list[str], env: dict[str, str], url: str, health: str) -> None:
         self.url = url
         self.health = health
-        self.log = open(os.devnull, "wb")  # noqa: SIM115 - closed in stop()
         self.p = subprocess.Popen(
-            args, env=env, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT
+            args, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
         )
 
     def healthy(self) -> bool:
@@ -63,7 +62,6 @@ class Proc:
                 self.p.wait(15)
             except subprocess.TimeoutExpired:
                 self.kill()
-        self.log.close()
 
 
 def worker_env(**env: str) -> dict[str, str]:

@@ -59,7 +59,9 @@ async def open_store(
             health_check_interval=30,
             retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 2),
         )
-        client = aioredis.Redis(connection_pool=pool)
+        # from_pool: the client owns the pool, so closing the store disconnects every pooled
+        # connection (Redis(connection_pool=pool) would leave them open for the GC to find).
+        client = aioredis.Redis.from_pool(pool)
     else:
         raise ValueError(f"unsupported store URL {url!r}: use memory:// or redis://host:port/db")
     store = Store(client, keys, retention_s=retention_s, idempotency_ttl_s=idempotency_ttl_s)

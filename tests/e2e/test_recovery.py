@@ -59,21 +59,19 @@ def test_supervisor_kill9_recovers_from_redis(redis_url: str, key_prefix: str) -
     }
     with worker() as w:
         env["FLEET_WORKERS"] = w.url
-        first = start_supervisor(**env).wait_healthy()
-        api = httpx.Client(base_url=first.url, timeout=30)
-        wait_until_sync(lambda: workers_up(api, 1), timeout=20, message="worker seen")
-        long_job = api.post(
-            "/v1/jobs", json={"capability": "sleep", "input": {"seconds": 2, "steps": 20}}
-        ).json()
-        wait_until_sync(
-            lambda: job_state(api, long_job["id"])["progress"], timeout=20, message="progress"
-        )
-        queued = [
-            api.post("/v1/jobs", json={"capability": "echo", "input": {"value": i}}).json()
-            for i in range(5)
-        ]
-        first.kill()  # SIGKILL: no cleanup, leases just stop being renewed
-        api.close()
+        with supervisor(**env) as first, httpx.Client(base_url=first.url, timeout=30) as api:
+            wait_until_sync(lambda: workers_up(api, 1), timeout=20, message="worker seen")
+            long_job = api.post(
+                "/v1/jobs", json={"capability": "sleep", "input": {"seconds": 2, "steps": 20}}
+            ).json()
+            wait_until_sync(
+                lambda: job_state(api, long_job["id"])["progress"], timeout=20, message="progress"
+            )
+            queued = [
+                api.post("/v1/jobs", json={"capability": "echo", "input": {"value": i}}).json()
+                for i in range(5)
+            ]
+            first.kill()  # SIGKILL: no cleanup, leases just stop being renewed
         with supervisor(**env) as second, httpx.Client(base_url=second.url, timeout=30) as api2:
             done = api2.get(f"/v1/jobs/{long_job['id']}", params={"wait": 40}).json()
             assert done["status"] == "succeeded", done
