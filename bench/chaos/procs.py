@@ -274,19 +274,7 @@ class Fleet:
 
     async def start_redis(self) -> None:
         self.redis.start()
-        client = aioredis.Redis.from_url(self.redis_url, socket_connect_timeout=1)
-
-        async def pong() -> bool:
-            self.redis.check()
-            try:
-                return bool(await client.ping())
-            except (aioredis.RedisError, OSError):
-                return False
-
-        try:
-            await wait_until(pong, timeout=_START_S, what="redis-server answering PING")
-        finally:
-            await client.aclose()
+        await redis_answers(self.redis, self.redis_url, timeout=_START_S)
 
     async def restart(self, service: Service) -> None:
         """Start ``service`` again at its port (after a kill) and wait until it is healthy."""
@@ -340,3 +328,20 @@ class Fleet:
             return response.json()
         except ValueError:
             return None
+
+
+async def redis_answers(proc: Proc, url: str, *, timeout: float) -> None:
+    """Wait until the ``redis-server`` run by ``proc`` answers PING at ``url``."""
+    client = aioredis.Redis.from_url(url, socket_connect_timeout=1)
+
+    async def pong() -> bool:
+        proc.check()
+        try:
+            return bool(await client.ping())
+        except (aioredis.RedisError, OSError):
+            return False
+
+    try:
+        await wait_until(pong, timeout=timeout, what="redis-server answering PING")
+    finally:
+        await client.aclose()

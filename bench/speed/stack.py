@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
 
 import httpx
 
-from bench.chaos.procs import Proc, _env, free_port, redis_server, stop_all
+from bench.chaos.procs import Proc, _env, free_port, redis_answers, redis_server, stop_all
 from bench.chaos.waiting import wait_until
 
 __all__ = ["START_S", "Stack", "supervisor_proc", "wait_answers", "wait_capabilities"]
@@ -141,21 +140,7 @@ class Stack:
         return self
 
     async def _wait_redis(self) -> None:
-        import redis.asyncio as aioredis
-
-        client: Any = aioredis.Redis.from_url(self.redis_url, socket_connect_timeout=1)
-
-        async def pong() -> bool:
-            self.redis.check()
-            try:
-                return bool(await client.ping())
-            except (aioredis.RedisError, OSError):
-                return False
-
-        try:
-            await wait_until(pong, timeout=START_S, what="redis-server answering PING")
-        finally:
-            await client.aclose()
+        await redis_answers(self.redis, self.redis_url, timeout=START_S)
 
     async def __aexit__(self, *exc: object) -> None:
         self.stop()
