@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
+import os
+import shutil
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import pytest
 
 from shared.sse import ServerSentEvent, SSEParser
 
@@ -60,3 +68,34 @@ def iter_sse(response: httpx.Response) -> Iterator[ServerSentEvent]:
     parser = SSEParser()
     for chunk in response.iter_bytes():
         yield from parser.feed(chunk)
+
+
+def run_harness(
+    argv: list[str], *, what: str, timeout: float, cwd: Path
+) -> subprocess.CompletedProcess[str]:
+    """Run a harness that runs its own ``redis-server`` and processes (``python -m bench.X``)
+    in its own process group; fail (never skip under ``FLEET_REQUIRE_REDIS=1``) without
+    ``redis-server``; on a timeout, stop it and everything it started, then fail."""
+    if shutil.which("redis-server") is None:
+        if os.environ.get("FLEET_REQUIRE_REDIS") == "1":
+            pytest.fail(f"{what} needs redis-server (it runs its own)")
+        pytest.skip("redis-server is not installed")
+    with subprocess.Popen(
+        [sys.executable, *argv],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group: nothing it started can outlive it
+    ) as proc:
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.terminate()  # the harness stops every process it started
+            try:
+                proc.communicate(timeout=60)
+            finally:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+            pytest.fail(f"{what} took over {timeout}s")
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)

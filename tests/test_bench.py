@@ -5,13 +5,7 @@ assertion: the numbers depend on the machine.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import shutil
-import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +14,7 @@ import pytest
 from bench.speed.config import QUICK
 from bench.speed.measure import METRICS
 from bench.speed.targets import TARGETS
+from tests.helpers import run_harness
 
 HARNESS_TIMEOUT_S = 600  # the first run also builds the Celery and arq venvs
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(HARNESS_TIMEOUT_S + 60)]
@@ -38,30 +33,15 @@ PROGRESS = {
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    if shutil.which("redis-server") is None:
-        if os.environ.get("FLEET_REQUIRE_REDIS") == "1":
-            pytest.fail("the bench needs redis-server (it runs its own)")
-        pytest.skip("redis-server is not installed")
     out = tmp_path_factory.mktemp("bench") / "bench.json"
-    with subprocess.Popen(
-        [sys.executable, "-m", "bench.speed", "--quick", "--json", str(out)],
+    run = run_harness(
+        ["-m", "bench.speed", "--quick", "--json", str(out)],
+        what="the quick bench",
+        timeout=HARNESS_TIMEOUT_S,
         cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # its own process group: nothing it started can outlive it
-    ) as proc:
-        try:
-            stdout, stderr = proc.communicate(timeout=HARNESS_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            proc.terminate()  # the bench stops every process it started
-            try:
-                proc.communicate(timeout=60)
-            finally:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-            pytest.fail(f"the quick bench took over {HARNESS_TIMEOUT_S}s")
-    assert proc.returncode == 0, f"bench failed ({proc.returncode}):\n{stderr[-3000:]}"
+    )
+    stdout = run.stdout
+    assert run.returncode == 0, f"bench failed ({run.returncode}):\n{run.stderr[-3000:]}"
     assert "Targets" in stdout
     result: dict[str, Any] = json.loads(out.read_text())
     return result

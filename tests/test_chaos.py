@@ -9,17 +9,13 @@ plain test so its state (pass or fail) is visible on its own.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import shutil
-import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.helpers import run_harness
 
 HARNESS_TIMEOUT_S = 300
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(HARNESS_TIMEOUT_S + 90)]
@@ -31,29 +27,14 @@ COUNTS = {"lost", "double_executions", "gaps", "events_after_done", "http_5xx"}
 
 @pytest.fixture(scope="module")
 def chaos() -> dict[str, Any]:
-    if shutil.which("redis-server") is None:
-        if os.environ.get("FLEET_REQUIRE_REDIS") == "1":
-            pytest.fail("the chaos suite needs redis-server (it runs its own)")
-        pytest.skip("redis-server is not installed")
-    with subprocess.Popen(
-        [sys.executable, "-m", "bench.chaos", "--quick", "--json"],
+    run = run_harness(
+        ["-m", "bench.chaos", "--quick", "--json"],
+        what="the quick chaos suite",
+        timeout=HARNESS_TIMEOUT_S,
         cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # its own process group: nothing it started can outlive it
-    ) as proc:
-        try:
-            out, err = proc.communicate(timeout=HARNESS_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            proc.terminate()  # the harness stops its fleet and removes its work dirs
-            try:
-                proc.communicate(timeout=60)
-            finally:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-            pytest.fail(f"the quick chaos suite took over {HARNESS_TIMEOUT_S}s")
-    assert proc.returncode in (0, 1), f"harness failed ({proc.returncode}):\n{err[-3000:]}"
+    )
+    out = run.stdout
+    assert run.returncode in (0, 1), f"harness failed ({run.returncode}):\n{run.stderr[-3000:]}"
     report: dict[str, Any] = json.loads(out)
     return report
 
