@@ -16,6 +16,7 @@ the directory. Tests pass the real ones or small fakes through the same construc
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Protocol
 
 from shared import CapabilitySpec, Event, Job, JobStatus, WorkerRegistration
@@ -29,6 +30,7 @@ __all__ = [
     "DispatchQueue",
     "DispatchStore",
     "EventLog",
+    "JobEnding",
     "JobIndex",
     "JobStore",
     "QueueEntry",
@@ -67,6 +69,7 @@ class JobStore(Protocol):
         persist: bool = False,
         fence: int | None = None,
         dead_letter: bool = False,
+        ack: str | None = None,
         **fields: Any,
     ) -> int | None: ...
 
@@ -106,6 +109,12 @@ class DispatchQueue(Protocol):
     ) -> int | None: ...
 
 
+class JobEnding(Protocol):
+    async def wait(self, timeout: float, known: Job | None = None) -> Job:
+        """The job once it ended, or as it is after ``timeout``; ``known``: as last seen."""
+        ...
+
+
 class EventLog(Protocol):
     """Each job's ordered events (status, progress, log, done) and the cancel signal."""
 
@@ -131,6 +140,10 @@ class EventLog(Protocol):
 
     async def wait_ended(self, job_id: str, timeout: float) -> Job:
         """The job once it ended, or as it is after ``timeout``."""
+        ...
+
+    def ending(self, job_id: str) -> AbstractContextManager[JobEnding]:
+        """A wait for the job's end, registered now (before a write its end may follow)."""
         ...
 
     async def publish_cancel(self, job_id: str) -> None: ...

@@ -114,25 +114,30 @@ async def submit_job(
     fingerprint = hashlib.sha256(
         json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()
     ).hexdigest()
-    try:
-        saved, created = await svc.store.submit(
-            job, fingerprint=fingerprint, queue_limit=settings.queue_limit
-        )
-    except AdmissionFull as exc:
-        raise AdmissionRefused(
-            f"queue for {body.capability!r} is full ({exc.depth} waiting); retry later",
-            retry_after=max(1, min(30, exc.depth // 100 or 1)),
-            details={"capability": body.capability, "depth": exc.depth},
-        ) from exc
-    status = 202
-    headers = {"Location": f"/v1/jobs/{saved.id}"}
-    if not created:
-        status = 200
-        headers["Idempotent-Replayed"] = "true"
-    if wait:
-        saved = await _wait_terminal(svc, saved.id, wait, known=saved if created else None)
-        if saved.status.terminal:
+    # With ?wait the wait for the end is registered before the submit: no first read after.
+    with svc.store.ending(job.id) if wait else contextlib.nullcontext() as ending:
+        try:
+            saved, created = await svc.store.submit(
+                job, fingerprint=fingerprint, queue_limit=settings.queue_limit
+            )
+        except AdmissionFull as exc:
+            raise AdmissionRefused(
+                f"queue for {body.capability!r} is full ({exc.depth} waiting); retry later",
+                retry_after=max(1, min(30, exc.depth // 100 or 1)),
+                details={"capability": body.capability, "depth": exc.depth},
+            ) from exc
+        status = 202
+        headers = {"Location": f"/v1/jobs/{saved.id}"}
+        if not created:
             status = 200
+            headers["Idempotent-Replayed"] = "true"
+        if wait:
+            if created and ending is not None:
+                saved = await ending.wait(wait, known=saved)
+            else:  # a replay: the first job, registered for only now
+                saved = await _wait_terminal(svc, saved.id, wait, known=saved)
+            if saved.status.terminal:
+                status = 200
     return job_response(saved, status, headers)
 
 

@@ -32,6 +32,7 @@ class Held:
     lost: bool = False  # another supervisor took the lease over: write nothing more
     waiting: bool = False  # waiting for a worker: holds no dispatcher slot
     counted: bool = False  # this holder already counted an attempt
+    acked: bool = False  # the finishing write acknowledged the delivery with it
     tried: set[str] = field(default_factory=set)
 
 

@@ -86,7 +86,7 @@ class Outcomes:
         content: list[dict[str, Any]] | None,
         error: JobError | None,
     ) -> int | None:
-        return await self.store.transition(
+        seq = await self.store.transition(
             job.id,
             allowed=ACTIVE,
             event="status",
@@ -101,7 +101,10 @@ class Outcomes:
             attempts=job.attempts,
             fence=held.fence,
             dead_letter=status is JobStatus.FAILED,
+            ack=None if held.lost else held.entry_id,
         )
+        held.acked = seq is not None
+        return seq
 
     def _count_finished(self, job: Job, status: JobStatus, error: JobError | None) -> None:
         assert job.finished_at is not None

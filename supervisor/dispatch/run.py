@@ -97,7 +97,7 @@ class Runner:
             log.exception("dispatcher.unexpected", job_id=job_id)
             done = await self._unexpected(job_id, job, held, exc)
         finally:
-            if done and not held.lost:
+            if done and not held.lost and not held.acked:  # the outcome's write acks it
                 with contextlib.suppress(StoreUnavailable):
                     await self.store.ack(held.entry_id)
 

@@ -11,7 +11,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, RedisError
 
-from shared import Keys, StoreUnavailable
+from shared import Job, Keys, StoreUnavailable
 from supervisor.store import lua
 from supervisor.store.embedded import EmbeddedScripts
 from supervisor.store.signals import Signals
@@ -84,10 +84,12 @@ class StoreBase:
         *,
         job_id: str | None = None,
         ends: bool = False,
+        ended: Job | None = None,
     ) -> Any:
         """Run one of the atomic scripts: EVALSHA, or its Python twin on the engine; then
         wake whoever watches ``job_id`` (here directly, elsewhere through ``changed``); ``ends``:
-        the write may end the job, so whoever waits for its end wakes too."""
+        the write may end the job, so whoever waits for its end wakes too, and is handed
+        ``ended`` (the job as written) when the script wrote (answered a seq, not a refusal)."""
         try:
             if self._twins is not None:
                 out = await self._twins.run(name, keys, args)
@@ -98,7 +100,8 @@ class StoreBase:
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(f"store unavailable: {exc}") from exc
         if job_id is not None:
-            self._signals.notify(job_id, ended=ends)
+            wrote = ended is not None and isinstance(out, int) and out >= 0
+            self._signals.notify(job_id, ended=ends, job=ended if wrote else None)
         return out
 
     async def _script_and_wake(

@@ -71,7 +71,7 @@ class EmbeddedScripts:
 
     async def transition(self, keys: list[str], a: list[str]) -> Any:
         r = self.r
-        job, events, queued, dead = keys
+        job, events, queued, dead, queue = keys
         raw = await r.hget(job, "status")
         if raw is None:
             return -1
@@ -80,7 +80,7 @@ class EmbeddedScripts:
         cur = text(raw)
         if a[0] and cur not in a[0].split(","):
             return -1
-        fields = dict(zip(a[8::2], a[9::2], strict=True))
+        fields = dict(zip(a[9::2], a[10::2], strict=True))
         new = fields.get("status", cur)
         if fields:
             await r.hset(job, mapping=fields)
@@ -100,6 +100,9 @@ class EmbeddedScripts:
             await r.xadd(events, {"t": "done", "d": a[5], "ts": a[3], "c": corr}, id=f"{seq}-1")
         if a[7] == "1":
             await r.zadd(dead, {job.rsplit(":", 1)[-1]: float(a[3])})
+        if a[8]:
+            await r.xack(queue, "dispatchers", a[8])
+            await r.xdel(queue, a[8])
         ttl = int(a[4])
         if ttl > 0:
             await r.expire(job, ttl)

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -15,6 +15,7 @@ from shared import Event, Job, now
 from supervisor.store.base import ENDED, StoreBase
 from supervisor.store.codec import encode_fields, job_and_flags, text
 from supervisor.store.errors import check_fence
+from supervisor.store.signals import Wake
 
 
 class EventLog(StoreBase):
@@ -99,18 +100,21 @@ class EventLog(StoreBase):
     async def wait_ended(self, job_id: str, timeout: float) -> Job:
         """The job once it has ended, or as it is after ``timeout`` seconds. Wakes only for
         writes that may end it: one read of the record, not one per progress event."""
-        deadline = time.monotonic() + timeout
-        while True:
-            signal = self._signals.acquire(job_id, ended=True)
-            try:
-                job, _ = job_and_flags(job_id, await self._call("hgetall", self.keys.job(job_id)))
-                remaining = deadline - time.monotonic()
-                if job.status.terminal or remaining <= 0:
-                    return job
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(signal.wait(), remaining)
-            finally:
-                self._signals.release(job_id, signal, ended=True)
+        with self.ending(job_id) as ending:
+            return await ending.wait(timeout)
+
+    @contextlib.contextmanager
+    def ending(self, job_id: str) -> Iterator[Ending]:
+        """A wait for the job's end, registered now: open it before a write the job's end
+        may follow (its submit), and :meth:`Ending.wait` needs no first read."""
+        ending = Ending(self, job_id)
+        try:
+            yield ending
+        finally:
+            ending.close()
+
+    async def _read_job(self, job_id: str) -> Job:
+        return job_and_flags(job_id, await self._call("hgetall", self.keys.job(job_id)))[0]
 
     async def _read_events(self, job_id: str, after: int, count: int) -> list[Event]:
         key = self.keys.events(job_id)
@@ -171,3 +175,34 @@ class EventLog(StoreBase):
         finally:
             closer = getattr(pubsub, "aclose", None) or pubsub.close
             await closer()
+
+
+class Ending:
+    """One wait for a job's end (see :meth:`EventLog.ending`)."""
+
+    def __init__(self, log: EventLog, job_id: str) -> None:
+        self._log = log
+        self.job_id = job_id
+        self._signal: Wake = log._signals.acquire(job_id, ended=True)
+
+    async def wait(self, timeout: float, known: Job | None = None) -> Job:
+        """The job once it has ended, or as it is after ``timeout`` seconds. ``known``: the
+        job as read or written since this wait was registered (no first read then)."""
+        deadline = time.monotonic() + timeout
+        job = known
+        while True:
+            if job is None:
+                job = await self._log._read_job(self.job_id)
+            remaining = deadline - time.monotonic()
+            if job.status.terminal or remaining <= 0:
+                return job
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._signal.wait(), remaining)
+            woke, job = self._signal, None
+            if woke.is_set():  # a fresh signal before the next read: no end slips between
+                self.close()
+                self._signal = self._log._signals.acquire(self.job_id, ended=True)
+                job = woke.job
+
+    def close(self) -> None:
+        self._log._signals.release(self.job_id, self._signal, ended=True)

@@ -82,10 +82,12 @@ class JobRecords(StoreBase):
         persist: bool = False,
         fence: int | None = None,
         dead_letter: bool = False,
+        ack: str | None = None,
         **fields: Any,
     ) -> int | None:
         """Set ``fields`` if the job's status is in ``allowed`` (any when empty), append an
-        event, and on ``finish`` give the record and its log their retention TTL.
+        event, and on ``finish`` give the record and its log their retention TTL. ``ack``: a
+        dispatch entry to acknowledge in the same step, once the write is made.
 
         Returns the event's sequence number (0 when no event), None when refused by status.
         Raises :class:`Fenced` when ``fence`` is not the job's current lease token.
@@ -94,9 +96,10 @@ class JobRecords(StoreBase):
         payload = json.dumps(data or {}, separators=(",", ":"), default=str)
         out = await self._script(
             "TRANSITION",
-            [k.job(job_id), k.events(job_id), k.queued, k.dead],
+            [k.job(job_id), k.events(job_id), k.queued, k.dead, k.queue],
             job_id=job_id,
             ends=finish,
+            ended=done if finish else None,
             args=[
                 ",".join(s.value for s in allowed),
                 event or "",
@@ -106,6 +109,7 @@ class JobRecords(StoreBase):
                 done.model_dump_json() if done is not None else "",
                 "" if fence is None else str(fence),
                 "1" if dead_letter else "",
+                ack or "",
                 *encode_fields(fields),
             ],
         )

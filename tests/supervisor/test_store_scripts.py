@@ -51,12 +51,19 @@ def submit(k: Keys, job_id: str, idem: str | None = None) -> tuple[str, list[str
 
 
 def transition(
-    k: Keys, job_id: str, allowed: str, fence: str, *pairs: str, ttl: str = "0", dead: str = ""
+    k: Keys,
+    job_id: str,
+    allowed: str,
+    fence: str,
+    *pairs: str,
+    ttl: str = "0",
+    dead: str = "",
+    ack: str = "",
 ) -> tuple[str, list[str], list[str]]:
     done = '{"done":true}' if ttl != "0" else ""
     event = "status" if "status" in pairs[::2] else ""  # no event when the status stays
-    args = [allowed, event, '{"s":1}', T, ttl, done, fence, dead, *pairs]
-    return "TRANSITION", [k.job(job_id), k.events(job_id), k.queued, k.dead], args
+    args = [allowed, event, '{"s":1}', T, ttl, done, fence, dead, ack, *pairs]
+    return "TRANSITION", [k.job(job_id), k.events(job_id), k.queued, k.dead, k.queue], args
 
 
 def append(k: Keys, job_id: str, fence: str, *pairs: str) -> tuple[str, list[str], list[str]]:
@@ -110,7 +117,15 @@ async def every_outcome(run: Run, client: Any, k: Keys) -> list[Any]:
     await check(requeue(k, "a", "succeeded", "2"), -1)
     await check(requeue(k, "gone", "failed", ""), -1)
     await check(requeue(k, "a", "failed", "2", entry_a), 6)  # the redrive
-    await check(transition(k, "b", "queued", "", "status", "cancelled", ttl="-1"), 3)
+    entry_b = answer("", deliveries[1][0])
+    refused = transition(k, "b", "running", "", "status", "cancelled", ack=entry_b)
+    await check(refused, -1)  # refused: the delivery stays
+    assert entry_b in answer("", [i for i, _ in await client.xrange(k.queue)])
+    ended = transition(k, "b", "queued", "", "status", "cancelled", ttl="-1", ack=entry_b)
+    await check(ended, 3)  # the outcome and the end of its delivery in one step
+    assert entry_b not in answer("", [i for i, _ in await client.xrange(k.queue)])
+    pending = await client.xpending(k.queue, DISPATCH_GROUP)
+    assert (pending["pending"] if isinstance(pending, dict) else pending[0]) == 0
     return answers
 
 
@@ -157,7 +172,7 @@ async def test_twins_answer_as_the_lua(lua_on: str, request: pytest.FixtureReque
         assert twin_data == lua_data
         assert twin_data["a"]["ttl"] == ["forever", "forever"]  # the redrive lifted the TTL
         assert twin_data["dead"] == [] and twin_data["queued"] == {"echo": "1"}
-        assert twin_data["queue"] == [{"job": "b"}, {"job": "a"}]  # a's first entry: acked
+        assert twin_data["queue"] == [{"job": "a"}]  # a's first entry and b's: acked
     finally:
         await twin_client.aclose()
         await lua_client.aclose()

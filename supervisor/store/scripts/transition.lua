@@ -1,8 +1,10 @@
 -- TRANSITION: set fields if the status is allowed, append an event (and done), set the TTL.
 -- Returns the last event's seq (0 when none), -1 refused by status (or gone), -2 by fence.
--- KEYS: job, events, queued, dead
--- ARGV: allowed_csv, event_type, event_data, ts, ttl, done_data, fence, dead, pairs...
+-- KEYS: job, events, queued, dead, queue
+-- ARGV: allowed_csv, event_type, event_data, ts, ttl, done_data, fence, dead, ack, pairs...
 -- ttl: 0 keep, >0 expire after, -1 persist. fence: '' for no check. dead: '1' dead-letters.
+-- ack: a dispatch entry id to acknowledge and drop once written (the finishing write of a
+-- held job: its outcome and the end of its delivery in one step), '' for none.
 local cur = redis.call('hget', KEYS[1], 'status')
 if not cur then return -1 end
 if ARGV[7] ~= '' and redis.call('hget', KEYS[1], 'fence') ~= ARGV[7] then return -2 end
@@ -14,7 +16,7 @@ if ARGV[1] ~= '' then
   if not ok then return -1 end
 end
 local new = cur
-for i = 9, #ARGV, 2 do
+for i = 10, #ARGV, 2 do
   redis.call('hset', KEYS[1], ARGV[i], ARGV[i + 1])
   if ARGV[i] == 'status' then new = ARGV[i + 1] end
 end
@@ -35,6 +37,10 @@ if ARGV[6] ~= '' then
 end
 if ARGV[8] == '1' then
   redis.call('zadd', KEYS[4], tonumber(ARGV[4]), string.match(KEYS[1], '[^:]+$'))
+end
+if ARGV[9] ~= '' then
+  redis.call('xack', KEYS[5], 'dispatchers', ARGV[9])
+  redis.call('xdel', KEYS[5], ARGV[9])
 end
 local ttl = tonumber(ARGV[5])
 if ttl > 0 then
