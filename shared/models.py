@@ -6,7 +6,7 @@ import time
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 __all__ = [
     "TERMINAL_STATUSES",
@@ -125,6 +125,13 @@ class Event(BaseModel):
     correlation_id: str
     ts: float
     data: dict[str, Any] = Field(default_factory=dict)
+    _wire: str | None = PrivateAttr(default=None)
+
+    def wire(self) -> str:
+        """The event as JSON, made once: one event is sent to every watcher of its job."""
+        if self._wire is None:
+            self._wire = self.model_dump_json()
+        return self._wire
 
 
 class CapabilitySpec(BaseModel):

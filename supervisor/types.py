@@ -128,6 +128,15 @@ class EventLog(Protocol):
         **fields: Any,
     ) -> int: ...
 
+    async def append_many(
+        self,
+        job_id: str,
+        events: list[tuple[str, dict[str, Any]]],
+        *,
+        fence: int | None = None,
+        **fields: Any,
+    ) -> int: ...
+
     async def events(
         self, job_id: str, *, after: int = 0, block_ms: int | None = None, count: int = 500
     ) -> list[Event]: ...

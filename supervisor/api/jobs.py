@@ -10,12 +10,13 @@ from decimal import Decimal
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response
-from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette import EventSourceResponse
 
 from shared import (
     HEADER_IDEMPOTENCY_KEY,
     AdmissionRefused,
     BadRequest,
+    Event,
     IdempotencyConflict,
     InvalidInput,
     Job,
@@ -218,22 +219,26 @@ async def job_events(
     else:  # both checked: decimal, ≤ MAX_EVENT_SEQ
         start = max(after or 0, int(last_event_id or 0))
 
-    async def stream() -> AsyncIterator[ServerSentEvent]:
+    async def stream() -> AsyncIterator[bytes]:
+        """Each batch of events in one write (a watcher that fell behind catches up in a few
+        sends, not one per event); the batch ends early at the run's ``done``."""
         ended = job.status.terminal
         async with contextlib.aclosing(store.follow(job_id, after=start)) as batches:
             async for events in batches:
+                frames: list[bytes] = []
                 for event in events:
-                    yield ServerSentEvent(
-                        data=event.model_dump_json(), event=event.type, id=str(event.seq)
-                    )
+                    frames.append(_frame(event))
                     if event.type == "done":
                         if int(await store.flag(job_id, "run_start") or 0) > event.seq:
                             ended = False  # the done of an earlier run: a redrive follows it
                             continue
+                        yield b"".join(frames)
                         return
+                if frames:
+                    yield b"".join(frames)
                 # An ended job's `done` is in its log with the status: nothing after the cursor
                 # means the reader resumed past it, and nothing more will come.
-                if not events and (ended or await request.is_disconnected()):
+                elif ended or await request.is_disconnected():
                     return
 
     return EventSourceResponse(
@@ -241,6 +246,12 @@ async def job_events(
         ping=svc.settings.sse_keepalive_s,
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
+
+
+def _frame(event: Event) -> bytes:
+    """One event as its SSE frame, as sse-starlette frames it (JSON has no line breaks); the
+    JSON is made once per event for all its watchers."""
+    return f"id: {event.seq}\r\nevent: {event.type}\r\ndata: {event.wire()}\r\n\r\n".encode()
 
 
 @router.post(

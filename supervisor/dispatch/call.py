@@ -22,7 +22,6 @@ from shared import (
     Job,
     JobStatus,
     Progress,
-    StoreUnavailable,
     ToolFailed,
     WorkerBusy,
     WorkerCallError,
@@ -34,6 +33,7 @@ from shared import (
 from supervisor.calls import CallResult, call_headers
 from supervisor.dispatch.held import ACTIVE, Held
 from supervisor.dispatch.placement import tool_of
+from supervisor.dispatch.writer import EventWriter
 from supervisor.metrics import Metrics
 from supervisor.types import DispatchStore, WorkerCaller, WorkerDirectory, WorkerView
 
@@ -92,16 +92,18 @@ class Calls:
         headers = {HEADER_CORRELATION_ID: job.correlation_id, HEADER_JOB_ID: job.id}
         propagate.inject(headers)
 
+        writer = EventWriter(self.store, job.id, held.fence)
+
         async def on_progress(progress: float, total: float | None, message: str | None) -> None:
             p = Progress(progress=progress, total=total, message=message)
             job.progress = p
-            await self._record(job, "progress", p.model_dump(), fence=held.fence, progress=p)
+            await writer.add("progress", p.model_dump(), progress=p)
 
         async def on_log(level: str, data: Any) -> None:
             message = data.get("msg", data) if isinstance(data, dict) else data
             extra = data.get("extra") if isinstance(data, dict) else None
             payload = {"level": level, "message": str(message), "extra": extra}
-            await self._record(job, "log", payload, fence=held.fence)
+            await writer.add("log", payload)
 
         token = call_headers.set(headers)
         span = trace.get_current_span()
@@ -120,6 +122,7 @@ class Calls:
                 wrapped=wrapped,
             )
         except WorkerCallError as exc:
+            await writer.flush()  # the attempt's events before whatever follows it
             outcome = exc.code
             if isinstance(exc, ToolFailed | WorkerBusy):
                 worker.breaker.success()  # it answered: alive (maybe just full)
@@ -132,19 +135,12 @@ class Calls:
             log.info("job.attempt_failed", worker=worker.name, attempt=job.attempts, code=exc.code)
             raise
         except BaseException:
+            writer.abandon()
             worker.breaker.release()  # cancelled (or worse): no verdict on the worker
             raise
         finally:
             call_headers.reset(token)
+        await writer.flush()  # its events before its outcome
         worker.breaker.success()
         self.metrics.attempts.labels(job.capability, "ok").inc()
         return result
-
-    async def _record(
-        self, job: Job, event: str, data: dict[str, Any], *, fence: int | None, **fields: Any
-    ) -> None:
-        """Progress and logs are best effort through a store outage: the call goes on."""
-        try:
-            await self.store.append(job.id, event, data, fence=fence, **fields)
-        except StoreUnavailable as exc:
-            log.warning("job.event_not_recorded", kind=event, error=exc.message)

@@ -19,7 +19,8 @@ Modules, one concept each; :class:`Store` is assembled from one part per concept
 - ``index``: listings — jobs, dead letters, queue depths, worker registrations
 - ``maintenance``: the janitor (trim)
 - ``codec``: the job hash's field encoding; ``errors``: Fenced, AdmissionFull
-- ``signals``: in-process wake-ups for event watchers
+- ``signals``: in-process wake-ups for event watchers; ``tails``: one read of a job's log for
+  all its watchers here
 - ``lua``: reads the atomic scripts from ``scripts/*.lua``; ``embedded``: their Python twins
 """
 

@@ -11,10 +11,11 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, RedisError
 
-from shared import Job, Keys, StoreUnavailable
+from shared import Event, Job, Keys, StoreUnavailable
 from supervisor.store import lua
 from supervisor.store.embedded import EmbeddedScripts
 from supervisor.store.signals import Signals
+from supervisor.store.tails import Tails
 
 ENDED = " ended"
 """Suffix of a ``changed`` message whose write may have ended the job."""
@@ -42,6 +43,7 @@ class StoreBase:
         self.consumer = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.embedded = not isinstance(client, aioredis.Redis)
         self._signals = Signals()
+        self._tails = Tails(self._read_events, self._signals)
         twins = self.embedded if twins is None else twins
         if twins and not self.embedded:
             raise ValueError("the scripts' Python twins run on the embedded engine only")
@@ -124,6 +126,9 @@ class StoreBase:
                         raise
             await self._r.script_load(script.script)
         raise AssertionError("unreachable")
+
+    async def _read_events(self, job_id: str, after: int, count: int) -> list[Event]:
+        raise NotImplementedError  # the event log's (supervisor.store.events)
 
     async def ping(self) -> bool:
         try:

@@ -117,13 +117,18 @@ class EmbeddedScripts:
         job, events = keys
         if text(await r.hget(job, "status") or b"") not in ("queued", "running"):
             return -1
-        if await self._fenced(job, a[3]):
+        if await self._fenced(job, a[0]):
             return -2
-        if len(a) > 4:
-            await r.hset(job, mapping=dict(zip(a[4::2], a[5::2], strict=True)))
-        seq = await r.hincrby(job, "seq", 1)
+        n = int(a[1])
+        pairs = a[2 + 3 * n :]
+        if pairs:
+            await r.hset(job, mapping=dict(zip(pairs[::2], pairs[1::2], strict=True)))
         corr = text(await r.hget(job, "correlation_id") or b"")
-        await r.xadd(events, {"t": a[0], "d": a[1], "ts": a[2], "c": corr}, id=f"{seq}-1")
+        seq = 0
+        for i in range(2, 2 + 3 * n, 3):
+            seq = await r.hincrby(job, "seq", 1)
+            fields = {"t": a[i], "d": a[i + 1], "ts": a[i + 2], "c": corr}
+            await r.xadd(events, fields, id=f"{seq}-1")
         return seq
 
     async def requeue(self, keys: list[str], a: list[str]) -> Any:

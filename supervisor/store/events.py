@@ -16,6 +16,7 @@ from supervisor.store.base import ENDED, StoreBase
 from supervisor.store.codec import encode_fields, job_and_flags, text
 from supervisor.store.errors import check_fence
 from supervisor.store.signals import Wake
+from supervisor.store.tails import BATCH
 
 
 class EventLog(StoreBase):
@@ -33,20 +34,30 @@ class EventLog(StoreBase):
         """Append one event (and set ``fields``, e.g. the latest progress) atomically, to a
         job that has not ended. Returns its seq, -1 when the job has ended (or is gone);
         raises :class:`Fenced` when ``fence`` is stale."""
+        return await self.append_many(job_id, [(event, data)], fence=fence, **fields)
+
+    async def append_many(
+        self,
+        job_id: str,
+        events: list[tuple[str, dict[str, Any]]],
+        *,
+        fence: int | None = None,
+        **fields: Any,
+    ) -> int:
+        """Append ``events`` (type, data) in order, and set ``fields``, in one atomic step.
+        Returns the last one's seq; -1 and :class:`Fenced` as :meth:`append`."""
         k = self.keys
-        payload = json.dumps(data, separators=(",", ":"), default=str)
+        ts = str(now())
+        flat: list[str] = []
+        for event, data in events:
+            flat += [event, json.dumps(data, separators=(",", ":"), default=str), ts]
         out = await self._script(
             "APPEND",
             [k.job(job_id), k.events(job_id)],
             job_id=job_id,
-            args=[
-                event,
-                payload,
-                str(now()),
-                "" if fence is None else str(fence),
-                *encode_fields(fields),
-            ],
-        )
+            args=["" if fence is None else str(fence), str(len(events)), *flat,
+                  *encode_fields(fields)],
+        )  # fmt: skip
         return check_fence(int(out), job_id)
 
     async def events(
@@ -75,27 +86,40 @@ class EventLog(StoreBase):
     async def follow(
         self, job_id: str, *, after: int = 0, idle_s: float = 1.0, recheck_s: float = 15.0
     ) -> AsyncGenerator[list[Event], None]:
-        """Batches of the job's new events as they are written, forever. The log is read when
-        a write signals it (and every ``recheck_s`` in case a signal from another replica was
-        lost); with nothing new, an empty batch every ``idle_s`` without touching the store,
-        so an idle watcher costs nothing but lets its caller look at its client."""
-        while True:
-            signal = self._signals.acquire(job_id)  # before the read: no write slips between
-            try:
-                events = await self._read_events(job_id, after, 500)
-                read_at = time.monotonic()
+        """Batches of the job's new events as they are written, forever: first what the log
+        holds after ``after`` (empty: nothing yet, the caller may stop), then new events from
+        the job's :class:`~supervisor.store.tails.Tail`, shared by every watcher here, which
+        reads the log when a write signals it (and every ``recheck_s`` in case a signal from
+        another replica was lost). With nothing new, an empty batch every ``idle_s`` without
+        touching the store, so an idle watcher costs nothing but lets its caller look at its
+        client."""
+        first = await self._read_events(job_id, after, BATCH)
+        if first:
+            after = first[-1].seq
+        tail = self._tails.join(job_id, after, recheck_s)
+        try:
+            yield first
+            while True:
+                if after < tail.start:  # behind the shared window: catch up from the store
+                    events = await self._read_events(job_id, after, BATCH)
+                    if events:
+                        after = events[-1].seq
+                        yield events
+                        continue
+                changed = tail.changed()  # taken before looking: no batch slips between
+                if tail.error is not None:
+                    raise tail.error
+                events = tail.since(after) if after >= tail.start else []
                 if events:
                     after = events[-1].seq
-                yield events  # an empty first batch: nothing new yet (the caller may stop)
-                if events:
+                    yield events
                     continue
-                while not signal.is_set() and time.monotonic() - read_at < recheck_s:
-                    try:
-                        await asyncio.wait_for(signal.wait(), idle_s)
-                    except TimeoutError:
-                        yield []
-            finally:
-                self._signals.release(job_id, signal)
+                try:
+                    await asyncio.wait_for(changed.wait(), idle_s)
+                except TimeoutError:
+                    yield []
+        finally:
+            self._tails.leave(tail)
 
     async def wait_ended(self, job_id: str, timeout: float) -> Job:
         """The job once it has ended, or as it is after ``timeout`` seconds. Wakes only for

@@ -66,8 +66,11 @@ def transition(
     return "TRANSITION", [k.job(job_id), k.events(job_id), k.queued, k.dead, k.queue], args
 
 
-def append(k: Keys, job_id: str, fence: str, *pairs: str) -> tuple[str, list[str], list[str]]:
-    return "APPEND", [k.job(job_id), k.events(job_id)], ["progress", '{"p":1}', T, fence, *pairs]
+def append(
+    k: Keys, job_id: str, fence: str, *pairs: str, n: int = 1
+) -> tuple[str, list[str], list[str]]:
+    events = [x for i in range(n) for x in ("progress", f'{{"p":{i}}}', T)]
+    return "APPEND", [k.job(job_id), k.events(job_id)], [fence, str(n), *events, *pairs]
 
 
 def requeue(
@@ -104,19 +107,20 @@ async def every_outcome(run: Run, client: Any, k: Keys) -> list[Any]:
     await check(transition(k, "a", "queued,running", "2", "status", "running"), 2)
     await check(transition(k, "a", "", "", "worker", '"w1"'), 0)  # no event: seq 0
     await check(append(k, "a", "2", "progress", "1"), 3)
+    await check(append(k, "a", "2", n=3), 6)  # three events in one step: the last seq
     await check(append(k, "a", "1"), -2)
     await check(append(k, "gone", ""), -1)
     [(_, deliveries)] = await client.xreadgroup(DISPATCH_GROUP, "c", {k.queue: ">"}, count=10)
     entry_a = answer("", deliveries[0][0])  # a's delivery, to be acknowledged by the redrive
     assert text_map(deliveries[0][1]) == {"job": "a"}
     dead_end = transition(k, "a", "running", "2", "status", "failed", ttl="120", dead="1")
-    await check(dead_end, 5)  # its event and its done; dead-lettered
+    await check(dead_end, 8)  # its event and its done; dead-lettered
     assert 0 < await client.ttl(k.job("a")) <= 120 and await client.zrange(k.dead, 0, -1)
     await check(append(k, "a", "2"), -1)  # nothing after done
     await check(requeue(k, "a", "failed", "1"), -2)
     await check(requeue(k, "a", "succeeded", "2"), -1)
     await check(requeue(k, "gone", "failed", ""), -1)
-    await check(requeue(k, "a", "failed", "2", entry_a), 6)  # the redrive
+    await check(requeue(k, "a", "failed", "2", entry_a), 9)  # the redrive
     entry_b = answer("", deliveries[1][0])
     refused = transition(k, "b", "running", "", "status", "cancelled", ack=entry_b)
     await check(refused, -1)  # refused: the delivery stays

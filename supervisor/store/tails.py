@@ -1,0 +1,120 @@
+"""Fan-out: one job's events read from the store once for every watcher in this process.
+
+Each watched job has one :class:`Tail` while anyone watches it: a pump task reads the log
+when a write signals it (and every ``recheck_s`` in case a wake-up from another replica was
+missed) into a shared window of recent events, and wakes the watchers. A hundred watchers of
+one job cost one store read per batch of events, not a hundred; each watcher takes its slice
+of the window from its own position. A watcher behind the window (one resuming from an old
+``Last-Event-ID``) reads the store itself until it has caught up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+from collections.abc import Awaitable, Callable
+
+from shared import Event, StoreUnavailable
+from supervisor.store.signals import Signals
+
+__all__ = ["Tail", "Tails"]
+
+WINDOW = 4096
+"""Events a tail keeps; past this the older half is dropped (its watchers read the store)."""
+BATCH = 500
+
+ReadEvents = Callable[[str, int, int], Awaitable[list[Event]]]
+
+
+class Tail:
+    """The shared window of one job's recent events, kept up by one pump task."""
+
+    def __init__(self, job_id: str, after: int, read: ReadEvents, signals: Signals) -> None:
+        self.job_id = job_id
+        self.start = after  # the window holds events with seq > start
+        self.last = after  # the pump has read up to here
+        self.events: list[Event] = []
+        self.seqs: list[int] = []
+        self.users = 0
+        self.error: StoreUnavailable | None = None
+        self._read = read
+        self._signals = signals
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.closed = False
+
+    def since(self, after: int) -> list[Event]:
+        """The window's events after ``after`` (``after`` must be at or past ``start``)."""
+        return self.events[bisect.bisect_right(self.seqs, after) :]
+
+    def changed(self) -> asyncio.Event:
+        """Set at the pump's next batch (or failure); take it before looking at the window."""
+        return self._changed
+
+    def begin(self, recheck_s: float) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._pump(recheck_s), name=f"tail-{self.job_id}")
+
+    def end(self) -> None:
+        """Stop the pump. Not awaited: redis-py can swallow a cancel mid-read, so the pump
+        also checks ``closed`` before each read and ends by itself."""
+        self.closed = True
+        if self._task is not None:
+            self._task.cancel()
+
+    def _publish(self, events: list[Event]) -> None:
+        self.events.extend(events)
+        self.seqs.extend(e.seq for e in events)
+        self.last = events[-1].seq
+        if len(self.events) > WINDOW:
+            drop = len(self.events) - WINDOW // 2
+            self.start = self.seqs[drop - 1]
+            del self.events[:drop], self.seqs[:drop]
+        self._wake()
+
+    def _wake(self) -> None:
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    async def _pump(self, recheck_s: float) -> None:
+        while not self.closed:
+            signal = self._signals.acquire(self.job_id)  # before the read: no write slips by
+            try:
+                try:
+                    events = await self._read(self.job_id, self.last, BATCH)
+                except StoreUnavailable as exc:
+                    self.error = exc
+                    self._wake()
+                    return
+                if events:
+                    self._publish(events)
+                    continue
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(signal.wait(), recheck_s)
+            finally:
+                self._signals.release(self.job_id, signal)
+
+
+class Tails:
+    """The tails of the jobs watched in this process, by job id."""
+
+    def __init__(self, read: ReadEvents, signals: Signals) -> None:
+        self._read = read
+        self._signals = signals
+        self._tails: dict[str, Tail] = {}
+
+    def join(self, job_id: str, after: int, recheck_s: float) -> Tail:
+        tail = self._tails.get(job_id)
+        if tail is None or tail.error is not None:
+            tail = self._tails[job_id] = Tail(job_id, after, self._read, self._signals)
+        tail.users += 1
+        tail.begin(recheck_s)
+        return tail
+
+    def leave(self, tail: Tail) -> None:
+        tail.users -= 1
+        if tail.users <= 0:
+            if self._tails.get(tail.job_id) is tail:
+                del self._tails[tail.job_id]
+            tail.end()
