@@ -1,7 +1,7 @@
 """Discovery with a WorkerTrust: refused workers are never probed, are logged and counted once,
 and only admitted URLs get a token (the per-service one, else the shared one). A scripted
 caller stands in for the wire where the wire is not the point; the pool test uses a real
-worker over HTTP."""
+worker over HTTP that records what it receives."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from shared import Keys, WorkerCallError, WorkerRegistration, WorkerSettings
+from shared import Keys, WorkerRegistration, WorkerSettings
 from shared.allowlist import Allowlist
 from shared.signing import sign_registration
 from supervisor.calls import ServerInfo, WorkerPool
@@ -21,8 +21,8 @@ from supervisor.metrics import Metrics
 from supervisor.registry import Registry
 from supervisor.store import Store, open_store
 from supervisor.trust import WorkerTrust
+from tests.servers import Recorder, serve_asgi
 from tests.supervisor.test_registry import ScriptedCaller, tool
-from tests.workers.conftest import served
 from workers import echo
 
 SECRET = "registration-secret-0123456789"
@@ -201,19 +201,20 @@ async def test_refusals_survive_a_store_outage_without_being_counted_again(
 
 
 async def test_the_pool_asks_for_the_token_on_every_request() -> None:
-    """A real worker that requires its token: refused before admission and after revocation."""
-    worker = echo.build(
-        WorkerSettings(redis_url=None, advertise_url=None, worker_token="echo-token")
-    )
+    """A real worker over HTTP that records its requests: no token before admission or after
+    revocation, the service's own token while admitted."""
+    worker = echo.build(WorkerSettings(redis_url=None, advertise_url=None, worker_token=None))
+    recorder = Recorder(worker.http_app())
     trust = WorkerTrust(token="shared", tokens={"echo": "echo-token"})
-    async with served(worker) as url, WorkerPool(credentials=trust.token_for) as pool:
-        with pytest.raises(WorkerCallError) as refused:
-            await pool.list_tools(url, timeout=5)
-        assert refused.value.code == "UNAUTHORIZED"
+    async with serve_asgi(recorder) as base, WorkerPool(credentials=trust.token_for) as pool:
+        url = base + "/mcp"
+        await pool.list_tools(url, timeout=5)
+        assert recorder.requests and recorder.authorizations == []
         trust.admit(url, "echo")
-        tools: list[dict[str, Any]] = await pool.list_tools(url, timeout=5)
-        assert "echo" in {t["name"] for t in tools}
+        seen = len(recorder.requests)
+        assert (await pool.call(url, "echo", {"value": 1}, timeout=5)).value == {"value": 1}
+        assert recorder.authorizations == ["Bearer echo-token"] * (len(recorder.requests) - seen)
         trust.revoke(url)
-        with pytest.raises(WorkerCallError) as refused:
-            await pool.call(url, "noop", {}, timeout=5)
-        assert refused.value.code == "UNAUTHORIZED"
+        seen = len(recorder.authorizations)
+        await pool.call(url, "noop", {}, timeout=5)
+        assert len(recorder.authorizations) == seen and recorder.tool_calls[-1] == "noop"
