@@ -168,3 +168,9 @@ class WorkerRegistration(BaseModel):
     url: str
     version: str = "0"
     registered_at: float = Field(default_factory=now)
+    issued_at: int | None = None
+    """Signed registrations: when the signature was made (whole seconds since the epoch)."""
+    expires_at: int | None = None
+    """Signed registrations: the signature is refused from this second on."""
+    signature: str | None = None
+    """HMAC-SHA256 (hex) over :func:`shared.signing.registration_message`; see that module."""

@@ -12,6 +12,8 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from shared.allowlist import Allowlist
+
 __all__ = ["ClientSettings", "LogFormat", "SupervisorSettings", "WorkerSettings", "split_csv"]
 
 LogFormat = Literal["auto", "json", "console"]
@@ -52,7 +54,21 @@ class SupervisorSettings(_Base):
     insecure: bool = False
     """Allow a non-loopback bind with no API tokens."""
     worker_token: str | None = None
-    """Bearer token sent to workers on every MCP call."""
+    """Bearer token sent to workers on every MCP call (to workers that passed
+    ``registration_secret`` and ``worker_allow``), unless ``worker_tokens`` names their service."""
+    worker_tokens: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+    """Per-service worker tokens, ``service=token,...``: a worker registered (signed) under that
+    name, or listed as ``service=URL`` in ``workers``, gets its own token instead of
+    ``worker_token``."""
+    registration_secret: str | None = Field(default=None, min_length=16)
+    """Shared secret (16+ characters) workers sign their self-registrations with (HMAC-SHA256).
+    Set: unsigned, badly signed and expired registrations are ignored. Unset: any registration
+    in Redis is trusted."""
+    worker_allow: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Comma-separated worker URL allowlist for static and registered workers alike: URL
+    prefixes (``https://w1.internal:8701/mcp``, ``http://*.svc.cluster.local``), host globs
+    (``worker-*``, ``*.internal``) or CIDRs (``10.0.0.0/8``, ``fd00::/8``; IP-literal hosts
+    only). Empty: every URL is allowed."""
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     """Request body limit (413 beyond)."""
     queue_limit: int = Field(default=1000, ge=1)
@@ -92,6 +108,26 @@ class SupervisorSettings(_Base):
     sse_keepalive_s: float = Field(default=15.0, gt=0)
     """Seconds between keep-alive comments on an idle event stream."""
 
+    @field_validator("worker_allow", mode="before")
+    @classmethod
+    def _allow_csv(cls, value: str | list[str] | None) -> list[str]:
+        patterns = split_csv(value)
+        Allowlist.parse(patterns)  # a bad pattern fails at start, naming itself
+        return patterns
+
+    @field_validator("worker_tokens", mode="before")
+    @classmethod
+    def _service_tokens(cls, value: str | dict[str, str] | None) -> dict[str, str]:
+        if isinstance(value, dict):
+            return value
+        out: dict[str, str] = {}
+        for number, entry in enumerate(split_csv(value), 1):
+            service, sep, token = entry.partition("=")
+            if not sep or not service.strip() or not token.strip():  # never echo a secret back
+                raise ValueError(f"entry {number} is not service=token")
+            out[service.strip()] = token.strip()
+        return out
+
     @property
     def worker_urls(self) -> list[str]:
         return split_csv(self.workers)
@@ -116,6 +152,9 @@ class WorkerSettings(_Base):
     """The MCP URL supervisors should call; with ``redis_url`` turns on self-registration."""
     worker_token: str | None = None
     """When set, MCP calls must carry ``Authorization: Bearer <token>``."""
+    registration_secret: str | None = Field(default=None, min_length=16)
+    """Secret (16+ characters, the supervisor's ``registration_secret``) to sign this worker's
+    self-registrations with (HMAC-SHA256); unset, they are unsigned."""
     heartbeat_s: float = Field(default=5.0, gt=0)
     """Seconds between self-registration heartbeats."""
     grace_s: float = Field(default=10.0, ge=0)

@@ -23,6 +23,7 @@ from supervisor.metrics import Metrics
 from supervisor.registry import Registry
 from supervisor.services import Services
 from supervisor.store import open_store
+from supervisor.trust import WorkerTrust
 
 __all__ = ["build_services", "create_app"]
 
@@ -43,8 +44,10 @@ async def build_services(
                 idempotency_ttl_s=settings.idempotency_ttl_s,
             )
         )
-        pool = await stack.enter_async_context(
-            WorkerPool(token=settings.worker_token, max_in_flight=settings.client_max_in_flight)
+        metrics = Metrics()
+        trust = WorkerTrust.from_settings(settings, metrics)
+        pool = await stack.enter_async_context(  # a token only for workers the trust admitted
+            WorkerPool(credentials=trust.token_for, max_in_flight=settings.client_max_in_flight)
         )
         registry = Registry()
         discovery = Discovery(
@@ -57,9 +60,9 @@ async def build_services(
             breaker_reset_s=settings.breaker_reset_s,
             foreign_concurrency=settings.foreign_concurrency,
             down_after=settings.probe_failures_to_down,
+            trust=trust,
         )
         stack.push_async_callback(discovery.aclose)
-        metrics = Metrics()
         dispatcher = Dispatcher(store, registry, pool, settings, metrics)
         stack.push_async_callback(dispatcher.stop)  # after the loops: held jobs stay pending
         loops = await stack.enter_async_context(Loops(metrics))
@@ -75,6 +78,8 @@ async def build_services(
             "supervisor.started",
             store=settings.redis_url.split("@")[-1],
             static_workers=len(settings.worker_urls),
+            signed_registrations=settings.registration_secret is not None,
+            worker_allowlist=len(trust.allow.patterns),
             consumer=store.consumer,
         )
         yield services

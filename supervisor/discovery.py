@@ -4,6 +4,10 @@ Workers come from the static ``FLEET_WORKERS`` list plus Redis self-registration
 probes every one (``tools/list``, then ``get_capabilities`` where a worker speaks our
 contract) and ``GET /health``.
 
+Trust: every worker found passes :class:`supervisor.trust.WorkerTrust` first (the signature
+of its registration, the URL allowlist); one that fails is never probed nor called, and only
+the ones that pass are admitted to a credential.
+
 Health: a worker that was up is marked down after ``down_after`` consecutive failed probes
 (one failed probe is usually a blip), or at once when a call finds it unreachable.
 
@@ -32,6 +36,7 @@ from shared import (
 )
 from supervisor.dispatch.breaker import Breaker
 from supervisor.registry import Registry, WorkerState, instance_name, schema_digest
+from supervisor.trust import WorkerTrust
 from supervisor.types import Registrations, WorkerCaller
 
 __all__ = ["Discovery", "parse_worker_entry"]
@@ -75,8 +80,11 @@ class Discovery:
         probe_timeout_s: float = 5.0,
         foreign_concurrency: int = 16,
         down_after: int = 2,
+        trust: WorkerTrust | None = None,
     ) -> None:
         self.registry = registry
+        self.trust = trust or WorkerTrust()
+        registry.refused = self.trust.views
         self.foreign_concurrency = foreign_concurrency
         self.caller = caller
         self.store = store
@@ -93,20 +101,30 @@ class Discovery:
 
     async def refresh(self) -> None:
         """One round: find workers, probe each, and re-index the registry."""
-        found: dict[str, tuple[str | None, str]] = {
-            url: (service, "static") for url, service in self.static.items()
-        }
+        trust = self.trust
+        trust.begin_round()
+        found: dict[str, tuple[str | None, str]] = {}
+        for url, service in self.static.items():
+            if trust.refusal(url, source="static", name=service) is None:
+                found[url] = (service, "static")
+                trust.admit(url, service)
         workers = self.registry.workers
         try:
             for reg in await self.store.registrations():
-                found.setdefault(reg.url, (None, "registered"))
+                if reg.url in found:
+                    continue
+                if trust.refusal(reg.url, source="registered", name=reg.name, reg=reg) is None:
+                    found[reg.url] = (None, "registered")
+                    trust.admit(reg.url, reg.name)
             self.registry.registrations_error = None
         except Exception as exc:  # the store being down must not stop probing static workers
             log.warning("registry.registrations_failed", error=str(exc))
             self.registry.registrations_error = str(exc)
+            trust.keep_refused()
             for url, state in workers.items():  # keep the last-known registrations
                 if state.source == "registered":
                     found.setdefault(url, (state.fixed_service, "registered"))
+        trust.end_round()
         for url, (service, source) in found.items():
             if url not in workers:
                 workers[url] = WorkerState(
@@ -117,8 +135,9 @@ class Discovery:
                     fixed_service=service,
                 )
         for url in list(workers):
-            if url not in found:  # its registration lapsed: it is gone
+            if url not in found:  # its registration lapsed (or was refused): it is gone
                 state = workers.pop(url)
+                trust.revoke(url)
                 log.warning("registry.worker_gone", worker=state.name, url=url)
                 with contextlib.suppress(Exception):
                     await self.caller.drop(url)

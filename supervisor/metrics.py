@@ -59,6 +59,14 @@ class Metrics:
             ["loop"],
             registry=r,
         )
+        self.workers_refused = Counter(
+            "fleet_workers_refused",
+            "Workers refused (not probed, not called), counted once when each first appears: "
+            "source static or registered; reason unsigned, bad_signature, expired, "
+            "not_yet_valid or not_allowed",
+            ["source", "reason"],
+            registry=r,
+        )
         self.fenced_writes = Counter(
             "fleet_fenced_writes",
             "Writes refused because this supervisor no longer held the job's lease",

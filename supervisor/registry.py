@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -125,6 +125,8 @@ class Registry:
         """Set once the first discovery round has finished."""
         self.registrations_error: str | None = None
         """Why the last read of self-registrations failed (the store is down), or None."""
+        self.refused: Callable[[], list[dict[str, Any]]] = list
+        """The workers discovery refuses to call, with the reason (``supervisor.trust``)."""
         self._names: dict[str, tuple[str, str]] = {}  # public or qualified name → (svc, tool)
         self._offered: dict[str, list[str]] = {}  # bare tool name → services offering it
         self.index()

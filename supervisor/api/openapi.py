@@ -75,6 +75,11 @@ class WorkerList(BaseModel):
     workers: list[dict[str, Any]] = Field(
         description="Per worker: name, url, version, health, capabilities, in_flight, breaker…"
     )
+    refused: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Workers not probed nor called (url, name, source, reason, since); reason "
+        "is unsigned, bad_signature, expired, not_yet_valid or not_allowed. First 100.",
+    )
 
 
 class Catalog(BaseModel):

@@ -16,7 +16,10 @@ router = APIRouter()
 
 @router.get("/workers", response_model=WorkerList)
 async def list_workers(svc: Svc) -> dict[str, Any]:
-    return {"workers": [w.view(svc.pool.in_flight(w.url)) for w in svc.registry.workers.values()]}
+    return {
+        "workers": [w.view(svc.pool.in_flight(w.url)) for w in svc.registry.workers.values()],
+        "refused": svc.registry.refused(),
+    }
 
 
 @router.get("/capabilities", response_model=Catalog)

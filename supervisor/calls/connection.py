@@ -57,10 +57,12 @@ class Connection:
         fresh: Callable[[], aiohttp.ClientSession],
         *,
         connect_timeout: float = 10.0,
+        token: Callable[[], str | None] | None = None,
     ) -> None:
         self.url = url
         self._http = http
         self._fresh = fresh
+        self._token = token
         self.connect_timeout = connect_timeout
         self.info: ServerInfo | None = None
         self._session_id: str | None = None
@@ -149,21 +151,29 @@ class Connection:
         for task in list(self._background):
             task.cancel()
         if self._session_id and self.info is not None:
-            headers = revisions.headers(self.info, self._session_id)
+            headers = self._auth(revisions.headers(self.info, self._session_id))
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(2):
                     async with self._http().delete(self.url, headers=headers):
                         pass
         self._session_id = None
 
+    def _auth(self, headers: dict[str, str]) -> dict[str, str]:
+        """``headers`` plus the bearer token, asked for on every request: a worker that is no
+        longer trusted stops getting it at once (:class:`supervisor.trust.WorkerTrust`)."""
+        token = self._token() if self._token is not None else None
+        return {**headers, "authorization": f"Bearer {token}"} if token else headers
+
     async def post(self, body: dict[str, Any], headers: dict[str, str]) -> aiohttp.ClientResponse:
         """POST once; once more on a fresh connection if a reused one died before answering."""
         content = json.dumps(body, separators=(",", ":")).encode()
-        headers = {
-            "accept": "application/json, text/event-stream",
-            "content-type": "application/json",
-            **headers,
-        }
+        headers = self._auth(
+            {
+                "accept": "application/json, text/event-stream",
+                "content-type": "application/json",
+                **headers,
+            }
+        )
         for fresh in (False, True):
             trace: dict[str, bool] = {}
             session = self._fresh() if fresh else self._http()

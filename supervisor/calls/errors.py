@@ -98,7 +98,7 @@ class Rule:
 
 _UNAUTHORIZED = Rule(
     WorkerCallError,
-    "worker {url} refused the call ({status}): check FLEET_WORKER_TOKEN",
+    "worker {url} refused the call ({status}): check FLEET_WORKER_TOKEN or FLEET_WORKER_TOKENS",
     code="UNAUTHORIZED",
     retryable=False,
     delivered=False,

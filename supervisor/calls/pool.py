@@ -12,6 +12,10 @@
     async with WorkerPool(token=None) as pool:
         result = await pool.call("http://w:8701/mcp", "noop", {}, timeout=5)
         result.value, result.content
+
+Credentials: ``token`` is presented to every endpoint; ``credentials`` (a function of the URL,
+:meth:`supervisor.trust.WorkerTrust.token_for` in the service) replaces it, asked on every
+request, so an endpoint gets a token only while it is trusted.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,11 +68,13 @@ class WorkerPool:
         self,
         *,
         token: str | None = None,
+        credentials: Callable[[str], str | None] | None = None,
         max_in_flight: int = 64,
         max_connections: int = 512,
         connect_timeout: float = 10.0,
     ) -> None:
         self.token = token
+        self.credentials = credentials
         self.max_in_flight = max_in_flight
         self.connect_timeout = connect_timeout
         self._endpoints: dict[str, _Endpoint] = {}
@@ -90,7 +97,6 @@ class WorkerPool:
         return aiohttp.ClientSession(
             connector=connector,
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
-            headers={"authorization": f"Bearer {self.token}"} if self.token else None,
             skip_auto_headers=("User-Agent",),
             trace_configs=[reuse_tracing()] if reuse else None,
         )
@@ -122,10 +128,20 @@ class WorkerPool:
         endpoint = self._endpoints.get(url)
         if endpoint is None:
             connection = Connection(
-                url, self.session, self.fresh_session, connect_timeout=self.connect_timeout
+                url,
+                self.session,
+                self.fresh_session,
+                connect_timeout=self.connect_timeout,
+                token=self._token_of(url),
             )
             endpoint = self._endpoints[url] = _Endpoint(connection, self.max_in_flight)
         return endpoint
+
+    def _token_of(self, url: str) -> Callable[[], str | None]:
+        credentials, token = self.credentials, self.token
+        if credentials is not None:
+            return lambda: credentials(url)
+        return lambda: token
 
     def in_flight(self, url: str) -> int:
         endpoint = self._endpoints.get(url)

@@ -3,6 +3,9 @@
 ``SET {p}:worker:{instance}`` = :class:`shared.models.WorkerRegistration` JSON with TTL
 ``ceil(3 × heartbeat_s)``, refreshed every ``heartbeat_s``; ``DEL`` on clean shutdown. The
 instance id is ``{name}-{sha1(advertise_url)[:10]}``, so a restarted replica reuses its key.
+
+With ``FLEET_REGISTRATION_SECRET`` every heartbeat is signed afresh (:mod:`shared.signing`),
+valid for the key's TTL: a supervisor with the same secret ignores registrations without it.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from redis.exceptions import RedisError
 from shared.keys import Keys
 from shared.logs import get_logger
 from shared.models import WorkerRegistration
+from shared.signing import sign_registration
 from workers.kit.health import RegistrationState
 
 __all__ = ["instance_id", "registered"]
@@ -44,16 +48,23 @@ async def registered(
     version: str,
     heartbeat_s: float,
     state: RegistrationState,
+    secret: str | None = None,
 ) -> AsyncIterator[str]:
     """Keep the registration alive for the duration of the block; yields the Redis key."""
     key = keys.worker(instance_id(name, url))
-    value = WorkerRegistration(name=name, url=url, version=version).model_dump_json()
+    registration = WorkerRegistration(name=name, url=url, version=version)
     ttl = max(1, math.ceil(3 * heartbeat_s))
     state.enabled = True
 
+    def value() -> str:
+        if secret is None:
+            return registration.model_dump_json()
+        signed = sign_registration(registration, secret, fleet=keys.prefix, ttl_s=ttl)
+        return signed.model_dump_json()
+
     async def beat() -> None:
         try:
-            await client.set(key, value, ex=ttl)
+            await client.set(key, value(), ex=ttl)
         except (RedisError, OSError) as exc:
             state.last_error = f"{type(exc).__name__}: {exc}"[:300]
             _log.warning("worker.registration_failed", key=key, error=state.last_error)
@@ -66,7 +77,7 @@ async def registered(
             await beat()
 
     await beat()
-    _log.info("worker.registered", key=key, url=url, ttl_s=ttl)
+    _log.info("worker.registered", key=key, url=url, ttl_s=ttl, signed=secret is not None)
     task = asyncio.create_task(loop())
     try:
         yield key

@@ -277,6 +277,7 @@ class Worker:
                         version=self.version,
                         heartbeat_s=self.settings.heartbeat_s,
                         state=self.health.registration,
+                        secret=self.settings.registration_secret,
                     )
                 )
             stop = asyncio.create_task(self._stop.wait())
