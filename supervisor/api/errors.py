@@ -42,7 +42,7 @@ from shared import (
     ValidationFailed,
     get_logger,
 )
-from shared.errors import NotFound
+from shared.errors import HostNotAllowed, NotFound, OriginNotAllowed, UnsupportedMediaType
 from supervisor.api.validation import validation_details
 
 __all__ = [
@@ -117,12 +117,23 @@ RULES: dict[type[FleetError], Rule] = {
         "No bearer token; only when the supervisor has API tokens.", (_BEARER,), routing=True
     ),
     Forbidden: Rule("A token this supervisor does not accept.", routing=True),
+    OriginNotAllowed: Rule(
+        "The `Origin` header (a browser page) is not on the allowlist; FLEET_ALLOWED_ORIGINS."
+    ),
+    HostNotAllowed: Rule(
+        "The `Host` header is not a name of this supervisor (DNS rebinding); "
+        "FLEET_ALLOWED_HOSTS."
+    ),
     NotFound: Rule("No route at this path.", routing=True),
     JobNotFound: Rule("No such job; any id not shaped like one we mint is unknown too."),
     MethodNotAllowed: Rule("The path does not take this method.", (_ALLOW,), routing=True),
     IdempotencyConflict: Rule("The Idempotency-Key was used before with another body."),
     JobFinished: Rule("The job already ended (or, to redrive, did not fail)."),
     PayloadTooLarge: Rule("The request body is over the size limit."),
+    UnsupportedMediaType: Rule(
+        "A POST, PUT or PATCH body whose `Content-Type` is not `application/json` "
+        "(or `application/*+json`); `details.content_type` names it."
+    ),
     ValidationFailed: Rule(
         "A field, parameter or header breaks its rule; `details.field` names it."
     ),
