@@ -33,7 +33,7 @@ ANSWER_BOUND_S = 1.0
 @contextlib.asynccontextmanager
 async def supervisor(limits: ConnectionLimits = LIMITS) -> AsyncIterator[tuple[Running, int]]:
     sock = loopback_socket()
-    app = create_app(SupervisorSettings(redis_url="memory://", workers=""), run_loops=False)
+    app = create_app(SupervisorSettings(redis_url="memory://", workers=""))
     async with serving(app, sockets=[sock], limits=limits) as running:
         yield running, int(sock.getsockname()[1])
 
