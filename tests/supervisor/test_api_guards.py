@@ -151,3 +151,19 @@ def test_token_check_compares_every_token_whole() -> None:
     for given in ("alpha", "alpha-token-", "ALPHA-TOKEN", "", "gamma-token"):
         assert not token_matches(given, tokens), given
     assert not token_matches("alpha-token", [])
+
+
+async def test_the_conformance_rebinding_requests_against_the_api() -> None:
+    """The two requests of the MCP conformance scenario ``dns-rebinding-protection``, sent to
+    the supervisor's API. The scenario itself needs an MCP endpoint (it expects a 2xx answer
+    to ``initialize``), which the supervisor does not have; its refusal half applies as is."""
+    initialize = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}}
+    async with supervisor() as url, httpx.AsyncClient(base_url=url, timeout=5) as http:
+        evil = "evil.example.com"
+        headers = {"Host": evil, "Origin": f"http://{evil}"}
+        refused = await http.post("/v1/jobs", json=initialize, headers=headers)
+        assert refused.status_code == 421
+        own = httpx.URL(url).netloc.decode()
+        headers = {"Host": own, "Origin": f"http://{own}"}
+        passed = await http.post("/v1/jobs", json=initialize, headers=headers)
+        assert passed.json()["error"]["code"] == "VALIDATION_ERROR"  # reached the route
