@@ -86,7 +86,7 @@ class GuardedHttpTools(HttpToolsProtocol):
         self._in_headers = True  # waiting for (the rest of) a request's headers
         self._begun = False  # a request's first byte has arrived
         self._header_bytes = 0
-        self._headers_ended = False  # during one data_received: the headers ended in it
+        self._boundary = False  # during one data_received: headers or a message ended in it
         self._refused = False
 
     # -- the connection ---------------------------------------------------------------
@@ -110,12 +110,13 @@ class GuardedHttpTools(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return
-        self._headers_ended = False
+        self._boundary = False
         super().data_received(data)
-        # Bytes of a chunk in which the headers did not end are all header bytes (httptools
-        # holds them until the headers end). A chunk in which they ended is not counted: it
-        # may carry a body or a pipelined request, and it is one read (at most 256 KiB) anyway.
-        if self._in_headers and not self._headers_ended and not self.transport.is_closing():
+        # While waiting for headers, the bytes of a chunk with no boundary in it are all header
+        # bytes (httptools holds them until the headers end). A chunk in which headers or a
+        # message ended is not counted: it carries body bytes too, and perhaps the start of a
+        # pipelined request, and it is one read (at most 256 KiB) anyway.
+        if self._in_headers and not self._boundary and not self.transport.is_closing():
             self._header_bytes += len(data)
             if self._header_bytes > self.limits.max_header_bytes:
                 self._close(_TOO_LARGE)
@@ -129,7 +130,7 @@ class GuardedHttpTools(HttpToolsProtocol):
             self._arm(self.limits.header_timeout_s)
 
     def on_headers_complete(self) -> None:
-        self._in_headers, self._headers_ended, self._header_bytes = False, True, 0
+        self._in_headers, self._boundary, self._header_bytes = False, True, 0
         self._arm(self.limits.body_timeout_s)  # disarmed at once when there is no body
         super().on_headers_complete()
 
@@ -139,7 +140,7 @@ class GuardedHttpTools(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         self._disarm()
-        self._in_headers, self._begun, self._header_bytes = True, False, 0
+        self._in_headers, self._begun, self._header_bytes, self._boundary = True, False, 0, True
         super().on_message_complete()
 
     # -- the deadline -----------------------------------------------------------------

@@ -154,11 +154,14 @@ async def test_a_stalled_body_is_cut_but_a_slow_honest_one_is_not() -> None:
         writer.close()
         assert LIMITS.body_timeout_s * 0.9 <= stalled < 5, stalled
         # A body that keeps coming, each piece well within the deadline, though the whole
-        # takes longer than it: answered (422: no worker serves "noop" here).
-        body = b'{"capability": "noop", "input": {}}'
+        # takes longer than it: answered (422: no worker serves "noop" here). Its pieces are
+        # each larger than the header limit, which counts header bytes only.
+        body = b'{"capability": "noop", "input": {"x": "' + b"a" * 40_000 + b'"}}'
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(head.replace(b"100", str(len(body)).encode()))
-        for piece in (body[:10], body[10:20], body[20:30], body[30:]):
+        quarter = len(body) // 4
+        pieces = [body[i * quarter : (i + 1) * quarter] for i in range(3)] + [body[3 * quarter :]]
+        for piece in pieces:
             writer.write(piece)
             await writer.drain()
             await asyncio.sleep(LIMITS.body_timeout_s * 0.4)  # the client's pace under test
