@@ -1,7 +1,7 @@
 # One image for every service of the fleet: the supervisor (default) and each example worker.
 #   docker build -t mcp-fleet .
 #   docker run --rm -p 127.0.0.1:8700:8700 -e FLEET_API_TOKENS=secret mcp-fleet
-#   docker run --rm mcp-fleet python -m workers.data --host 0.0.0.0 --port 8701
+#   docker run --rm -e FLEET_WORKER_TOKEN=secret mcp-fleet python -m workers.data --host 0.0.0.0 --port 8701
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \

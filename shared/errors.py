@@ -4,12 +4,15 @@
     ├── BadRequest                  400 BAD_REQUEST (bad JSON, unreadable body)
     ├── Unauthorized                401 UNAUTHORIZED
     ├── Forbidden                   403 FORBIDDEN
+    │   └── OriginNotAllowed        403 ORIGIN_NOT_ALLOWED (DNS rebinding, CSRF)
     ├── NotFound                    404 NOT_FOUND
     │   └── JobNotFound             404 JOB_NOT_FOUND
     ├── Conflict                    409 CONFLICT
     │   ├── IdempotencyConflict     409 IDEMPOTENCY_CONFLICT
     │   └── JobFinished             409 JOB_FINISHED
     ├── PayloadTooLarge             413 PAYLOAD_TOO_LARGE
+    ├── UnsupportedMediaType        415 UNSUPPORTED_MEDIA_TYPE (a body that is not JSON)
+    ├── HostNotAllowed              421 HOST_NOT_ALLOWED (DNS rebinding)
     ├── ValidationFailed            422 VALIDATION_ERROR
     │   ├── UnknownCapability       422 UNKNOWN_CAPABILITY
     │   └── InvalidInput            422 INVALID_INPUT
@@ -46,16 +49,19 @@ __all__ = [
     "Conflict",
     "FleetError",
     "Forbidden",
+    "HostNotAllowed",
     "IdempotencyConflict",
     "InvalidInput",
     "JobFinished",
     "JobNotFound",
     "NotFound",
+    "OriginNotAllowed",
     "PayloadTooLarge",
     "StoreUnavailable",
     "ToolFailed",
     "Unauthorized",
     "UnknownCapability",
+    "UnsupportedMediaType",
     "ValidationFailed",
     "WorkerBadResponse",
     "WorkerBusy",
@@ -105,6 +111,10 @@ class Forbidden(FleetError):
     status = 403
 
 
+class OriginNotAllowed(Forbidden):
+    code = "ORIGIN_NOT_ALLOWED"
+
+
 class NotFound(FleetError):
     code = "NOT_FOUND"
     status = 404
@@ -130,6 +140,16 @@ class JobFinished(Conflict):
 class PayloadTooLarge(FleetError):
     code = "PAYLOAD_TOO_LARGE"
     status = 413
+
+
+class UnsupportedMediaType(FleetError):
+    code = "UNSUPPORTED_MEDIA_TYPE"
+    status = 415
+
+
+class HostNotAllowed(FleetError):
+    code = "HOST_NOT_ALLOWED"
+    status = 421
 
 
 class ValidationFailed(FleetError):

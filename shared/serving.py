@@ -23,7 +23,9 @@ from typing import Any
 
 import uvicorn
 
-__all__ = ["Running", "free_port", "loopback_socket", "run", "serving"]
+from shared.connections import ConnectionLimits, guarded_protocol
+
+__all__ = ["ConnectionLimits", "Running", "free_port", "loopback_socket", "run", "serving"]
 
 START_TIMEOUT_S = 20.0
 
@@ -43,7 +45,10 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def _config(app: Any, **options: Any) -> uvicorn.Config:
+def _config(app: Any, *, limits: ConnectionLimits | None, **options: Any) -> uvicorn.Config:
+    # Every server runs under the connection guard (cap, header size, header and body
+    # deadlines): stock uvicorn enforces none of them (see shared.connections).
+    options.setdefault("http", guarded_protocol(limits or ConnectionLimits()))
     options.setdefault("log_level", "warning")
     options.setdefault("access_log", False)
     options.setdefault("lifespan", "on")
@@ -89,10 +94,12 @@ async def serving(
     host: str = "127.0.0.1",
     port: int = 0,
     start_timeout_s: float = START_TIMEOUT_S,
+    limits: ConnectionLimits | None = None,
     **options: Any,
 ) -> AsyncIterator[Running]:
-    """Serve ``app`` in this event loop for the block; ``options`` go to ``uvicorn.Config``."""
-    config = _config(app, host=host, port=port, **options)
+    """Serve ``app`` in this event loop for the block, under ``limits`` (default: the
+    settings' defaults); ``options`` go to ``uvicorn.Config``."""
+    config = _config(app, limits=limits, host=host, port=port, **options)
     server = _Embedded(config)
     task = asyncio.create_task(server.serve(sockets=sockets))
     try:
@@ -116,9 +123,11 @@ async def serving(
             sock.close()
 
 
-def run(app: Any, *, host: str, port: int, **options: Any) -> None:
+def run(
+    app: Any, *, host: str, port: int, limits: ConnectionLimits | None = None, **options: Any
+) -> None:
     """Serve ``app`` as the whole process until SIGTERM or SIGINT, then exit 0."""
-    _Process(_config(app, host=host, port=port, **options)).run()
+    _Process(_config(app, limits=limits, host=host, port=port, **options)).run()
 
 
 def _base_url(server: uvicorn.Server, sockets: list[socket.socket] | None, host: str) -> str:

@@ -39,7 +39,36 @@ class _Base(BaseSettings):
     """Prefix of every Redis key."""
 
 
-class SupervisorSettings(_Base):
+class _Serving(_Base):
+    """What an HTTP server of the fleet (supervisor or worker) accepts from its clients."""
+
+    max_connections: int = Field(default=1000, ge=1)
+    """Open HTTP connections at most; one more is closed at once (after a bare 503). Keep it
+    below the process's open-file limit (``ulimit -n``)."""
+    max_header_bytes: int = Field(default=32 * 1024, ge=1024)
+    """Size limit of a request's line and headers; beyond it 431 and the connection closes."""
+    header_timeout_s: float = Field(default=10.0, gt=0)
+    """Seconds a request's headers may take to arrive (from the connection opening, or from
+    the request's first byte on a kept-alive one); beyond it 408 and close (slowloris)."""
+    body_timeout_s: float = Field(default=30.0, gt=0)
+    """Seconds a request body may stall (no byte arriving while the server waits for one)
+    before the connection is closed."""
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Comma-separated extra names a request's ``Host`` may carry (any port; ``*`` globs, e.g.
+    ``*.internal``; ``*`` alone turns the check off). Loopback names, the bind host, the
+    address a connection arrived on (a pod IP) and a worker's ``advertise_url`` host are
+    always allowed; any other ``Host`` gets 421 (DNS-rebinding protection)."""
+    allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Comma-separated extra browser origins (``https://app.example``, ``http://dash:*``). A
+    request without ``Origin`` passes; loopback and same-origin ones pass; others get 403."""
+
+    @field_validator("allowed_hosts", "allowed_origins", mode="before")
+    @classmethod
+    def _csv(cls, value: str | list[str] | None) -> list[str]:
+        return split_csv(value)
+
+
+class SupervisorSettings(_Serving):
     host: str = "127.0.0.1"
     """Interface to bind; a non-loopback one needs API tokens (or ``insecure``)."""
     port: int = Field(default=8700, ge=0, le=65535)
@@ -137,11 +166,11 @@ class SupervisorSettings(_Base):
         return split_csv(self.api_tokens)
 
 
-class WorkerSettings(_Base):
+class WorkerSettings(_Serving):
     name: str | None = None
     """Service name (it qualifies the capabilities); unset: the worker's own, e.g. ``echo``."""
     host: str = "127.0.0.1"
-    """Interface to bind."""
+    """Interface to bind; a non-loopback one needs ``worker_token`` (or ``insecure``)."""
     port: int = Field(default=8701, ge=0, le=65535)
     """Port to bind."""
     max_concurrency: int = Field(default=4, ge=1)
@@ -155,6 +184,8 @@ class WorkerSettings(_Base):
     registration_secret: str | None = Field(default=None, min_length=16)
     """Secret (16+ characters, the supervisor's ``registration_secret``) to sign this worker's
     self-registrations with (HMAC-SHA256); unset, they are unsigned."""
+    insecure: bool = False
+    """Allow a non-loopback bind with no ``worker_token``."""
     heartbeat_s: float = Field(default=5.0, gt=0)
     """Seconds between self-registration heartbeats."""
     grace_s: float = Field(default=10.0, ge=0)
@@ -167,18 +198,6 @@ class WorkerSettings(_Base):
     idempotency_max_result_bytes: int = Field(default=8 * 1024 * 1024, ge=0)
     """A result larger than this is not stored (either store), so a duplicate of that call
     runs again."""
-    allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    """Comma-separated extra names a request's ``Host`` may carry (any port; ``*`` globs, e.g.
-    ``*.internal``). Loopback names, the bind host and the ``advertise_url`` host are always
-    allowed; any other ``Host`` gets 421 (DNS-rebinding protection)."""
-    allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    """Comma-separated extra browser origins (``https://app.example``, ``http://dash:*``). A
-    request without ``Origin`` passes; loopback and same-origin ones pass; others get 403."""
-
-    @field_validator("allowed_hosts", "allowed_origins", mode="before")
-    @classmethod
-    def _csv(cls, value: str | list[str] | None) -> list[str]:
-        return split_csv(value)
 
     @field_validator("redis_url")
     @classmethod

@@ -12,8 +12,10 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from fastapi import FastAPI
 
 from shared import Keys, SupervisorSettings, get_logger
+from shared.hosts import allowed_hosts
 from supervisor.api import router
 from supervisor.api.errors import add_handlers
+from supervisor.api.guards import HostOrigin, JsonBodies
 from supervisor.api.middleware import RequestContext
 from supervisor.calls import WorkerPool
 from supervisor.discovery import Discovery
@@ -100,6 +102,14 @@ def create_app(settings: SupervisorSettings, *, run_loops: bool = True) -> FastA
         lifespan=lifespan,
     )
     app.include_router(router)
+    # add_middleware puts each in front of the last: RequestContext (correlation id, body
+    # limit) runs first, so refusals of the guards carry the correlation id too.
+    app.add_middleware(JsonBodies)
+    app.add_middleware(
+        HostOrigin,
+        hosts=allowed_hosts(settings.allowed_hosts, bind_host=settings.host),
+        origins=settings.allowed_origins,
+    )
     app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes)
 
     add_handlers(app)

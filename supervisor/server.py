@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Sequence
 
 from shared import SupervisorSettings, configure_logging, configure_tracing
+from shared.connections import ConnectionLimits
 from shared.flags import parse_flags
+from shared.hosts import InsecureBind
+from shared.hosts import check_bind as _check_bind
 from shared.serving import run
 from supervisor.app import create_app
 
@@ -20,6 +22,8 @@ FLAGS = (
     "api_tokens",
     "worker_token",
     "insecure",
+    "allowed_hosts",
+    "allowed_origins",
     "log_format",
     "log_level",
 )
@@ -36,27 +40,15 @@ def parse_settings(
     )  # fmt: skip
 
 
-class InsecureBind(SystemExit):
-    pass
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def check_bind(settings: SupervisorSettings) -> None:
     """With no API tokens the supervisor only binds to loopback, unless told it is insecure."""
-    if not settings.tokens and not is_loopback(settings.host) and not settings.insecure:
-        raise InsecureBind(
-            f"refusing to bind {settings.host}:{settings.port} without API tokens: set "
-            "FLEET_API_TOKENS=token1,token2 (clients send 'Authorization: Bearer <token>'), "
-            "bind 127.0.0.1, or pass --insecure (FLEET_INSECURE=1) to accept the risk"
-        )
+    _check_bind(
+        settings.host,
+        settings.port,
+        missing="" if settings.tokens else "API tokens",
+        fix="FLEET_API_TOKENS=token1,token2 (clients send 'Authorization: Bearer <token>')",
+        insecure=settings.insecure,
+    )
 
 
 def serve(settings: SupervisorSettings) -> None:
@@ -67,6 +59,7 @@ def serve(settings: SupervisorSettings) -> None:
         create_app(settings),
         host=settings.host,
         port=settings.port,
+        limits=ConnectionLimits.of(settings),
         timeout_graceful_shutdown=10,
     )
 

@@ -13,6 +13,7 @@ Routes only translate HTTP to store/registry calls and back. Every error leaves 
 - :mod:`~supervisor.api.errors` — how errors leave the API (the exception handlers)
 - :mod:`~supervisor.api.openapi` — the bodies and errors ``/openapi.json`` declares
 - :mod:`~supervisor.api.middleware` — correlation id and request body limit (pure ASGI)
+- :mod:`~supervisor.api.guards` — ``Host``/``Origin`` allowlists and JSON-only bodies (pure ASGI)
 """
 
 from __future__ import annotations

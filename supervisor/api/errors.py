@@ -11,6 +11,7 @@ raise themselves becomes one of those errors first:
     RequestValidationError                  ValidationFailed  422 VALIDATION_ERROR
     HTTPException of a ``routing`` status   that rule's class 401, 403, 404 NOT_FOUND, 405
     HTTPException of any other status       HttpError         HTTP_<status>
+    ClientDisconnect (the client left)      nothing is sent; logged at info
     any other exception (logged)            FleetError        500 INTERNAL
 """
 
@@ -21,8 +22,9 @@ from typing import Any, NamedTuple
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.routing import BaseRoute, Match
 from starlette.types import Scope
 
@@ -42,7 +44,7 @@ from shared import (
     ValidationFailed,
     get_logger,
 )
-from shared.errors import NotFound
+from shared.errors import HostNotAllowed, NotFound, OriginNotAllowed, UnsupportedMediaType
 from supervisor.api.validation import validation_details
 
 __all__ = [
@@ -117,12 +119,22 @@ RULES: dict[type[FleetError], Rule] = {
         "No bearer token; only when the supervisor has API tokens.", (_BEARER,), routing=True
     ),
     Forbidden: Rule("A token this supervisor does not accept.", routing=True),
+    OriginNotAllowed: Rule(
+        "The `Origin` header (a browser page) is not on the allowlist; FLEET_ALLOWED_ORIGINS."
+    ),
+    HostNotAllowed: Rule(
+        "The `Host` header is not a name of this supervisor (DNS rebinding); FLEET_ALLOWED_HOSTS."
+    ),
     NotFound: Rule("No route at this path.", routing=True),
     JobNotFound: Rule("No such job; any id not shaped like one we mint is unknown too."),
     MethodNotAllowed: Rule("The path does not take this method.", (_ALLOW,), routing=True),
     IdempotencyConflict: Rule("The Idempotency-Key was used before with another body."),
     JobFinished: Rule("The job already ended (or, to redrive, did not fail)."),
     PayloadTooLarge: Rule("The request body is over the size limit."),
+    UnsupportedMediaType: Rule(
+        "A POST, PUT or PATCH body whose `Content-Type` is not `application/json` "
+        "(or `application/*+json`); `details.content_type` names it."
+    ),
     ValidationFailed: Rule(
         "A field, parameter or header breaks its rule; `details.field` names it."
     ),
@@ -206,6 +218,13 @@ def add_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return _respond(_from_http(request, exc), dict(exc.headers or {}))
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_gone(request: Request, _: ClientDisconnect) -> Response:
+        # The client went away while sending its body (or its body stalled past
+        # FLEET_BODY_TIMEOUT_S and the server cut it): nobody is left to answer.
+        log.info("api.client_disconnected", path=request.url.path[:100])
+        return Response(status_code=400)
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -10,16 +10,14 @@
 from __future__ import annotations
 
 import contextvars
-import json
 import re
 import uuid
-from typing import Any
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared import HEADER_CORRELATION_ID, FleetError, PayloadTooLarge, ValidationFailed
-from supervisor.api.errors import answer
+from supervisor.api.guards import send_error
 from supervisor.api.limits import CORRELATION_ID_PATTERN
 
 __all__ = ["RequestContext", "correlation_id"]
@@ -109,13 +107,4 @@ def _too_large(limit: int) -> PayloadTooLarge:
 
 
 async def _refuse(send: Send, cid: str, error: FleetError) -> None:
-    status, content, own = answer(error)
-    body = json.dumps(content).encode()
-    headers: list[Any] = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        (_HEADER, cid.encode()),
-        *((name.lower().encode(), value.encode("latin-1")) for name, value in own.items()),
-    ]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    await send_error(send, error, (_HEADER, cid.encode()))

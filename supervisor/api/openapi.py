@@ -23,6 +23,7 @@ from shared import (
     Unauthorized,
     ValidationFailed,
 )
+from shared.errors import HostNotAllowed, OriginNotAllowed, UnsupportedMediaType
 from supervisor.api.errors import rule_for
 
 __all__ = [
@@ -131,9 +132,11 @@ def errors(*raised: type[FleetError]) -> dict[int | str, dict[str, Any]]:
     return out
 
 
-COMMON_ERRORS = errors(PayloadTooLarge, ValidationFailed)
-"""What any route can answer: the body limit and a malformed ``X-Correlation-ID``."""
-V1_ERRORS = errors(Unauthorized, Forbidden, PayloadTooLarge, ValidationFailed)
+_GUARDS = (OriginNotAllowed, PayloadTooLarge, UnsupportedMediaType, HostNotAllowed)
+COMMON_ERRORS = errors(*_GUARDS, ValidationFailed)
+"""What any route can answer: the ``Host``/``Origin`` allowlists, the body limit and type
+(:mod:`supervisor.api.guards`), and a malformed ``X-Correlation-ID``."""
+V1_ERRORS = errors(Unauthorized, Forbidden, *_GUARDS, ValidationFailed)
 """What any ``/v1`` route can answer: the common ones and authentication."""
 
 SSE_RESPONSE: dict[int | str, dict[str, Any]] = {

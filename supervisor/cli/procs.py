@@ -139,12 +139,14 @@ def reap(spawned: set[int]) -> None:
 @contextlib.asynccontextmanager
 async def embedded_supervisor(settings: Any) -> AsyncIterator[str]:
     """The supervisor app under uvicorn in this event loop, on a free port; yields its URL."""
+    from shared.connections import ConnectionLimits
     from shared.serving import loopback_socket, serving
     from supervisor.app import create_app
 
     async with serving(
         create_app(settings),
         sockets=[loopback_socket()],
+        limits=ConnectionLimits.of(settings),
         log_config=None,
         log_level="error",
         timeout_graceful_shutdown=2,

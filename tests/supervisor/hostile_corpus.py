@@ -85,6 +85,7 @@ BAD = (400, "BAD_REQUEST")
 INVALID = (422, "VALIDATION_ERROR")
 GONE = (404, "JOB_NOT_FOUND")
 ACCEPTED = (202, None)
+NOT_JSON = (415, "UNSUPPORTED_MEDIA_TYPE")
 
 TEXT = [
     post(
@@ -506,27 +507,30 @@ METHODS = [
     post(
         "form-encoded body",
         b"capability=noop",
-        *BAD,
+        *NOT_JSON,
         content_type="application/x-www-form-urlencoded",
     ),
     post(
         "multipart body",
         b'--b\r\nContent-Disposition: form-data; name="capability"\r\n\r\nnoop\r\n--b--',
-        *BAD,
+        *NOT_JSON,
         content_type="multipart/form-data; boundary=b",
     ),
     post(
         "XML body",
         b"<job><capability>noop</capability></job>",
-        *BAD,
+        *NOT_JSON,
         content_type="application/xml",
     ),
     post("gzip claimed, plain sent", job(), *ACCEPTED, headers={"content-encoding": "gzip"}),
     post(
         "gzip sent", b"\x1f\x8b\x08\x00\x00\x00\x00\x00", *BAD, headers={"content-encoding": "gzip"}
     ),
-    post("JSON as text/plain", job(), *ACCEPTED, content_type="text/plain"),
-    post("JSON with no content type", job(), *ACCEPTED, content_type=None),
+    # A cross-site page can send these without a CORS preflight: refused, JSON or not.
+    post("JSON as text/plain", job(), *NOT_JSON, content_type="text/plain"),
+    post("JSON with no content type", job(), *NOT_JSON, content_type=None),
+    post("JSON as application/*+json", job(), *ACCEPTED, content_type="application/fleet+json"),
+    post("JSON with a charset", job(), *ACCEPTED, content_type="Application/JSON; charset=utf-8"),
     post(
         "latin-1 charset declared",
         '{"capability":"noop","labels":{"x":"é"}}'.encode("latin-1"),

@@ -16,7 +16,7 @@ from shared.flags import parse_flags
 from shared.logs import configure_logging
 from shared.settings import WorkerSettings
 from shared.telemetry import configure_tracing
-from workers.kit.server import Worker
+from workers.kit.server import Worker, check_worker_bind
 
 __all__ = ["main", "parse_settings"]
 
@@ -28,6 +28,7 @@ FLAGS = (
     "redis_url",
     "advertise_url",
     "worker_token",
+    "insecure",
     "allowed_hosts",
     "allowed_origins",
     "key_prefix",
@@ -51,6 +52,7 @@ def main(
 ) -> None:
     """Entrypoint of every ``python -m workers.<name>``."""
     settings = parse_settings(argv, prog=prog)
+    check_worker_bind(settings)  # a refusal exits 1 with its one-line message
     configure_logging(settings.log_format, settings.log_level)
     # FastMCP logs through its own rich console handler; send it to the root handler
     # instead, so a container's stderr stays one log format.

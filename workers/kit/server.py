@@ -29,6 +29,8 @@ from mcp_types import ToolAnnotations
 from starlette.applications import Starlette
 from starlette.middleware import Middleware as AsgiMiddleware
 
+from shared.connections import ConnectionLimits
+from shared.hosts import check_bind
 from shared.keys import Keys
 from shared.logs import get_logger
 from shared.models import CapabilitiesReport
@@ -46,7 +48,7 @@ from workers.kit.middleware import KitMiddleware, Runtime
 from workers.kit.registration import registered
 from workers.kit.toolset import Toolset
 
-__all__ = ["DEFAULT_MAX_REQUEST_BYTES", "KEEP_ALIVE_S", "MCP_PATH", "Worker"]
+__all__ = ["DEFAULT_MAX_REQUEST_BYTES", "KEEP_ALIVE_S", "MCP_PATH", "Worker", "check_worker_bind"]
 
 MCP_PATH = "/mcp"
 DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024
@@ -61,6 +63,18 @@ period and client keep-alive expiry (httpx: 5 s), so the client always closes fi
 """
 _OPEN_PATHS = frozenset({"/health", "/ready"})
 _log = get_logger("workers.kit")
+
+
+def check_worker_bind(settings: WorkerSettings, host: str | None = None) -> None:
+    """Without ``worker_token`` a worker binds only to loopback, unless told it is insecure
+    (:class:`shared.hosts.InsecureBind`, a one-line exit message)."""
+    check_bind(
+        host or settings.host,
+        settings.port,
+        missing="" if settings.worker_token else "a worker token",
+        fix="FLEET_WORKER_TOKEN=<secret> (--worker-token) here and on the supervisors",
+        insecure=settings.insecure,
+    )
 
 
 class Worker:
@@ -234,7 +248,13 @@ class Worker:
         port: int | None = None,
         sockets: list[socket.socket] | None = None,
     ) -> None:
-        """Serve over HTTP until :meth:`request_shutdown`, then drain; or until cancelled."""
+        """Serve over HTTP until :meth:`request_shutdown`, then drain; or until cancelled.
+
+        Binding ``host`` (not given ``sockets``) follows the bind rule of
+        :func:`check_worker_bind`.
+        """
+        if sockets is None:
+            check_worker_bind(self.settings, host)
         self._stop, self._started = asyncio.Event(), asyncio.Event()
         self.runtime.draining = self.runtime.shutdown_cancel = False
         self._grace_s = self.settings.grace_s
@@ -245,6 +265,7 @@ class Worker:
                 sockets=sockets,
                 host=bind,
                 port=self.settings.port if port is None else port,
+                limits=ConnectionLimits.of(self.settings),
                 log_config=None,
                 timeout_graceful_shutdown=3,
                 timeout_keep_alive=KEEP_ALIVE_S,

@@ -1,0 +1,160 @@
+"""DNS-rebinding protection: every request's ``Host`` and ``Origin`` must be on an allowlist.
+
+A web page on ``http://evil.example`` whose name later resolves to 127.0.0.1 (or to a
+container address) would otherwise reach a supervisor or a worker from the victim's browser.
+The MCP transport spec asks servers to validate ``Origin``; the MCP SDK and FastMCP also
+validate ``Host``. The decision is FastMCP's own guard (:class:`HostOriginGuardMiddleware`,
+strict mode), used as a predicate: its refusals are plain text, each side answers with its
+own structured JSON error instead (the ``refuse`` callable).
+
+Allowed ``Host`` values, any port: ``localhost``, ``127.0.0.1``, ``[::1]``, the address the
+connection arrived on (so a pod or container IP works: a kubelet probes with the pod IP as
+``Host`` and the connection arrives on that IP), the bind host when it is not a wildcard, a
+worker's ``advertise_url`` host, and the configured extras (``*`` globs allowed). Any other
+gets **421** ``HOST_NOT_ALLOWED``, as the SDK answers. A request without ``Origin`` passes
+(programs send none); a loopback (any port) or same-origin ``Origin`` passes, as does one in
+the configured origins (``:*`` for any port); any other gets **403** ``ORIGIN_NOT_ALLOWED``,
+as the spec requires. An extra host ``*`` turns the ``Host`` check off: only for a server
+behind a proxy that checks ``Host`` itself.
+
+>>> sorted(allowed_hosts(["api.internal"], advertise_url="http://w1:8701/mcp", bind_host="::"))
+['127.0.0.1', '::1', 'api.internal', 'localhost', 'w1']
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import urlsplit
+
+from fastmcp.server.http import HostOriginGuardMiddleware
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = [
+    "LOOPBACK_HOSTS",
+    "LOOPBACK_ORIGINS",
+    "HostOriginGuard",
+    "InsecureBind",
+    "Refusal",
+    "Refuse",
+    "allowed_hosts",
+    "check_bind",
+    "is_loopback",
+]
+
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+LOOPBACK_ORIGINS = tuple(
+    f"{scheme}://{host}:*"
+    for scheme in ("http", "https")
+    for host in ("localhost", "127.0.0.1", "[[]::1]")  # ``[[]`` is a literal ``[`` in a glob
+)
+"""A page served from this machine is no rebinding attacker: its origin passes, any port."""
+_WILDCARD_BINDS = frozenset({"", "0.0.0.0", "::", "*"})
+_ECHO = 200  # longest piece of a refused header repeated in an answer
+
+
+def allowed_hosts(
+    extra: Iterable[str], *, advertise_url: str | None = None, bind_host: str | None = None
+) -> list[str]:
+    """The ``Host`` names a server answers to: loopback, bind host, advertised host, extras."""
+    hosts = {*LOOPBACK_HOSTS, *(h.strip().lower() for h in extra if h.strip())}
+    if advertise_url:
+        name = urlsplit(advertise_url).hostname
+        if name:
+            hosts.add(name.lower())
+    bind = (bind_host or "").strip().strip("[]").lower()
+    if bind not in _WILDCARD_BINDS:
+        hosts.add(bind)
+    return sorted(hosts)
+
+
+class InsecureBind(SystemExit):
+    """A refused bind: its one-line message is the process's exit message (no traceback)."""
+
+
+def is_loopback(host: str) -> bool:
+    """``localhost`` or a loopback address (``127.0.0.0/8``, ``::1``, bracketed or not)."""
+    host = host.strip().strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(host: str, port: int, *, missing: str, fix: str, insecure: bool) -> None:
+    """A server without its secret binds only to loopback, unless told it is insecure.
+
+    ``missing`` names the secret (``API tokens``), empty when it is set; ``fix`` says how to
+    set it. The refusal is :class:`InsecureBind`: one line, the process's exit message.
+    """
+    if missing and not is_loopback(host) and not insecure:
+        raise InsecureBind(
+            f"refusing to bind {host}:{port} without {missing}: set {fix}, bind 127.0.0.1, "
+            "or pass --insecure (FLEET_INSECURE=1) to accept the risk"
+        )
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a request was refused: ``kind`` (``host`` → 421, ``origin`` → 403) and the value
+    (cut to 200 characters)."""
+
+    kind: Literal["host", "origin"]
+    value: str
+
+    @property
+    def status(self) -> int:
+        return 421 if self.kind == "host" else 403
+
+
+Refuse = Callable[[Scope, Send, Refusal], Awaitable[None]]
+"""Answers a refused request (the status is ``refusal.status``) in the server's own format."""
+
+
+async def _accept(scope: Scope, receive: Receive, send: Send) -> None:
+    """The guard's downstream app: reaching it means the request passed."""
+
+
+class HostOriginGuard:
+    """Pure ASGI: refuse a disallowed ``Host`` (421) or ``Origin`` (403) through ``refuse``."""
+
+    def __init__(
+        self, app: ASGIApp, *, hosts: Sequence[str], origins: Sequence[str] = (), refuse: Refuse
+    ) -> None:
+        self.app = app
+        self.hosts = tuple(hosts)
+        self.refuse = refuse
+        self._guard = HostOriginGuardMiddleware(
+            _accept,
+            allowed_hosts=self.hosts,
+            allowed_origins=(*LOOPBACK_ORIGINS, *origins),
+            mode="strict",
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        refused: list[int] = []
+
+        async def capture(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                refused.append(int(message["status"]))
+
+        # The guard only reads headers; on refusal it answers into ``capture`` and never
+        # reads ``receive``, so the real request body is untouched for the app.
+        await self._guard(scope, receive, capture)
+        if not refused:
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        if refused[0] == 421:
+            refusal = Refusal("host", headers.get("host", "")[:_ECHO])
+        else:
+            refusal = Refusal("origin", headers.get("origin", "")[:_ECHO])
+        await self.refuse(scope, send, refusal)
