@@ -65,6 +65,7 @@ def supervisor_proc(
             "FLEET_LOG_LEVEL": "WARNING",
             "FLEET_QUEUE_LIMIT": "1000000",
             "FLEET_WAITING_LIMIT": "1000000",
+            "FLEET_MAX_CONNECTIONS": "8192",  # 1,000 watchers and the submit lanes at once
         }
     )
     return Proc(name, [sys.executable, "-m", "supervisor.server"], env, log)
