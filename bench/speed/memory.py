@@ -3,7 +3,9 @@
 A supervisor of its own (per store) is pointed at the ticks worker, whose ``hold`` tool runs
 one at a time and never finishes while measured, so all but one ``hold`` job stay queued.
 Its RSS is read when it is ready (idle) and again with ``queued`` jobs submitted and
-``watchers`` event streams open on them (each has received its first event).
+``watchers`` event streams open on them (each has received its first event). It holds as
+many of the queued jobs as a user's would (the default ``FLEET_WAITING_LIMIT``); on
+``memory://`` every job's record is in the process anyway.
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ async def measure_memory(
     port = free_port()
     url = "memory://" if store == "memory" else stack.redis_db(3)
     log = workdir / f"supervisor-{store}-memory.log"
-    proc = supervisor_proc(f"supervisor-{store}-memory", port, url, [stack.ticks_url], log)
+    name = f"supervisor-{store}-memory"
+    proc = supervisor_proc(name, port, url, [stack.ticks_url], log, held_limits=True)
     base = f"http://127.0.0.1:{port}"
     go = workdir / f"hold-{uuid.uuid4().hex}"
     proc.start()

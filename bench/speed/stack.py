@@ -53,8 +53,18 @@ async def wait_capabilities(proc: Proc, base: str, wanted: set[str]) -> None:
 
 
 def supervisor_proc(
-    name: str, port: int, store: str, workers: list[str], log: Path, prefix: str = "bench"
+    name: str,
+    port: int,
+    store: str,
+    workers: list[str],
+    log: Path,
+    prefix: str = "bench",
+    *,
+    held_limits: bool = False,
 ) -> Proc:
+    """``held_limits``: how many jobs it holds while they wait for a worker is the default
+    (``FLEET_WAITING_LIMIT``), as a user's supervisor has; else unbounded, so throughput is
+    never the limit's."""
     env = _env(
         {
             "FLEET_HOST": "127.0.0.1",
@@ -68,6 +78,8 @@ def supervisor_proc(
             "FLEET_MAX_CONNECTIONS": "8192",  # 1,000 watchers and the submit lanes at once
         }
     )
+    if held_limits:
+        env.pop("FLEET_WAITING_LIMIT")
     return Proc(name, [sys.executable, "-m", "supervisor.server"], env, log)
 
 
