@@ -213,9 +213,9 @@ async def job_events(
     it closes at once.
     """
     store = svc.store
-    job = await store.get(job_id)  # 404 before the stream starts
+    job, flags = await store.get_with_flags(job_id)  # 404 before the stream starts
     if after is None and not last_event_id:
-        start = max(0, int(await store.flag(job_id, "run_start") or 0) - 1)
+        start = max(0, int(flags.get("run_start") or 0) - 1)
     else:  # both checked: decimal, ≤ MAX_EVENT_SEQ
         start = max(after or 0, int(last_event_id or 0))
 

@@ -12,7 +12,7 @@ from shared import Job, JobNotFound
 # Fields stored raw rather than JSON-encoded, because the Lua scripts read them.
 RAW = {"status", "capability", "correlation_id", "cancel"}
 # Internal fields of the job hash handed out beside the job (not part of the Job model).
-FLAGS = {"cancel", "fence"}
+FLAGS = {"cancel", "fence", "run_start"}
 JOB_FIELDS = tuple(Job.model_fields)
 
 

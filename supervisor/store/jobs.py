@@ -62,7 +62,7 @@ class JobRecords(StoreBase):
         return (await self.get_with_flags(job_id))[0]
 
     async def get_with_flags(self, job_id: str) -> tuple[Job, dict[str, str]]:
-        """The job and its internal fields (``cancel``) in one read."""
+        """The job and its internal fields (``cancel``, ``fence``, ``run_start``) in one read."""
         return job_and_flags(job_id, await self._call("hgetall", self.keys.job(job_id)))
 
     async def flag(self, job_id: str, name: str) -> str | None:
