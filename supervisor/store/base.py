@@ -17,8 +17,17 @@ from supervisor.store.embedded import EmbeddedScripts
 from supervisor.store.signals import Signals
 from supervisor.store.tails import Tails
 
-ENDED = " ended"
-"""Suffix of a ``changed`` message whose write may have ended the job."""
+
+def changed_message(job_id: str, ended: bool, origin: str) -> str:
+    """A ``changed`` message: the job, whether the write may have ended it, and the writer
+    (its own messages come back to it; it has woken its watchers already)."""
+    return f"{job_id} {'ended' if ended else '-'} {origin}"
+
+
+def parse_changed(message: str) -> tuple[str, bool, str]:
+    job_id, _, rest = message.partition(" ")
+    ended, _, origin = rest.partition(" ")
+    return job_id, ended == "ended", origin
 
 
 class StoreBase:
@@ -117,7 +126,9 @@ class StoreBase:
         for attempt in (1, 2):
             async with self._r.pipeline(transaction=False) as pipe:
                 pipe.evalsha(script.sha, len(keys), *keys, *args)
-                pipe.publish(self.keys.changed_channel, job_id + (ENDED if ends else ""))
+                pipe.publish(
+                    self.keys.changed_channel, changed_message(job_id, ends, self.consumer)
+                )
                 try:
                     out, _ = await pipe.execute()
                     return out

@@ -12,7 +12,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from shared import Event, Job, now
-from supervisor.store.base import ENDED, StoreBase
+from supervisor.store.base import StoreBase, parse_changed
 from supervisor.store.codec import encode_fields, job_and_flags, text
 from supervisor.store.errors import check_fence
 from supervisor.store.signals import Wake
@@ -172,8 +172,9 @@ class EventLog(StoreBase):
                 while True:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                     if message and message.get("type") == "message":
-                        job_id, ended, _ = text(message["data"]).partition(ENDED)
-                        self._signals.notify(job_id, ended=bool(ended))
+                        job_id, ended, origin = parse_changed(text(message["data"]))
+                        if origin != self.consumer:  # ours woke our watchers as written
+                            self._signals.notify(job_id, ended=ended)
             except (RedisError, OSError) as exc:
                 from shared import get_logger
 

@@ -89,7 +89,8 @@ class Tail:
                     return
                 if events:
                     self._publish(events)
-                    continue
+                if len(events) == BATCH:
+                    continue  # more waiting; else the signal, set by any write since the read
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(signal.wait(), recheck_s)
             finally:
