@@ -10,7 +10,8 @@ verified by :class:`supervisor.api.jwks.JwtVerifier`. A JWT's scopes are its ``s
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -102,13 +103,18 @@ def metadata_url(resource: str) -> str:
 class Authenticator:
     """Turns an ``Authorization`` header into a :class:`Principal`, or refuses it (401)."""
 
-    def __init__(self, settings: SupervisorSettings, *, verifier: JwtVerifier | None = None):
+    def __init__(
+        self,
+        settings: SupervisorSettings,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.tokens = settings.api_token_entries
         self.enabled = settings.auth_enabled
         self.resource = settings.resource_url
         self.issuer = settings.jwt_issuer
-        self.verifier = verifier
-        if verifier is None and settings.jwks_url and settings.jwt_issuer:
+        self.verifier: JwtVerifier | None = None
+        if settings.jwks_url and settings.jwt_issuer:
             self.verifier = JwtVerifier(
                 jwks_url=settings.jwks_url,
                 issuer=settings.jwt_issuer,
@@ -117,6 +123,7 @@ class Authenticator:
                 leeway_s=settings.jwt_leeway_s,
                 cache_s=settings.jwks_cache_s,
                 refresh_min_s=settings.jwks_refresh_min_s,
+                clock=clock,
             )
         self.resource_metadata = metadata_url(self.resource) if self.verifier else None
 

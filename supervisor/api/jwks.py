@@ -9,8 +9,9 @@ per fetch), and it fetches again on *every* token whose ``kid`` it does not know
 could make the supervisor fetch the JWKS once per request by sending made-up ``kid``\\s. Here:
 
 - the set is fetched on first use and again once it is ``cache_s`` old;
-- a ``kid`` not in the set (the issuer rotated its keys) fetches it again at once, but at
-  most once per ``refresh_min_s``; concurrent requests share one fetch;
+- a ``kid`` not in the set (the issuer rotated its keys) fetches it again at once;
+- every fetch, whatever its cause, waits ``refresh_min_s`` after the last attempt, and
+  concurrent requests share one fetch: no request can make the supervisor fetch more often;
 - a failed fetch keeps the cached set (the issuer's outage does not lock everyone out);
   with nothing cached the request gets 503 ``JWKS_UNAVAILABLE``;
 - only public signing keys of the allowed algorithms are kept (no ``oct`` keys: a JWKS never
@@ -131,9 +132,14 @@ class JwtVerifier:
     async def _key(self, kid: object) -> PyJWK:
         if kid is not None and not isinstance(kid, str):
             raise invalid("malformed", "the token's kid is not a string")
-        now = self._clock()
-        if self._keys is None or now - self._fetched_at >= self.cache_s:
+        stale = self._keys is None or self._clock() - self._fetched_at >= self.cache_s
+        if stale and self._may_refetch():
             await self._refresh()
+        if self._keys is None:
+            raise KeysUnavailable(
+                "the JWT issuer's key set could not be fetched; try again later",
+                details={"jwks_url": self.jwks_url},
+            )
         key = self._find(kid)
         if key is None and self._may_refetch():
             await self._refresh()  # a new key: the issuer rotated
@@ -166,13 +172,8 @@ class JwtVerifier:
             self.fetches += 1
             try:
                 keys = await self._fetch()
-            except Exception as exc:
+            except Exception as exc:  # the cached set, if any, stays in use
                 log.warning("auth.jwks_fetch_failed", url=self.jwks_url, error=_echo(exc))
-                if self._keys is None:
-                    raise KeysUnavailable(
-                        "the JWT issuer's key set could not be fetched; try again later",
-                        details={"jwks_url": self.jwks_url},
-                    ) from None
                 return
             self._keys = keys
             self._fetched_at = self._clock()
