@@ -47,7 +47,8 @@ def check_bind(settings: SupervisorSettings) -> None:
         settings.host,
         settings.port,
         missing="" if settings.auth_enabled else "API tokens",
-        fix="FLEET_API_TOKENS=token1,token2 (clients send 'Authorization: Bearer <token>')",
+        fix="FLEET_API_TOKENS=token1,token2 (clients send 'Authorization: Bearer <token>'), "
+        "or FLEET_JWKS_URL and FLEET_JWT_ISSUER for JWTs",
         insecure=settings.insecure,
     )
 

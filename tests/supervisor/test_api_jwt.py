@@ -235,7 +235,9 @@ async def test_admin_actions_are_audited_without_credentials(issuer: Issuer) -> 
                 f"/v1/dead-letters/{failed['id']}/redrive", headers=bearer(admin_jwt)
             )
             assert redriven.status_code == 202
-            cancelled = await api.post(f"/v1/jobs/{held['id']}/cancel", headers=bearer("app-secret"))
+            cancelled = await api.post(
+                f"/v1/jobs/{held['id']}/cancel", headers=bearer("app-secret")
+            )
             assert cancelled.status_code in (200, 202)
             missing = await api.post(f"/v1/jobs/{'0' * 32}/cancel", headers=bearer(admin_jwt))
             assert missing.status_code == 404
