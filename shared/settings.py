@@ -54,8 +54,11 @@ def parse_api_tokens(value: str) -> list[ApiToken]:
             name, rest = f"token-{number}", entry
         secret, colon, scopes = rest.partition(":")
         name, secret = name.strip(), secret.strip()
-        if not name or not secret:
-            raise ValueError(f"API token entry {number} is not [name=]token[:scope+scope]")
+        if not name or not secret or secret.startswith("="):  # "abc==": base64 padding
+            raise ValueError(
+                f"API token entry {number} is not [name=]token[:scope+scope] (a token cannot "
+                "contain ',', ':' or '=')"
+            )
         wanted = frozenset(s.strip() for s in scopes.split("+") if s.strip()) if colon else None
         if wanted is not None and (not wanted or not wanted <= set(SCOPES)):
             raise ValueError(

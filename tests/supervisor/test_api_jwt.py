@@ -203,7 +203,11 @@ def test_settings_of_the_resource_server() -> None:
             SupervisorSettings(jwt_algorithms=algorithms)
     with pytest.raises(ValidationError, match="FLEET_JWKS_URL and FLEET_JWT_ISSUER"):
         SupervisorSettings(jwks_url="http://i/jwks")
-    for entry, says in (("a,s3cret:jobs:raed", "entry 2"), ("x=:admin", "entry 1")):
+    for entry, says in (
+        ("a,s3cret:jobs:raed", "entry 2"),
+        ("x=:admin", "entry 1"),
+        ("s3cret==", "cannot contain"),
+    ):
         with pytest.raises(ValidationError, match=says) as caught:
             SupervisorSettings(api_tokens=entry)
         assert "s3cret" not in str(caught.value).replace(entry, "")
