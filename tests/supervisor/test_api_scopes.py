@@ -12,8 +12,10 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import APIRouter, Depends
 
 from shared import SupervisorSettings
+from supervisor.api import scopes
 from supervisor.api.auth import find_token
 from supervisor.app import create_app
 from tests.servers import serve_asgi
@@ -145,10 +147,6 @@ async def test_no_token_and_unknown_tokens_get_401_on_every_route(api: Api) -> N
 
 async def test_a_route_without_a_scope_is_for_admins_only() -> None:
     """Fail closed: a ``/v1`` route that forgot ``needs(...)`` asks for ``admin``."""
-    from fastapi import APIRouter, Depends
-
-    from supervisor.api import scopes
-
     settings = SupervisorSettings(workers="", api_tokens="r=r-tok:jobs:read,a=a-tok:admin")
     app = create_app(settings)
     forgot = APIRouter(prefix="/v1", dependencies=[Depends(scopes.authenticate)])
