@@ -2,8 +2,10 @@
 
     FleetError                      500 INTERNAL
     ├── BadRequest                  400 BAD_REQUEST (bad JSON, unreadable body)
-    ├── Unauthorized                401 UNAUTHORIZED
+    ├── Unauthorized                401 UNAUTHORIZED (no bearer token)
+    │   └── InvalidToken            401 INVALID_TOKEN (unknown, expired, badly signed …)
     ├── Forbidden                   403 FORBIDDEN
+    │   ├── InsufficientScope       403 INSUFFICIENT_SCOPE (carries the scope needed)
     │   └── OriginNotAllowed        403 ORIGIN_NOT_ALLOWED (DNS rebinding, CSRF)
     ├── NotFound                    404 NOT_FOUND
     │   └── JobNotFound             404 JOB_NOT_FOUND
@@ -18,6 +20,7 @@
     │   └── InvalidInput            422 INVALID_INPUT
     ├── AdmissionRefused            429 QUEUE_FULL (carries retry_after)
     ├── StoreUnavailable            503 STORE_UNAVAILABLE
+    ├── KeysUnavailable             503 JWKS_UNAVAILABLE (the JWT issuer's keys)
     └── WorkerCallError             502 (never sent as an HTTP error: ends up in job.error)
         ├── WorkerBusy              BUSY          never delivered; retryable
         ├── WorkerUnreachable       UNREACHABLE   never delivered; retryable
@@ -51,9 +54,12 @@ __all__ = [
     "Forbidden",
     "HostNotAllowed",
     "IdempotencyConflict",
+    "InsufficientScope",
     "InvalidInput",
+    "InvalidToken",
     "JobFinished",
     "JobNotFound",
+    "KeysUnavailable",
     "NotFound",
     "OriginNotAllowed",
     "PayloadTooLarge",
@@ -102,13 +108,50 @@ class BadRequest(FleetError):
 
 
 class Unauthorized(FleetError):
+    """No credential. ``resource_metadata``: the URL of the API's RFC 9728 document, which the
+    ``WWW-Authenticate`` challenge names when JWTs are accepted."""
+
     code = "UNAUTHORIZED"
     status = 401
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        resource_metadata: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message, details=details)
+        self.resource_metadata = resource_metadata
+
+
+class InvalidToken(Unauthorized):
+    """A bearer token that is not accepted; ``details.reason`` says why (never the token)."""
+
+    code = "INVALID_TOKEN"
 
 
 class Forbidden(FleetError):
     code = "FORBIDDEN"
     status = 403
+
+
+class InsufficientScope(Forbidden):
+    """A valid token without the scope the route needs (``scope``)."""
+
+    code = "INSUFFICIENT_SCOPE"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        scope: str,
+        resource_metadata: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message, details={**(details or {}), "required_scope": scope})
+        self.scope = scope
+        self.resource_metadata = resource_metadata
 
 
 class OriginNotAllowed(Forbidden):
@@ -178,6 +221,13 @@ class AdmissionRefused(FleetError):
 
 class StoreUnavailable(FleetError):
     code = "STORE_UNAVAILABLE"
+    status = 503
+
+
+class KeysUnavailable(FleetError):
+    """The JWT issuer's key set (JWKS) could not be fetched, and none is cached."""
+
+    code = "JWKS_UNAVAILABLE"
     status = 503
 
 

@@ -7,16 +7,66 @@ help text of its flag. Nothing here is read at import time.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, NamedTuple, Self
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.allowlist import Allowlist
 
-__all__ = ["ClientSettings", "LogFormat", "SupervisorSettings", "WorkerSettings", "split_csv"]
+__all__ = [
+    "SCOPES",
+    "ApiToken",
+    "ClientSettings",
+    "LogFormat",
+    "SupervisorSettings",
+    "WorkerSettings",
+    "parse_api_tokens",
+    "split_csv",
+]
 
 LogFormat = Literal["auto", "json", "console"]
+
+SCOPES = ("jobs:read", "jobs:write", "admin")
+"""The API's scopes; ``admin`` implies the others."""
+_WILDCARD_HOSTS = ("", "0.0.0.0", "::", "[::]")
+
+
+class ApiToken(NamedTuple):
+    """One entry of ``api_tokens``: ``[name=]token[:scope+scope...]``."""
+
+    name: str
+    """Who the token stands for in audit logs: the entry's name, or ``token-<position>``."""
+    secret: str
+    scopes: frozenset[str]
+
+
+def parse_api_tokens(value: str) -> list[ApiToken]:
+    """Parse ``api_tokens``; an error names the entry by position, never its secret.
+
+    >>> [(t.name, sorted(t.scopes)) for t in parse_api_tokens("s3cret, ci=t2:jobs:read")]
+    [('token-1', ['admin', 'jobs:read', 'jobs:write']), ('ci', ['jobs:read'])]
+    """
+    out: list[ApiToken] = []
+    for number, entry in enumerate(split_csv(value), 1):
+        name, sep, rest = entry.partition("=")
+        if not sep:
+            name, rest = f"token-{number}", entry
+        secret, colon, scopes = rest.partition(":")
+        name, secret = name.strip(), secret.strip()
+        if not name or not secret or secret.startswith("="):  # "abc==": base64 padding
+            raise ValueError(
+                f"API token entry {number} is not [name=]token[:scope+scope] (a token cannot "
+                "contain ',', ':' or '=')"
+            )
+        wanted = frozenset(s.strip() for s in scopes.split("+") if s.strip()) if colon else None
+        if wanted is not None and (not wanted or not wanted <= set(SCOPES)):
+            raise ValueError(
+                f"API token entry {number} ({name}): scopes must be {'+'.join(SCOPES)} "
+                f"joined by '+', got {sorted(wanted - set(SCOPES)) or 'none'}"
+            )
+        out.append(ApiToken(name, secret, frozenset(SCOPES) if wanted is None else wanted))
+    return out
 
 
 def split_csv(value: str | list[str] | None) -> list[str]:
@@ -79,7 +129,30 @@ class SupervisorSettings(_Serving):
     """Comma-separated worker MCP URLs (``http://host:port/mcp``), each optionally named
     ``service=URL`` (the service name then qualifies its capabilities: ``service.tool``)."""
     api_tokens: str = ""
-    """Comma-separated bearer tokens. Empty: no auth, loopback binds only."""
+    """Comma-separated bearer tokens, each ``[name=]token[:scope+scope]`` (scopes ``jobs:read``,
+    ``jobs:write``, ``admin``; none given: all). Empty, and no JWT issuer: no auth, loopback
+    binds only."""
+    public_url: str | None = None
+    """The supervisor's URL as clients reach it (the OAuth resource it is); unset:
+    ``http://<host>:<port>`` (``127.0.0.1`` for a wildcard host)."""
+    jwks_url: str | None = None
+    """URL of the JWT issuer's key set (JWKS); set, the API accepts JWT access tokens too."""
+    jwt_issuer: str | None = None
+    """The ``iss`` a JWT must carry (required with ``jwks_url``)."""
+    jwt_audience: str | None = None
+    """The ``aud`` a JWT must carry; unset: the public URL (RFC 8707 resource indicator)."""
+    jwt_algorithms: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["RS256", "ES256", "EdDSA"]
+    )
+    """Comma-separated JWT signature algorithms accepted (asymmetric only: never ``none`` or
+    ``HS*``)."""
+    jwt_leeway_s: float = Field(default=30.0, ge=0, le=300)
+    """Clock skew allowed on ``exp``, ``nbf`` and ``iat``."""
+    jwks_cache_s: float = Field(default=300.0, gt=0)
+    """Seconds a fetched key set is used before it is fetched again."""
+    jwks_refresh_min_s: float = Field(default=30.0, ge=0)
+    """A token signed by a key not in the cached set (a rotation) fetches the set again, at
+    most once per this many seconds."""
     insecure: bool = False
     """Allow a non-loopback bind with no API tokens."""
     worker_token: str | None = None
@@ -144,6 +217,29 @@ class SupervisorSettings(_Serving):
         Allowlist.parse(patterns)  # a bad pattern fails at start, naming itself
         return patterns
 
+    @field_validator("api_tokens")
+    @classmethod
+    def _api_tokens(cls, value: str) -> str:
+        parse_api_tokens(value)  # a bad entry fails at start, by position
+        return value
+
+    @field_validator("jwt_algorithms", mode="before")
+    @classmethod
+    def _algorithms(cls, value: str | list[str] | None) -> list[str]:
+        algorithms = split_csv(value)
+        if not algorithms:
+            raise ValueError("name at least one algorithm")
+        for alg in algorithms:
+            if alg.lower() == "none" or alg.upper().startswith("HS"):
+                raise ValueError(f"{alg!r} is not allowed: only asymmetric ones (RS, ES, EdDSA…)")
+        return algorithms
+
+    @model_validator(mode="after")
+    def _jwt_complete(self) -> Self:
+        if (self.jwks_url is None) != (self.jwt_issuer is None):
+            raise ValueError("FLEET_JWKS_URL and FLEET_JWT_ISSUER go together: set both or neither")
+        return self
+
     @field_validator("worker_tokens", mode="before")
     @classmethod
     def _service_tokens(cls, value: str | dict[str, str] | None) -> dict[str, str]:
@@ -163,7 +259,30 @@ class SupervisorSettings(_Serving):
 
     @property
     def tokens(self) -> list[str]:
-        return split_csv(self.api_tokens)
+        """The secrets of ``api_tokens``."""
+        return [token.secret for token in self.api_token_entries]
+
+    @property
+    def api_token_entries(self) -> list[ApiToken]:
+        return parse_api_tokens(self.api_tokens)
+
+    @property
+    def jwt_enabled(self) -> bool:
+        return self.jwks_url is not None
+
+    @property
+    def auth_enabled(self) -> bool:
+        """Whether the API asks for a credential (static tokens or JWTs)."""
+        return bool(self.api_tokens.strip()) or self.jwt_enabled
+
+    @property
+    def resource_url(self) -> str:
+        """The public URL, without a trailing slash."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.host in _WILDCARD_HOSTS else self.host
+        host = f"[{host}]" if ":" in host and not host.startswith("[") else host
+        return f"http://{host}:{self.port}"
 
 
 class WorkerSettings(_Serving):

@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from shared import Keys, SupervisorSettings, get_logger
 from shared.hosts import allowed_hosts
 from supervisor.api import router
+from supervisor.api.auth import Authenticator
 from supervisor.api.errors import add_handlers
 from supervisor.api.guards import HostOrigin, JsonBodies
 from supervisor.api.middleware import RequestContext
@@ -87,12 +88,23 @@ async def build_services(
         yield services
 
 
-def create_app(settings: SupervisorSettings, *, run_loops: bool = True) -> FastAPI:
+def create_app(
+    settings: SupervisorSettings,
+    *,
+    run_loops: bool = True,
+    auth: Authenticator | None = None,
+) -> FastAPI:
+    """The app; ``auth`` replaces the authenticator built from ``settings`` (tests)."""
+    authenticator = auth or Authenticator(settings)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with build_services(settings, run_loops=run_loops) as services:
             app.state.services = services
-            yield
+            try:
+                yield
+            finally:
+                await authenticator.aclose()
 
     app = FastAPI(
         title="mcp-fleet supervisor",
@@ -101,6 +113,7 @@ def create_app(settings: SupervisorSettings, *, run_loops: bool = True) -> FastA
         'Errors are {"error": {"code", "message", "details"}}.',
         lifespan=lifespan,
     )
+    app.state.auth = authenticator  # who is calling: static tokens, JWTs (api/scopes.py)
     app.include_router(router)
     # add_middleware puts each in front of the last: RequestContext (correlation id, body
     # limit) runs first, so refusals of the guards carry the correlation id too.

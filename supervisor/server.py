@@ -41,12 +41,14 @@ def parse_settings(
 
 
 def check_bind(settings: SupervisorSettings) -> None:
-    """With no API tokens the supervisor only binds to loopback, unless told it is insecure."""
+    """With no API tokens nor JWT issuer the supervisor only binds to loopback, unless told it
+    is insecure."""
     _check_bind(
         settings.host,
         settings.port,
-        missing="" if settings.tokens else "API tokens",
-        fix="FLEET_API_TOKENS=token1,token2 (clients send 'Authorization: Bearer <token>')",
+        missing="" if settings.auth_enabled else "API tokens",
+        fix="FLEET_API_TOKENS=token1,token2 (clients send 'Authorization: Bearer <token>'), "
+        "or FLEET_JWKS_URL and FLEET_JWT_ISSUER for JWTs",
         insecure=settings.insecure,
     )
 

@@ -4,18 +4,26 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from shared import Job, JobFinished, JobNotFound, JobStatus, StoreUnavailable
+from supervisor.api.auth import ADMIN, JOBS_READ, audited
 from supervisor.api.deps import JobId, Svc, job_response
 from supervisor.api.openapi import DeadLetters, Queues, errors
+from supervisor.api.scopes import needs
+from supervisor.services import Services
 
 __all__ = ["router"]
 
 router = APIRouter()
 
 
-@router.get("/queues", response_model=Queues, responses=errors(StoreUnavailable))
+@router.get(
+    "/queues",
+    response_model=Queues,
+    responses=errors(StoreUnavailable),
+    dependencies=[needs(JOBS_READ)],
+)
 async def queues(svc: Svc) -> dict[str, Any]:
     """Queued jobs per capability, and how many jobs this supervisor holds right now."""
     return {
@@ -24,9 +32,17 @@ async def queues(svc: Svc) -> dict[str, Any]:
     }
 
 
-@router.get("/dead-letters", response_model=DeadLetters, responses=errors(StoreUnavailable))
-async def dead_letters(svc: Svc, limit: Annotated[int, Query(ge=1, le=500)] = 100) -> Response:
-    page = DeadLetters(jobs=await svc.store.dead_letters(limit))
+@router.get(
+    "/dead-letters",
+    response_model=DeadLetters,
+    responses=errors(StoreUnavailable),
+    dependencies=[needs(ADMIN)],
+)
+async def dead_letters(
+    svc: Svc, request: Request, limit: Annotated[int, Query(ge=1, le=500)] = 100
+) -> Response:
+    with audited(request, "dead_letters.list", "*"):
+        page = DeadLetters(jobs=await svc.store.dead_letters(limit))
     return Response(page.model_dump_json(), media_type="application/json")
 
 
@@ -35,9 +51,15 @@ async def dead_letters(svc: Svc, limit: Annotated[int, Query(ge=1, le=500)] = 10
     status_code=202,
     response_model=Job,
     responses=errors(JobNotFound, JobFinished, StoreUnavailable),
+    dependencies=[needs(ADMIN)],
 )
-async def redrive(job_id: JobId, svc: Svc) -> Response:
+async def redrive(job_id: JobId, svc: Svc, request: Request) -> Response:
     """Put a dead-lettered job back in the queue with a fresh attempt budget."""
+    with audited(request, "dead_letter.redrive", job_id):
+        return await _redrive(svc, job_id)
+
+
+async def _redrive(svc: Services, job_id: str) -> Response:
     store = svc.store
     if not await store.is_dead_letter(job_id):
         raise JobNotFound(

@@ -1,18 +1,17 @@
-"""What every route depends on: the services, the bearer token, the correlation header, the job
-id in the path, and the one way a job is answered."""
+"""What every route depends on: the services, the correlation header, the job id in the path,
+and the one way a job is answered. (Who is calling: :mod:`supervisor.api.scopes`.)"""
 
 from __future__ import annotations
 
-import hmac
 from typing import Annotated
 
 from fastapi import Depends, Header, Path, Request, Response
 
-from shared import HEADER_CORRELATION_ID, Forbidden, Job, JobNotFound, Unauthorized
+from shared import HEADER_CORRELATION_ID, Job, JobNotFound
 from supervisor.api.limits import CORRELATION_ID_PATTERN, is_job_id
 from supervisor.services import Services
 
-__all__ = ["JobId", "Svc", "correlation_header", "job_response", "require_token"]
+__all__ = ["JobId", "Svc", "correlation_header", "job_response"]
 
 MAX_ECHO = 64
 """Longest piece of a client's value repeated in an error message."""
@@ -38,28 +37,6 @@ async def services(request: Request) -> Services:  # async: a sync one costs a t
 
 
 Svc = Annotated[Services, Depends(services)]
-
-
-async def require_token(request: Request, svc: Svc) -> None:
-    tokens = svc.settings.tokens
-    if not tokens:
-        return
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        raise Unauthorized("missing bearer token: send 'Authorization: Bearer <token>'")
-    if not token_matches(token.strip(), tokens):
-        raise Forbidden("this token is not allowed")
-
-
-def token_matches(given: str, tokens: list[str]) -> bool:
-    """Whether ``given`` is one of ``tokens``, in time that does not depend on where the first
-    differing character is (``hmac.compare_digest``, every token compared)."""
-    raw = given.encode()
-    matched = False
-    for token in tokens:
-        matched |= hmac.compare_digest(raw, token.encode())
-    return matched
 
 
 def _echo(value: str) -> str:

@@ -17,6 +17,7 @@ raise themselves becomes one of those errors first:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
@@ -44,7 +45,15 @@ from shared import (
     ValidationFailed,
     get_logger,
 )
-from shared.errors import HostNotAllowed, NotFound, OriginNotAllowed, UnsupportedMediaType
+from shared.errors import (
+    HostNotAllowed,
+    InsufficientScope,
+    InvalidToken,
+    KeysUnavailable,
+    NotFound,
+    OriginNotAllowed,
+    UnsupportedMediaType,
+)
 from supervisor.api.validation import validation_details
 
 __all__ = [
@@ -106,7 +115,36 @@ _RETRY_AFTER = Header(
         "schema": {"type": "integer", "minimum": 1},
     },
 )
-_BEARER = Header("WWW-Authenticate", lambda _: "Bearer", {"schema": {"type": "string"}})
+_QUOTABLE = re.compile(r"[^\x20-\x21\x23-\x5b\x5d-\x7e]")  # RFC 6750 §3: no " nor \
+
+
+def challenge(error: FleetError) -> str:
+    """The ``WWW-Authenticate`` value of a 401 or 403 (RFC 6750 §3, RFC 9728 §5.1).
+
+    >>> challenge(InsufficientScope("no", scope="admin", resource_metadata="http://s/m"))
+    'Bearer error="insufficient_scope", scope="admin", resource_metadata="http://s/m"'
+    """
+    params: list[tuple[str, str]] = []
+    if isinstance(error, InvalidToken):
+        params += [("error", "invalid_token"), ("error_description", error.message)]
+    elif isinstance(error, InsufficientScope):
+        params += [("error", "insufficient_scope"), ("scope", error.scope)]
+    metadata = getattr(error, "resource_metadata", None)
+    if metadata:
+        params.append(("resource_metadata", metadata))
+    quoted = ", ".join(f'{name}="{_QUOTABLE.sub("?", value)}"' for name, value in params)
+    return f"Bearer {quoted}" if quoted else "Bearer"
+
+
+_BEARER = Header(
+    "WWW-Authenticate",
+    challenge,
+    {
+        "description": "`Bearer`, with `error`, `scope` and `resource_metadata` as RFC 6750 "
+        "and RFC 9728 say.",
+        "schema": {"type": "string"},
+    },
+)
 _ALLOW = Header(  # every method of the path, not only the first route's
     "Allow",
     lambda error: error.allow,
@@ -116,9 +154,21 @@ _ALLOW = Header(  # every method of the path, not only the first route's
 RULES: dict[type[FleetError], Rule] = {
     BadRequest: Rule("The body is not UTF-8 JSON, or uses NaN/Infinity."),
     Unauthorized: Rule(
-        "No bearer token; only when the supervisor has API tokens.", (_BEARER,), routing=True
+        "No bearer token; only when the supervisor has API tokens or a JWT issuer.",
+        (_BEARER,),
+        routing=True,
     ),
-    Forbidden: Rule("A token this supervisor does not accept.", routing=True),
+    InvalidToken: Rule(
+        "A bearer token that is not accepted: not an API token, or a JWT that is expired, "
+        "for another audience or issuer, badly signed, or signed by an unknown key; "
+        "`details.reason` says which.",
+        (_BEARER,),
+    ),
+    Forbidden: Rule("Not allowed.", routing=True),
+    InsufficientScope: Rule(
+        "The token lacks the scope this route needs; `details.required_scope` names it.",
+        (_BEARER,),
+    ),
     OriginNotAllowed: Rule(
         "The `Origin` header (a browser page) is not on the allowlist; FLEET_ALLOWED_ORIGINS."
     ),
@@ -144,6 +194,7 @@ RULES: dict[type[FleetError], Rule] = {
         "The capability's queue is full; `Retry-After` says when to retry.", (_RETRY_AFTER,)
     ),
     StoreUnavailable: Rule("The store is unreachable."),
+    KeysUnavailable: Rule("The JWT issuer's key set (FLEET_JWKS_URL) could not be fetched."),
     FleetError: Rule("An unexpected failure; the supervisor logs it."),
 }
 """Error class → its rule; a class without one follows its nearest ancestor's."""

@@ -29,6 +29,7 @@ from shared import (
     ValidationFailed,
     now,
 )
+from supervisor.api.auth import JOBS_READ, JOBS_WRITE, audited
 from supervisor.api.deps import JobId, Svc, job_response
 from supervisor.api.limits import (
     CURSOR_PATTERN,
@@ -39,6 +40,7 @@ from supervisor.api.limits import (
 )
 from supervisor.api.middleware import correlation_id
 from supervisor.api.openapi import SSE_RESPONSE, JobPage, errors
+from supervisor.api.scopes import needs
 from supervisor.api.validation import check_capability, parse_submit
 from supervisor.services import Services
 from supervisor.store import AdmissionFull
@@ -54,6 +56,7 @@ router = APIRouter()
     "/jobs",
     status_code=202,
     response_model=Job,
+    dependencies=[needs(JOBS_WRITE)],
     responses={
         200: {"model": Job, "description": "An idempotent replay, or the job ended within ?wait."},
         202: {"description": "Accepted and queued.", "headers": {"Location": {"schema": {}}}},
@@ -142,7 +145,12 @@ async def submit_job(
     return job_response(saved, status, headers)
 
 
-@router.get("/jobs", response_model=JobPage, responses=errors(StoreUnavailable))
+@router.get(
+    "/jobs",
+    response_model=JobPage,
+    responses=errors(StoreUnavailable),
+    dependencies=[needs(JOBS_READ)],
+)
 async def list_jobs(
     svc: Svc,
     status: JobStatus | None = None,
@@ -173,7 +181,12 @@ async def _wait_terminal(
     return await svc.store.wait_ended(job_id, seconds)
 
 
-@router.get("/jobs/{job_id}", response_model=Job, responses=errors(JobNotFound, StoreUnavailable))
+@router.get(
+    "/jobs/{job_id}",
+    response_model=Job,
+    responses=errors(JobNotFound, StoreUnavailable),
+    dependencies=[needs(JOBS_READ)],
+)
 async def get_job(
     job_id: JobId, svc: Svc, wait: Annotated[float, Query(ge=0, le=MAX_WAIT_S)] = 0
 ) -> Response:
@@ -187,6 +200,7 @@ async def get_job(
     response_model=None,
     response_class=EventSourceResponse,
     responses={**SSE_RESPONSE, **errors(JobNotFound, StoreUnavailable)},
+    dependencies=[needs(JOBS_READ)],
 )
 async def job_events(
     job_id: JobId,
@@ -262,9 +276,15 @@ def _frame(event: Event) -> bytes:
         202: {"model": Job, "description": "Cancellation requested; the call is still stopping."},
         **errors(JobNotFound, JobFinished, StoreUnavailable),
     },
+    dependencies=[needs(JOBS_WRITE)],
 )
-async def cancel_job(job_id: JobId, svc: Svc) -> Response:
+async def cancel_job(job_id: JobId, svc: Svc, request: Request) -> Response:
     """Cancel a queued or running job. 200 once it ended cancelled, 202 if still stopping."""
+    with audited(request, "job.cancel", job_id):
+        return await _cancel(svc, job_id)
+
+
+async def _cancel(svc: Services, job_id: str) -> Response:
     store = svc.store
     job = await store.get(job_id)
     if job.status.terminal:

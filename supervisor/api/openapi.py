@@ -23,7 +23,14 @@ from shared import (
     Unauthorized,
     ValidationFailed,
 )
-from shared.errors import HostNotAllowed, OriginNotAllowed, UnsupportedMediaType
+from shared.errors import (
+    HostNotAllowed,
+    InsufficientScope,
+    InvalidToken,
+    KeysUnavailable,
+    OriginNotAllowed,
+    UnsupportedMediaType,
+)
 from supervisor.api.errors import rule_for
 
 __all__ = [
@@ -136,8 +143,16 @@ _GUARDS = (OriginNotAllowed, PayloadTooLarge, UnsupportedMediaType, HostNotAllow
 COMMON_ERRORS = errors(*_GUARDS, ValidationFailed)
 """What any route can answer: the ``Host``/``Origin`` allowlists, the body limit and type
 (:mod:`supervisor.api.guards`), and a malformed ``X-Correlation-ID``."""
-V1_ERRORS = errors(Unauthorized, Forbidden, *_GUARDS, ValidationFailed)
-"""What any ``/v1`` route can answer: the common ones and authentication."""
+V1_ERRORS = errors(
+    Unauthorized,
+    InvalidToken,
+    InsufficientScope,
+    Forbidden,
+    *_GUARDS,
+    ValidationFailed,
+    KeysUnavailable,
+)
+"""What any ``/v1`` route can answer: the common ones, authentication and scopes."""
 
 SSE_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {

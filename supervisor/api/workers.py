@@ -6,15 +6,17 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from supervisor.api.auth import JOBS_READ
 from supervisor.api.deps import Svc
 from supervisor.api.openapi import Catalog, WorkerList
+from supervisor.api.scopes import needs
 
 __all__ = ["router"]
 
 router = APIRouter()
 
 
-@router.get("/workers", response_model=WorkerList)
+@router.get("/workers", response_model=WorkerList, dependencies=[needs(JOBS_READ)])
 async def list_workers(svc: Svc) -> dict[str, Any]:
     return {
         "workers": [w.view(svc.pool.in_flight(w.url)) for w in svc.registry.workers.values()],
@@ -22,6 +24,6 @@ async def list_workers(svc: Svc) -> dict[str, Any]:
     }
 
 
-@router.get("/capabilities", response_model=Catalog)
+@router.get("/capabilities", response_model=Catalog, dependencies=[needs(JOBS_READ)])
 async def capabilities(svc: Svc) -> dict[str, Any]:
     return {"capabilities": svc.registry.catalog()}

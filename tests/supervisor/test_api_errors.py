@@ -38,7 +38,10 @@ async def test_auth_required(strict_fleet: Fleet) -> None:
     r = await api.get("/v1/jobs")
     error(r, 401, "UNAUTHORIZED")
     assert r.headers["www-authenticate"] == "Bearer"
-    error(await api.get("/v1/jobs", headers={"Authorization": "Bearer nope"}), 403, "FORBIDDEN")
+    e = error(
+        await api.get("/v1/jobs", headers={"Authorization": "Bearer nope"}), 401, "INVALID_TOKEN"
+    )
+    assert e["details"] == {"reason": "unknown_token"}
     assert (await api.get("/v1/jobs", headers={"Authorization": "Bearer tok-b"})).status_code == 200
     assert (await api.get("/healthz")).status_code == 200  # probes stay open
 
@@ -153,5 +156,8 @@ def test_non_loopback_bind_needs_tokens() -> None:
     with pytest.raises(InsecureBind, match="FLEET_API_TOKENS"):
         check_bind(SupervisorSettings(host="0.0.0.0"))
     check_bind(SupervisorSettings(host="0.0.0.0", api_tokens="t"))
+    check_bind(
+        SupervisorSettings(host="0.0.0.0", jwks_url="https://i/jwks", jwt_issuer="https://i")
+    )
     check_bind(SupervisorSettings(host="0.0.0.0", insecure=True))
     check_bind(SupervisorSettings(host="127.0.0.1"))

@@ -30,6 +30,10 @@ from tests.servers import serve_asgi
 from tests.supervisor.toolservers import Seen, contract_server
 
 EXAMPLES = int(os.environ.get("FLEET_FUZZ_EXAMPLES", "25"))
+TOKEN = "fuzz-token"
+"""The app asks for a token, as its document says (``security``): schemathesis sends it
+(:class:`_Token`), and checks that a request without it, or with another, gets 401."""
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 class _Deferred:
@@ -51,6 +55,15 @@ schema = schemathesis.openapi.from_dict(DOCUMENT)
 schema.app = DEFERRED
 
 
+@schema.auth(refresh_interval=None)
+class _Token:
+    def get(self, case: Any, context: Any) -> str:
+        return TOKEN
+
+    def set(self, case: Any, data: str, context: Any) -> None:
+        case.headers = {**(case.headers or {}), "Authorization": f"Bearer {data}"}
+
+
 @pytest.fixture(scope="module")
 def fleet() -> Iterator[_Deferred]:
     """One worker over real HTTP, the app behind ``DEFERRED`` with its lifespan, seeded jobs."""
@@ -63,6 +76,7 @@ def fleet() -> Iterator[_Deferred]:
                     workers=worker_base + "/mcp",
                     probe_interval_s=0.5,
                     max_body_bytes=64 * 1024,
+                    api_tokens=TOKEN,
                 )
             )
             assert DEFERRED.app.openapi() == DOCUMENT
@@ -76,6 +90,8 @@ def fleet() -> Iterator[_Deferred]:
 
 
 def _seed(client: Any) -> None:
+    client.headers.update(AUTH)
+
     def healthy() -> bool:
         workers = client.get("/v1/workers").json()["workers"]
         return bool(workers) and all(w["healthy"] for w in workers)
