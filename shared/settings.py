@@ -173,6 +173,9 @@ class SupervisorSettings(_Serving):
     only). Empty: every URL is allowed."""
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     """Request body limit (413 beyond)."""
+    watch_connections: int = Field(default=64, ge=1)
+    """Redis connections event watchers (SSE) read through: a pool apart from the one jobs
+    are dispatched through, so watchers cannot make jobs wait for a connection."""
     queue_limit: int = Field(default=1000, ge=1)
     """Queued jobs allowed per capability before submissions get 429."""
     default_timeout_s: float = Field(default=60.0, gt=0)

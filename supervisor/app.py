@@ -45,6 +45,7 @@ async def build_services(
                 Keys(settings.key_prefix),
                 retention_s=settings.retention_s,
                 idempotency_ttl_s=settings.idempotency_ttl_s,
+                watch_connections=settings.watch_connections,
             )
         )
         metrics = Metrics()

@@ -41,11 +41,15 @@ class StoreBase:
         retention_s: int,
         idempotency_ttl_s: int,
         twins: bool | None = None,
+        watch_client: Any = None,
     ):
         """``twins``: run the scripts' Python twins rather than their Lua (the default on the
         embedded engine, where they are faster; see :mod:`supervisor.store.embedded`). Only
         there: the twins are atomic within one process."""
         self._r = client
+        self._watch_r = watch_client if watch_client is not None else client
+        """What watchers read by (event logs for SSE): a pool apart from dispatch's on Redis,
+        so a crowd of watchers cannot make jobs wait for a connection."""
         self.keys = keys
         self.retention_s = retention_s
         self.idempotency_ttl_s = idempotency_ttl_s
@@ -81,9 +85,10 @@ class StoreBase:
             if reset is not None:
                 await reset()
 
-    async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+    async def _call(self, method: str, *args: Any, _watch: bool = False, **kwargs: Any) -> Any:
+        """One command (``_watch``: on the watchers' connections)."""
         try:
-            return await getattr(self._r, method)(*args, **kwargs)
+            return await getattr(self._watch_r if _watch else self._r, method)(*args, **kwargs)
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(f"store unavailable: {exc}") from exc
 

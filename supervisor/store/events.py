@@ -142,7 +142,7 @@ class EventLog(StoreBase):
 
     async def _read_events(self, job_id: str, after: int, count: int) -> list[Event]:
         key = self.keys.events(job_id)
-        reply = await self._call("xread", {key: f"{after}-1"}, count=count)
+        reply = await self._call("xread", {key: f"{after}-1"}, count=count, _watch=True)
         if not reply:
             return []
         entries = reply[0][1] if isinstance(reply, list) else next(iter(reply.values()))[0]

@@ -33,10 +33,13 @@ async def open_store(
     retention_s: int = 7 * 86_400,
     idempotency_ttl_s: int = 86_400,
     max_connections: int = 256,
+    watch_connections: int = 64,
 ) -> AsyncIterator[Store]:
-    """Open the store named by ``url`` (``memory://`` or ``redis://...``)."""
+    """Open the store named by ``url`` (``memory://`` or ``redis://...``). On Redis, event
+    watchers read through a pool of their own (``watch_connections``)."""
     keys = keys or Keys()
     client: Any
+    watch: Any = None
     if url.startswith("memory://"):
         from burner_redis import BurnerRedis
 
@@ -50,21 +53,19 @@ async def open_store(
         # connection is dead, and the first command on each would otherwise fail although
         # Redis is back. (A command whose reply was lost may run twice: the scripts are safe
         # to repeat — submissions are keyed, transitions check the status and the fence.)
-        pool = aioredis.BlockingConnectionPool.from_url(
-            url,
-            max_connections=max_connections,
-            timeout=10,
-            socket_connect_timeout=5,
-            socket_timeout=10,
-            health_check_interval=30,
-            retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 2),
-        )
         # from_pool: the client owns the pool, so closing the store disconnects every pooled
         # connection (Redis(connection_pool=pool) would leave them open for the GC to find).
-        client = aioredis.Redis.from_pool(pool)
+        client = aioredis.Redis.from_pool(_pool(url, max_connections))
+        watch = aioredis.Redis.from_pool(_pool(url, watch_connections))
     else:
         raise ValueError(f"unsupported store URL {url!r}: use memory:// or redis://host:port/db")
-    store = Store(client, keys, retention_s=retention_s, idempotency_ttl_s=idempotency_ttl_s)
+    store = Store(
+        client,
+        keys,
+        retention_s=retention_s,
+        idempotency_ttl_s=idempotency_ttl_s,
+        watch_client=watch,
+    )
     try:
         try:
             await store.ensure_group()
@@ -74,7 +75,21 @@ async def open_store(
             get_logger("fleet.store").warning("store.unavailable_at_start", error=exc.message)
         yield store
     finally:
-        closer = getattr(client, "aclose", None) or client.close
-        result = closer()
-        if hasattr(result, "__await__"):
-            await result
+        await store._tails.close()
+        for each in (client, watch) if watch is not None else (client,):
+            closer = getattr(each, "aclose", None) or each.close
+            result = closer()
+            if hasattr(result, "__await__"):
+                await result
+
+
+def _pool(url: str, max_connections: int) -> aioredis.BlockingConnectionPool:
+    return aioredis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=max_connections,
+        timeout=10,
+        socket_connect_timeout=5,
+        socket_timeout=10,
+        health_check_interval=30,
+        retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 2),
+    )

@@ -52,9 +52,11 @@ class Tail:
         """Set at the pump's next batch (or failure); take it before looking at the window."""
         return self._changed
 
-    def begin(self, recheck_s: float) -> None:
+    def begin(self, recheck_s: float, pumps: set[asyncio.Task[None]]) -> None:
         if self._task is None:
             self._task = asyncio.create_task(self._pump(recheck_s), name=f"tail-{self.job_id}")
+            pumps.add(self._task)
+            self._task.add_done_callback(pumps.discard)
 
     def end(self) -> None:
         """Stop the pump. Not awaited: redis-py can swallow a cancel mid-read, so the pump
@@ -104,13 +106,14 @@ class Tails:
         self._read = read
         self._signals = signals
         self._tails: dict[str, Tail] = {}
+        self._pumps: set[asyncio.Task[None]] = set()
 
     def join(self, job_id: str, after: int, recheck_s: float) -> Tail:
         tail = self._tails.get(job_id)
         if tail is None or tail.error is not None:
             tail = self._tails[job_id] = Tail(job_id, after, self._read, self._signals)
         tail.users += 1
-        tail.begin(recheck_s)
+        tail.begin(recheck_s, self._pumps)
         return tail
 
     def leave(self, tail: Tail) -> None:
@@ -119,3 +122,13 @@ class Tails:
             if self._tails.get(tail.job_id) is tail:
                 del self._tails[tail.job_id]
             tail.end()
+
+    async def close(self) -> None:
+        """Stop every pump, the ending ones too, before the store's connections close."""
+        for tail in list(self._tails.values()):
+            tail.end()
+        self._tails.clear()
+        for task in self._pumps:
+            task.cancel()
+        if self._pumps:
+            await asyncio.wait(set(self._pumps), timeout=2.0)

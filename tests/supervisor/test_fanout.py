@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from supervisor.dispatch.writer import EventWriter
 from supervisor.store import Fenced, Store, open_store
 from supervisor.store import tails as tails_module
 from tests.helpers import wait_until
+from tests.supervisor.conftest import start_fleet
 from tests.supervisor.test_store_contract import make_job
 
 
@@ -201,3 +203,30 @@ async def test_wait_takes_the_ended_job_from_this_process_without_a_read(
     assert ended.status is JobStatus.SUCCEEDED and ended.result == {"ok": 1}
     assert hgetall == 0
     assert await store.get(job.id) == ended  # what it was handed is what is stored
+
+
+@pytest.mark.redis
+async def test_watchers_read_through_their_own_pool_and_cannot_starve_jobs(
+    redis_url: str, key_prefix: str
+) -> None:
+    """Every connection of the watchers' pool taken: jobs still run and answer."""
+    async with AsyncExitStack() as stack:
+        fleet = await start_fleet(stack, redis_url=redis_url, prefix=key_prefix, workers=1,
+                                  watch_connections=2)  # fmt: skip
+        store = fleet.services.store
+        watch_pool = store._watch_r.connection_pool
+        assert watch_pool is not store._r.connection_pool
+        taken = [await watch_pool.get_connection() for _ in range(2)]  # a crowd holds them
+        try:
+            r = await fleet.api.post("/v1/jobs", params={"wait": 10},
+                                     json={"capability": "noop"})  # fmt: skip
+            assert r.status_code == 200 and r.json()["status"] == "succeeded", r.text
+        finally:
+            for connection in taken:
+                await watch_pool.release(connection)
+        got: list[Event] = []
+        async for batch in store.follow(r.json()["id"], idle_s=0.05):
+            got.extend(batch)
+            if got:
+                break
+        assert got[0].type == "status"  # and the watchers' reads go on once it frees
