@@ -42,6 +42,7 @@ class Tail:
         self._signals = signals
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._waiting: asyncio.Event | None = None
         self.closed = False
 
     def since(self, after: int) -> list[Event]:
@@ -59,11 +60,11 @@ class Tail:
             self._task.add_done_callback(pumps.discard)
 
     def end(self) -> None:
-        """Stop the pump. Not awaited: redis-py can swallow a cancel mid-read, so the pump
-        also checks ``closed`` before each read and ends by itself."""
+        """Stop the pump: it ends at its next turn. It is woken, not cancelled: a read
+        cancelled halfway leaves redis-py a connection it drops without closing."""
         self.closed = True
-        if self._task is not None:
-            self._task.cancel()
+        if self._waiting is not None:
+            self._waiting.set()  # a spurious wake-up for anyone else on it: they re-read
 
     def _publish(self, events: list[Event]) -> None:
         self.events.extend(events)
@@ -93,9 +94,13 @@ class Tail:
                     self._publish(events)
                 if len(events) == BATCH:
                     continue  # more waiting; else the signal, set by any write since the read
+                if self.closed:
+                    return
+                self._waiting = signal
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(signal.wait(), recheck_s)
             finally:
+                self._waiting = None
                 self._signals.release(self.job_id, signal)
 
 
@@ -128,7 +133,7 @@ class Tails:
         for tail in list(self._tails.values()):
             tail.end()
         self._tails.clear()
-        for task in self._pumps:
+        if self._pumps:  # each ends after its read in flight, if any
+            await asyncio.wait(set(self._pumps), timeout=5.0)
+        for task in self._pumps:  # a read that hangs past that: the connection goes with it
             task.cancel()
-        if self._pumps:
-            await asyncio.wait(set(self._pumps), timeout=2.0)
