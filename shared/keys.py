@@ -65,6 +65,12 @@ class Keys:
         the key of a caller without a tenant is unchanged."""
         return f"{self.prefix}:idem@{tenant}:{key}" if tenant else f"{self.prefix}:idem:{key}"
 
+    def rate(self, who: str) -> str:
+        return f"{self.prefix}:rate:{who}"
+
+    def inflight(self, who: str) -> str:
+        return f"{self.prefix}:inflight:{who}"
+
     @property
     def dead(self) -> str:
         return f"{self.prefix}:dead"

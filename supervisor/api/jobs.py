@@ -29,6 +29,7 @@ from shared import (
     ValidationFailed,
     now,
 )
+from shared.errors import RateLimited
 from supervisor.api.auth import JOBS_READ, JOBS_WRITE, audited, principal_of
 from supervisor.api.deps import JobId, Svc, job_response, visible
 from supervisor.api.limits import (
@@ -40,6 +41,7 @@ from supervisor.api.limits import (
 )
 from supervisor.api.middleware import correlation_id
 from supervisor.api.openapi import SSE_RESPONSE, JobPage, errors
+from supervisor.api.quotas import admitted
 from supervisor.api.scopes import needs
 from supervisor.api.validation import check_capability, parse_submit
 from supervisor.services import Services
@@ -67,6 +69,7 @@ router = APIRouter()
             UnknownCapability,
             InvalidInput,
             AdmissionRefused,
+            RateLimited,
             StoreUnavailable,
         ),
     },
@@ -122,9 +125,11 @@ async def submit_job(
     # With ?wait the wait for the end is registered before the submit: no first read after.
     with svc.store.ending(job.id) if wait else contextlib.nullcontext() as ending:
         try:
-            saved, created = await svc.store.submit(
-                job, fingerprint=fingerprint, queue_limit=settings.queue_limit
-            )
+            async with admitted(svc, principal_of(request), job) as ticket:
+                saved, created = await svc.store.submit(
+                    job, fingerprint=fingerprint, queue_limit=settings.queue_limit
+                )
+                ticket.created = created
         except AdmissionFull as exc:
             raise AdmissionRefused(
                 f"queue for {body.capability!r} is full ({exc.depth} waiting); retry later",
