@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from tests.supervisor.conftest import Fleet, start_fleet
+from tests.supervisor.issuer import ISSUER, Issuer
 
 pytestmark = pytest.mark.e2e
 
@@ -171,3 +172,43 @@ async def test_without_tenants_nothing_changes() -> None:
         assert replay.status_code == 200 and replay.json()["id"] == job["id"]
         raw = fleet.services.store.client
         assert await raw.get(f"{fleet.settings.key_prefix}:idem:k") is not None
+
+
+async def test_jwt_tenant_claim() -> None:
+    issuer = Issuer(audience="https://fleet.test")
+    async with AsyncExitStack() as stack:
+        await stack.enter_async_context(issuer.serving())
+        fleet = await start_fleet(
+            stack,
+            workers=1,
+            api_tokens=TOKENS,
+            token_tenants=TENANTS,
+            jwks_url=issuer.jwks_url,
+            jwt_issuer=ISSUER,
+            public_url="https://fleet.test",
+            jwt_tenant_claim="org",
+        )
+
+        def bearer(**claims: Any) -> dict[str, str]:
+            token = issuer.mint(scope="jobs:read jobs:write", **claims)
+            return {"Authorization": f"Bearer {token}"}
+
+        acme_jwt, globex_jwt = bearer(sub="ann", org="acme"), bearer(sub="gil", org="globex")
+        r = await fleet.api.post("/v1/jobs", json={"capability": "noop"}, headers=acme_jwt)
+        assert r.status_code == 202 and r.json()["tenant"] == "acme", r.text
+        job_id = r.json()["id"]
+        # The same tenant, by a static token or a JWT, sees the job; another does not.
+        assert (await fleet.api.get(f"/v1/jobs/{job_id}", headers=acme_jwt)).status_code == 200
+        static_acme = {"Authorization": "Bearer a-tok"}
+        assert (await fleet.api.get(f"/v1/jobs/{job_id}", headers=static_acme)).status_code == 200
+        not_found(await fleet.api.get(f"/v1/jobs/{job_id}", headers=globex_jwt), job_id)
+        listed = await fleet.api.get("/v1/jobs", headers=globex_jwt)
+        assert listed.json()["jobs"] == []
+        # Only the configured claim names the tenant; a JWT without it is not confined.
+        other_claim = bearer(sub="tim", tenant="globex")
+        assert (await fleet.api.get(f"/v1/jobs/{job_id}", headers=other_claim)).status_code == 200
+        # A claim that is not a tenant name refuses the token.
+        for bad in ("ac:me", ["acme"], ""):
+            r = await fleet.api.get("/v1/jobs", headers=bearer(org=bad))
+            assert r.status_code == 401, r.text
+            assert r.json()["error"]["details"]["reason"] == "bad_tenant"
