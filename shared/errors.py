@@ -19,6 +19,7 @@
     │   ├── UnknownCapability       422 UNKNOWN_CAPABILITY
     │   └── InvalidInput            422 INVALID_INPUT
     ├── AdmissionRefused            429 QUEUE_FULL (carries retry_after)
+    │   └── RateLimited             429 RATE_LIMITED (a tenant's limit; names it)
     ├── StoreUnavailable            503 STORE_UNAVAILABLE
     ├── KeysUnavailable             503 JWKS_UNAVAILABLE (the JWT issuer's keys)
     └── WorkerCallError             502 (never sent as an HTTP error: ends up in job.error)
@@ -63,6 +64,7 @@ __all__ = [
     "NotFound",
     "OriginNotAllowed",
     "PayloadTooLarge",
+    "RateLimited",
     "StoreUnavailable",
     "ToolFailed",
     "Unauthorized",
@@ -217,6 +219,13 @@ class AdmissionRefused(FleetError):
     ) -> None:
         super().__init__(message, details={**(details or {}), "retry_after": retry_after})
         self.retry_after = retry_after
+
+
+class RateLimited(AdmissionRefused):
+    """A tenant (or an actor without one) is over a limit: ``details.limit`` is
+    ``submit_rate`` (FLEET_RATE_SUBMIT_PER_S) or ``in_flight`` (FLEET_TENANT_MAX_INFLIGHT)."""
+
+    code = "RATE_LIMITED"
 
 
 class StoreUnavailable(FleetError):

@@ -10,6 +10,9 @@ Data model (``{p}`` is the prefix, ``fleet`` by default):
 | ``{p}:queue``               | stream | permanent                | dispatch queue; consumer group ``dispatchers`` |
 | ``{p}:queued``              | hash   | permanent                | queued-job count per capability (admission) |
 | ``{p}:idem:{key}``          | string | idempotency window       | job id first submitted with that key |
+| ``{p}:idem@{tenant}:{key}`` | string | idempotency window       | the same, for a tenant's caller |
+| ``{p}:rate:{who}``          | hash   | time to refill the burst | submission token bucket (tenant or actor) |
+| ``{p}:inflight:{who}``      | zset   | none (pruned when full)  | job ids admitted in flight (tenant or actor) |
 | ``{p}:dead``                | zset   | permanent index          | dead-lettered job ids scored by time |
 | ``{p}:cancel``              | pubsub | n/a                      | job ids whose running call must stop |
 | ``{p}:changed``             | pubsub | n/a                      | job ids whose event log just grew (wakes watchers) |
@@ -57,8 +60,16 @@ class Keys:
     def queued(self) -> str:
         return f"{self.prefix}:queued"
 
-    def idempotency(self, key: str) -> str:
-        return f"{self.prefix}:idem:{key}"
+    def idempotency(self, key: str, tenant: str | None = None) -> str:
+        """A tenant's keys live apart (``idem@{tenant}:``): two tenants never collide, and
+        the key of a caller without a tenant is unchanged."""
+        return f"{self.prefix}:idem@{tenant}:{key}" if tenant else f"{self.prefix}:idem:{key}"
+
+    def rate(self, who: str) -> str:
+        return f"{self.prefix}:rate:{who}"
+
+    def inflight(self, who: str) -> str:
+        return f"{self.prefix}:inflight:{who}"
 
     @property
     def dead(self) -> str:

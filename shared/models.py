@@ -107,6 +107,9 @@ class Job(BaseModel):
     same schema run the job."""
     correlation_id: str
     idempotency_key: str | None = None
+    tenant: str | None = None
+    """The tenant of the caller that submitted it (None: no tenant); only that tenant's
+    callers, and admins, see it."""
     labels: dict[str, str] = Field(default_factory=dict)
     created_at: float
     started_at: float | None = None

@@ -7,15 +7,17 @@ help text of its flag. Nothing here is read at import time.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal, NamedTuple, Self
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.allowlist import Allowlist
 
 __all__ = [
     "SCOPES",
+    "TENANT_PATTERN",
     "ApiToken",
     "ClientSettings",
     "LogFormat",
@@ -27,6 +29,8 @@ __all__ = [
 
 LogFormat = Literal["auto", "json", "console"]
 
+TENANT_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
+"""What a tenant's name may be (a static token's or a JWT claim's)."""
 SCOPES = ("jobs:read", "jobs:write", "admin")
 """The API's scopes; ``admin`` implies the others."""
 _WILDCARD_HOSTS = ("", "0.0.0.0", "::", "[::]")
@@ -132,6 +136,21 @@ class SupervisorSettings(_Serving):
     """Comma-separated bearer tokens, each ``[name=]token[:scope+scope]`` (scopes ``jobs:read``,
     ``jobs:write``, ``admin``; none given: all). Empty, and no JWT issuer: no auth, loopback
     binds only."""
+    token_tenants: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+    """Tenants of static tokens, ``name=tenant,...`` (names from ``api_tokens``, unnamed ones
+    are ``token-<position>``). A token with a tenant sees only its tenant's jobs (unless it has
+    ``admin``); one without sees every job."""
+    jwt_tenant_claim: str = Field(default="tenant", min_length=1, max_length=100)
+    """The JWT claim that names the caller's tenant; a JWT without it sees every job."""
+    rate_submit_per_s: float = Field(default=0.0, ge=0)
+    """Submissions allowed per second per tenant (per actor for a caller without a tenant),
+    across every supervisor sharing the store; beyond, 429 ``RATE_LIMITED``. 0: no limit."""
+    rate_burst: int = Field(default=0, ge=0)
+    """Submissions allowed at once above ``rate_submit_per_s`` (the token bucket's size);
+    0: one second's worth (at least 1)."""
+    tenant_max_inflight: int = Field(default=0, ge=0)
+    """Jobs in flight (queued or running) allowed per tenant (per actor without one); beyond,
+    429 ``RATE_LIMITED``. 0: no limit."""
     public_url: str | None = None
     """The supervisor's URL as clients reach it (the OAuth resource it is); unset:
     ``http://<host>:<port>`` (``127.0.0.1`` for a wildcard host)."""
@@ -225,6 +244,30 @@ class SupervisorSettings(_Serving):
     def _api_tokens(cls, value: str) -> str:
         parse_api_tokens(value)  # a bad entry fails at start, by position
         return value
+
+    @field_validator("token_tenants", mode="before")
+    @classmethod
+    def _token_tenants(
+        cls, value: str | dict[str, str] | None, info: ValidationInfo
+    ) -> dict[str, str]:
+        if isinstance(value, dict):
+            pairs = list(value.items())
+        else:
+            pairs = [(e.partition("=")[0], e.partition("=")[2]) for e in split_csv(value)]
+        out: dict[str, str] = {}
+        for number, (name, tenant) in enumerate(pairs, 1):
+            name, tenant = name.strip(), tenant.strip()
+            if not name or not TENANT_PATTERN.fullmatch(tenant):
+                raise ValueError(
+                    f"entry {number} is not name=tenant (a tenant is 1-64 letters, digits, "
+                    "'.', '_' or '-')"
+                )
+            out[name] = tenant
+        # api_tokens is declared first: validated (or failed, then absent) by now
+        names = {t.name for t in parse_api_tokens(info.data.get("api_tokens") or "")}
+        if set(out) - names:
+            raise ValueError(f"names tokens not in FLEET_API_TOKENS: {sorted(set(out) - names)}")
+        return out
 
     @field_validator("jwt_algorithms", mode="before")
     @classmethod

@@ -174,6 +174,7 @@ class JobIndex(Protocol):
         capability: str | None = None,
         before: float | None = None,
         limit: int = 50,
+        tenant: str | None = None,
     ) -> tuple[list[Job], float | None]: ...
 
     async def queue_depths(self) -> dict[str, int]: ...

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 
 from shared import Job, JobFinished, JobNotFound, JobStatus, StoreUnavailable
-from supervisor.api.auth import ADMIN, JOBS_READ, audited
+from supervisor.api.auth import ADMIN, JOBS_READ, audited, principal_of
 from supervisor.api.deps import JobId, Svc, job_response
 from supervisor.api.openapi import DeadLetters, Queues, errors
 from supervisor.api.scopes import needs
@@ -42,7 +42,9 @@ async def dead_letters(
     svc: Svc, request: Request, limit: Annotated[int, Query(ge=1, le=500)] = 100
 ) -> Response:
     with audited(request, "dead_letters.list", "*"):
-        page = DeadLetters(jobs=await svc.store.dead_letters(limit))
+        who = principal_of(request)
+        jobs = [job for job in await svc.store.dead_letters(limit) if who.sees(job.tenant)]
+        page = DeadLetters(jobs=jobs)
     return Response(page.model_dump_json(), media_type="application/json")
 
 
@@ -56,12 +58,14 @@ async def dead_letters(
 async def redrive(job_id: JobId, svc: Svc, request: Request) -> Response:
     """Put a dead-lettered job back in the queue with a fresh attempt budget."""
     with audited(request, "dead_letter.redrive", job_id):
-        return await _redrive(svc, job_id)
+        return await _redrive(svc, job_id, request)
 
 
-async def _redrive(svc: Services, job_id: str) -> Response:
+async def _redrive(svc: Services, job_id: str, request: Request) -> Response:
     store = svc.store
-    if not await store.is_dead_letter(job_id):
+    if not await store.is_dead_letter(job_id) or not principal_of(request).sees(
+        (await store.get(job_id)).tenant
+    ):
         raise JobNotFound(
             f"job {job_id} is not in the dead-letter list", details={"job_id": job_id}
         )

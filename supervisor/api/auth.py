@@ -20,7 +20,7 @@ from starlette.requests import Request
 
 from shared import FleetError, SupervisorSettings, get_logger
 from shared.errors import InvalidToken, Unauthorized
-from shared.settings import SCOPES, ApiToken
+from shared.settings import SCOPES, TENANT_PATTERN, ApiToken
 from supervisor.api.jwks import JwtVerifier
 
 __all__ = [
@@ -52,9 +52,27 @@ class Principal:
     scopes: frozenset[str]
     via: Literal["token", "jwt", "none"]
     """How it authenticated: a static token, a JWT, or not at all (auth is off)."""
+    tenant: str | None = None
+    """The tenant it acts for (``FLEET_TOKEN_TENANTS``, or the JWT's tenant claim); None:
+    no tenant, it sees every job."""
 
     def allows(self, scope: str) -> bool:
         return ADMIN in self.scopes or scope in self.scopes
+
+    @property
+    def scoped_to(self) -> str | None:
+        """The only tenant whose jobs it may see, or None when it sees all (``admin``, or no
+        tenant)."""
+        return None if ADMIN in self.scopes else self.tenant
+
+    def sees(self, tenant: str | None) -> bool:
+        """Whether it may see a job of ``tenant``."""
+        return self.scoped_to is None or self.scoped_to == tenant
+
+    @property
+    def limited_as(self) -> str:
+        """Whose budget its submissions count against: its tenant's, else its own."""
+        return f"tenant:{self.tenant}" if self.tenant else f"actor:{self.actor}"
 
 
 ANONYMOUS = Principal("anonymous", frozenset(SCOPES), "none")
@@ -110,6 +128,8 @@ class Authenticator:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.tokens = settings.api_token_entries
+        self.token_tenants = settings.token_tenants
+        self.tenant_claim = settings.jwt_tenant_claim
         self.enabled = settings.auth_enabled
         self.resource = settings.resource_url
         self.issuer = settings.jwt_issuer
@@ -143,7 +163,8 @@ class Authenticator:
             )
         static = find_token(token, self.tokens)
         if static is not None:
-            return Principal(static.name, static.scopes, "token")
+            tenant = self.token_tenants.get(static.name)
+            return Principal(static.name, static.scopes, "token", tenant)
         if self.verifier is not None and token.count(".") == 2:
             try:
                 claims = await self.verifier.verify(token)
@@ -151,13 +172,29 @@ class Authenticator:
                 exc.resource_metadata = self.resource_metadata
                 raise
             actor = claims.get("sub") or claims.get("client_id") or "unknown"
-            return Principal(str(actor)[:200], scopes_of(claims), "jwt")
+            tenant = self._tenant_of(claims)
+            return Principal(str(actor)[:200], scopes_of(claims), "jwt", tenant)
         raise InvalidToken(
             "the bearer token is not one of the API tokens"
             + (" nor a JWT" if self.verifier is not None else ""),
             details={"reason": "unknown_token"},
             resource_metadata=self.resource_metadata,
         )
+
+    def _tenant_of(self, claims: dict[str, Any]) -> str | None:
+        """The JWT's tenant claim; one that is not a tenant's name refuses the token (a
+        caller whose tenant cannot be told must not see every job)."""
+        tenant = claims.get(self.tenant_claim)
+        if tenant is None:
+            return None
+        if not isinstance(tenant, str) or not TENANT_PATTERN.fullmatch(tenant):
+            raise InvalidToken(
+                f"the JWT's {self.tenant_claim!r} claim is not a tenant name (1-64 letters, "
+                "digits, '.', '_' or '-')",
+                details={"reason": "bad_tenant"},
+                resource_metadata=self.resource_metadata,
+            )
+        return tenant
 
     def metadata(self) -> dict[str, Any]:
         """The RFC 9728 protected-resource metadata document."""
@@ -180,6 +217,8 @@ def audit(request: Request, action: str, target: str, outcome: str, **fields: An
     """One structured ``audit`` log line: who (``actor``, ``via``) did what to what, and how
     it ended (``ok``, ``denied``, or the error code). Never a credential."""
     who = principal_of(request)
+    if who.tenant is not None:
+        fields["tenant"] = who.tenant
     audit_log.info(
         "audit",
         actor=who.actor,

@@ -52,6 +52,7 @@ from shared.errors import (
     KeysUnavailable,
     NotFound,
     OriginNotAllowed,
+    RateLimited,
     UnsupportedMediaType,
 )
 from supervisor.api.validation import validation_details
@@ -192,6 +193,12 @@ RULES: dict[type[FleetError], Rule] = {
     InvalidInput: Rule("The input does not match the capability's input schema."),
     AdmissionRefused: Rule(
         "The capability's queue is full; `Retry-After` says when to retry.", (_RETRY_AFTER,)
+    ),
+    RateLimited: Rule(
+        "The caller's tenant (or the caller, without one) is over a limit: `details.limit` "
+        "is `submit_rate` (FLEET_RATE_SUBMIT_PER_S) or `in_flight` "
+        "(FLEET_TENANT_MAX_INFLIGHT); `Retry-After` says when to retry.",
+        (_RETRY_AFTER,),
     ),
     StoreUnavailable: Rule("The store is unreachable."),
     KeysUnavailable: Rule("The JWT issuer's key set (FLEET_JWKS_URL) could not be fetched."),

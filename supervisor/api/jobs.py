@@ -29,8 +29,9 @@ from shared import (
     ValidationFailed,
     now,
 )
-from supervisor.api.auth import JOBS_READ, JOBS_WRITE, audited
-from supervisor.api.deps import JobId, Svc, job_response
+from shared.errors import RateLimited
+from supervisor.api.auth import JOBS_READ, JOBS_WRITE, audited, principal_of
+from supervisor.api.deps import JobId, Svc, job_response, visible
 from supervisor.api.limits import (
     CURSOR_PATTERN,
     IDEMPOTENCY_KEY_PATTERN,
@@ -40,6 +41,7 @@ from supervisor.api.limits import (
 )
 from supervisor.api.middleware import correlation_id
 from supervisor.api.openapi import SSE_RESPONSE, JobPage, errors
+from supervisor.api.quotas import admitted
 from supervisor.api.scopes import needs
 from supervisor.api.validation import check_capability, parse_submit
 from supervisor.services import Services
@@ -67,6 +69,7 @@ router = APIRouter()
             UnknownCapability,
             InvalidInput,
             AdmissionRefused,
+            RateLimited,
             StoreUnavailable,
         ),
     },
@@ -111,6 +114,7 @@ async def submit_job(
         schema_digest=target.digest,
         correlation_id=correlation_id(),
         idempotency_key=body.idempotency_key,
+        tenant=principal_of(request).tenant,
         labels=body.labels,
         created_at=now(),
     )
@@ -121,9 +125,11 @@ async def submit_job(
     # With ?wait the wait for the end is registered before the submit: no first read after.
     with svc.store.ending(job.id) if wait else contextlib.nullcontext() as ending:
         try:
-            saved, created = await svc.store.submit(
-                job, fingerprint=fingerprint, queue_limit=settings.queue_limit
-            )
+            async with admitted(svc, principal_of(request), job) as ticket:
+                saved, created = await svc.store.submit(
+                    job, fingerprint=fingerprint, queue_limit=settings.queue_limit
+                )
+                ticket.created = created
         except AdmissionFull as exc:
             raise AdmissionRefused(
                 f"queue for {body.capability!r} is full ({exc.depth} waiting); retry later",
@@ -153,6 +159,7 @@ async def submit_job(
 )
 async def list_jobs(
     svc: Svc,
+    request: Request,
     status: JobStatus | None = None,
     capability: Annotated[str | None, Query(max_length=200)] = None,
     cursor: Annotated[
@@ -161,10 +168,15 @@ async def list_jobs(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> Response:
-    """Jobs, newest first. Pass ``next_cursor`` back as ``cursor`` for the next page."""
+    """Jobs, newest first (a tenant's caller: its tenant's). Pass ``next_cursor`` back as
+    ``cursor`` for the next page."""
     before = float(cursor) if cursor else None  # the pattern admits plain decimals only
     jobs, next_cursor = await svc.store.list_jobs(
-        status=status, capability=capability, before=before, limit=limit
+        status=status,
+        capability=capability,
+        before=before,
+        limit=limit,
+        tenant=principal_of(request).scoped_to,
     )
     more = next_cursor is not None and len(jobs) == limit
     # Positional, never exponent notation, and exact: float(cursor) gives the score back.
@@ -188,10 +200,15 @@ async def _wait_terminal(
     dependencies=[needs(JOBS_READ)],
 )
 async def get_job(
-    job_id: JobId, svc: Svc, wait: Annotated[float, Query(ge=0, le=MAX_WAIT_S)] = 0
+    job_id: JobId,
+    svc: Svc,
+    request: Request,
+    wait: Annotated[float, Query(ge=0, le=MAX_WAIT_S)] = 0,
 ) -> Response:
     """The job; with ``?wait=S``, long-poll until it ends or S seconds pass."""
-    job = await _wait_terminal(svc, job_id, wait) if wait else await svc.store.get(job_id)
+    job = visible(request, await svc.store.get(job_id))
+    if wait:
+        job = await _wait_terminal(svc, job_id, wait, known=job)
     return job_response(job)
 
 
@@ -228,6 +245,7 @@ async def job_events(
     """
     store = svc.store
     job, flags = await store.get_with_flags(job_id)  # 404 before the stream starts
+    visible(request, job)
     if after is None and not last_event_id:
         start = max(0, int(flags.get("run_start") or 0) - 1)
     else:  # both checked: decimal, ≤ MAX_EVENT_SEQ
@@ -281,12 +299,12 @@ def _frame(event: Event) -> bytes:
 async def cancel_job(job_id: JobId, svc: Svc, request: Request) -> Response:
     """Cancel a queued or running job. 200 once it ended cancelled, 202 if still stopping."""
     with audited(request, "job.cancel", job_id):
-        return await _cancel(svc, job_id)
+        return await _cancel(svc, job_id, request)
 
 
-async def _cancel(svc: Services, job_id: str) -> Response:
+async def _cancel(svc: Services, job_id: str, request: Request) -> Response:
     store = svc.store
-    job = await store.get(job_id)
+    job = visible(request, await store.get(job_id))
     if job.status.terminal:
         raise JobFinished(
             f"job {job_id} already {job.status.value}",

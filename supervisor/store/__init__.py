@@ -18,14 +18,24 @@ Modules, one concept each; :class:`Store` is assembled from one part per concept
 - ``events``: event logs — append, read or wait; the ``changed`` and ``cancel`` channels
 - ``index``: listings — jobs, dead letters, queue depths, worker registrations
 - ``maintenance``: the janitor (trim)
+- ``admission``: per-tenant limits (submissions a second, jobs in flight) across replicas
 - ``codec``: the job hash's field encoding; ``errors``: Fenced, AdmissionFull
 - ``signals``: in-process wake-ups for event watchers; ``tails``: one read of a job's log for
   all its watchers here
 - ``lua``: reads the atomic scripts from ``scripts/*.lua``; ``embedded``: their Python twins
 """
 
+from supervisor.store.admission import OverLimit
 from supervisor.store.errors import AdmissionFull, Fenced
 from supervisor.store.open import Store, open_store
 from supervisor.store.queue import MAX_BLOCK_MS, QueueEntry
 
-__all__ = ["MAX_BLOCK_MS", "AdmissionFull", "Fenced", "QueueEntry", "Store", "open_store"]
+__all__ = [
+    "MAX_BLOCK_MS",
+    "AdmissionFull",
+    "Fenced",
+    "OverLimit",
+    "QueueEntry",
+    "Store",
+    "open_store",
+]

@@ -18,6 +18,7 @@ three answer alike.
 """
 
 import asyncio
+import math
 from typing import Any
 
 from supervisor.store.codec import text
@@ -130,6 +131,29 @@ class EmbeddedScripts:
             fields = {"t": a[i], "d": a[i + 1], "ts": a[i + 2], "c": corr}
             await r.xadd(events, fields, id=f"{seq}-1")
         return seq
+
+    async def admit(self, keys: list[str], a: list[str]) -> Any:
+        r = self.r
+        bucket, inflight = keys
+        now, rate, limit = float(a[0]), float(a[1]), int(a[3])
+        if limit > 0:
+            n = await r.zcard(inflight)
+            if n >= limit:
+                return ["inflight", str(n)]
+        if rate > 0:
+            burst = float(a[2])
+            tokens_raw, ts_raw = await r.hget(bucket, "tokens"), await r.hget(bucket, "ts")
+            tokens = float(text(tokens_raw)) if tokens_raw is not None else burst
+            ts = float(text(ts_raw)) if ts_raw is not None else now
+            tokens = min(burst, tokens + max(0.0, now - ts) * rate / 1000)
+            if tokens < 1:
+                return ["rate", str(math.ceil((1 - tokens) * 1000 / rate))]
+            await r.hset(bucket, mapping={"tokens": "%.14g" % (tokens - 1), "ts": a[0]})
+            await r.expire(bucket, math.ceil(burst / rate) + 1)
+        if limit > 0:
+            await r.zadd(inflight, {a[4]: now})
+            await r.expire(inflight, int(a[5]))
+        return ["ok", ""]
 
     async def requeue(self, keys: list[str], a: list[str]) -> Any:
         r = self.r

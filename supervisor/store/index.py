@@ -17,8 +17,10 @@ class JobIndex(JobRecords):
         capability: str | None = None,
         before: float | None = None,
         limit: int = 50,
+        tenant: str | None = None,
     ) -> tuple[list[Job], float | None]:
-        """Newest first. ``before`` is the cursor: a creation time (exclusive)."""
+        """Newest first. ``before`` is the cursor: a creation time (exclusive). ``tenant``:
+        only that tenant's jobs (None: every job)."""
         jobs: list[Job] = []
         top = f"({before}" if before is not None else "+inf"
         cursor = before
@@ -35,8 +37,10 @@ class JobIndex(JobRecords):
                     stale.append(job_id)
                     continue
                 job = decode_job(raw)
-                if (status and job.status != status) or (
-                    capability and job.capability != capability
+                if (
+                    (status and job.status != status)
+                    or (capability and job.capability != capability)
+                    or (tenant and job.tenant != tenant)
                 ):
                     continue
                 jobs.append(job)

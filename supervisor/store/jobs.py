@@ -23,7 +23,8 @@ class JobRecords(StoreBase):
         queue returns the count through :class:`AdmissionFull`.
         """
         k = self.keys
-        idem = k.idempotency(job.idempotency_key) if job.idempotency_key else k.idempotency("-")
+        key = job.idempotency_key
+        idem = k.idempotency(key, job.tenant) if key else k.idempotency("-")
         fields = job_fields(job)
         fields["fingerprint"] = fingerprint
         event = json.dumps({"status": job.status.value})

@@ -15,7 +15,7 @@ from __future__ import annotations
 from importlib.resources import files
 from typing import Any
 
-NAMES = ("SUBMIT", "ACQUIRE", "TRANSITION", "APPEND", "REQUEUE")
+NAMES = ("SUBMIT", "ACQUIRE", "TRANSITION", "APPEND", "REQUEUE", "ADMIT")
 
 SOURCES: dict[str, str] = {
     name: files(__package__).joinpath("scripts", f"{name.lower()}.lua").read_text("utf-8")

@@ -11,17 +11,19 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
 from shared import Keys, StoreUnavailable
+from supervisor.store.admission import Admission
 from supervisor.store.events import EventLog
 from supervisor.store.index import JobIndex
 from supervisor.store.maintenance import Maintenance
 from supervisor.store.queue import DispatchQueue
 
 
-class Store(JobIndex, DispatchQueue, EventLog, Maintenance):
+class Store(JobIndex, DispatchQueue, EventLog, Maintenance, Admission):
     """Job store over a Redis-protocol client. Use :func:`open_store` to get one.
 
     Job records and their indexes (:class:`JobIndex` over :class:`JobRecords`), the
-    dispatch queue, the event logs and the janitor, over one :class:`StoreBase`.
+    dispatch queue, the event logs, the janitor and the per-tenant limits, over one
+    :class:`StoreBase`.
     """
 
 
