@@ -37,6 +37,7 @@ from shared.models import (
     JobSubmit,
     Load,
     Progress,
+    Usage,
     WorkerRegistration,
     now,
 )
@@ -93,6 +94,7 @@ __all__ = [
     "ToolFailed",
     "Unauthorized",
     "UnknownCapability",
+    "Usage",
     "ValidationFailed",
     "WorkerBadResponse",
     "WorkerBusy",

@@ -14,6 +14,7 @@ Data model (``{p}`` is the prefix, ``fleet`` by default):
 | ``{p}:rate:{who}``          | hash   | time to refill the burst | submission token bucket (tenant or actor) |
 | ``{p}:inflight:{who}``      | zset   | none (pruned when full)  | job ids admitted in flight (tenant or actor) |
 | ``{p}:dead``                | zset   | permanent index          | dead-lettered job ids scored by time |
+| ``{p}:usage:{YYYYMMDD}``    | hash   | usage retention (400 d)  | a UTC day's usage: ``{tenant}|{capability}|{figure}`` → sum |
 | ``{p}:cancel``              | pubsub | n/a                      | job ids whose running call must stop |
 | ``{p}:changed``             | pubsub | n/a                      | job ids whose event log just grew (wakes watchers) |
 | ``{p}:worker:{name}``       | string | heartbeat × 3            | a worker's registration (JSON) |
@@ -64,6 +65,9 @@ class Keys:
         """A tenant's keys live apart (``idem@{tenant}:``): two tenants never collide, and
         the key of a caller without a tenant is unchanged."""
         return f"{self.prefix}:idem@{tenant}:{key}" if tenant else f"{self.prefix}:idem:{key}"
+
+    def usage(self, day: str) -> str:
+        return f"{self.prefix}:usage:{day}"
 
     def rate(self, who: str) -> str:
         return f"{self.prefix}:rate:{who}"

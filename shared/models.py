@@ -76,6 +76,17 @@ class Progress(BaseModel):
     message: str | None = None
 
 
+class Usage(BaseModel):
+    """What a job cost this fleet: the workers' time on its calls, and the bytes it moved."""
+
+    worker_s: float = 0.0
+    """Seconds its calls took, every attempt this supervisor made (a call's wall time)."""
+    bytes_in: int = 0
+    """Bytes of input sent to workers (the JSON arguments, once per attempt)."""
+    bytes_out: int = 0
+    """Bytes of result received (the result's and content's JSON)."""
+
+
 class JobError(BaseModel):
     code: str
     message: str
@@ -111,6 +122,8 @@ class Job(BaseModel):
     """The tenant of the caller that submitted it (None: no tenant); only that tenant's
     callers, and admins, see it."""
     labels: dict[str, str] = Field(default_factory=dict)
+    usage: Usage | None = None
+    """What it cost, once it ended (None before, and for jobs ended while queued)."""
     created_at: float
     started_at: float | None = None
     finished_at: float | None = None

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from shared import Job
+
 __all__ = ["BREAKER_VALUES", "Metrics"]
 
 BREAKER_VALUES = {"closed": 0, "half_open": 1, "open": 2}
+MAX_TENANT_LABELS = 100
 
 
 class Metrics:
@@ -67,6 +70,25 @@ class Metrics:
             ["source", "reason"],
             registry=r,
         )
+        self.usage_jobs = Counter(
+            "fleet_usage_jobs",
+            "Ended jobs that reached a worker, by tenant (first 100 seen, then 'other')",
+            ["tenant", "capability"],
+            registry=r,
+        )
+        self.usage_worker_seconds = Counter(
+            "fleet_usage_worker_seconds",
+            "Seconds of worker calls, by tenant (first 100 seen, then 'other')",
+            ["tenant", "capability"],
+            registry=r,
+        )
+        self.usage_bytes = Counter(
+            "fleet_usage_bytes",
+            "Bytes sent to workers (in) and received (out), by tenant",
+            ["tenant", "capability", "direction"],
+            registry=r,
+        )
+        self._tenants: set[str] = set()
         self.fenced_writes = Counter(
             "fleet_fenced_writes",
             "Writes refused because this supervisor no longer held the job's lease",
@@ -75,3 +97,23 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+    def tenant_label(self, tenant: str | None) -> str:
+        """A tenant as a label value, the cardinality bounded: the first
+        :data:`MAX_TENANT_LABELS` tenants seen by name, any later one as ``other``."""
+        name = tenant or "-"
+        if name in self._tenants:
+            return name
+        if len(self._tenants) < MAX_TENANT_LABELS:
+            self._tenants.add(name)
+            return name
+        return "other"
+
+    def count_usage(self, job: Job) -> None:
+        if job.usage is None:
+            return
+        tenant = self.tenant_label(job.tenant)
+        self.usage_jobs.labels(tenant, job.capability).inc()
+        self.usage_worker_seconds.labels(tenant, job.capability).inc(job.usage.worker_s)
+        self.usage_bytes.labels(tenant, job.capability, "in").inc(job.usage.bytes_in)
+        self.usage_bytes.labels(tenant, job.capability, "out").inc(job.usage.bytes_out)

@@ -35,6 +35,7 @@ __all__ = [
     "JobStore",
     "QueueEntry",
     "Registrations",
+    "UsageLedger",
     "WorkerCaller",
     "WorkerDirectory",
     "WorkerView",
@@ -160,7 +161,13 @@ class EventLog(Protocol):
     def cancel_messages(self) -> AsyncIterator[str]: ...
 
 
-class DispatchStore(JobStore, DispatchQueue, EventLog, Protocol):
+class UsageLedger(Protocol):
+    async def record_usage(self, job: Job, at: float) -> None:
+        """Add an ended job's usage to its day's sums."""
+        ...
+
+
+class DispatchStore(JobStore, DispatchQueue, EventLog, UsageLedger, Protocol):
     """Everything the dispatcher needs of the store."""
 
 

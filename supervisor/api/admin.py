@@ -1,12 +1,22 @@
-"""The operator's routes: queue depths, the dead-letter list, and redriving a dead letter."""
+"""The operator's routes: queue depths, the dead-letter list, redriving a dead letter, usage."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
+from pydantic import BaseModel
 
-from shared import Job, JobFinished, JobNotFound, JobStatus, StoreUnavailable
+from shared import (
+    Job,
+    JobFinished,
+    JobNotFound,
+    JobStatus,
+    StoreUnavailable,
+    ValidationFailed,
+    now,
+)
 from supervisor.api.auth import ADMIN, JOBS_READ, audited, principal_of
 from supervisor.api.deps import JobId, Svc, job_response
 from supervisor.api.openapi import DeadLetters, Queues, errors
@@ -14,6 +24,8 @@ from supervisor.api.scopes import needs
 from supervisor.services import Services
 
 __all__ = ["router"]
+
+USAGE_DEFAULT_DAYS = 30
 
 router = APIRouter()
 
@@ -86,3 +98,62 @@ async def _redrive(svc: Services, job_id: str, request: Request) -> Response:
     if seq is None:
         raise JobFinished(f"job {job_id} is not failed", details={"job_id": job_id})
     return job_response(await store.get(job_id), 202)
+
+
+class UsageRow(BaseModel):
+    tenant: str | None
+    """None: callers without a tenant."""
+    capability: str
+    jobs: int
+    attempts: int
+    worker_s: float
+    bytes_in: int
+    bytes_out: int
+
+
+class UsageReport(BaseModel):
+    since: str
+    """The first UTC day counted (``since`` rounded down to its day)."""
+    until: str
+    usage: list[UsageRow]
+
+
+@router.get(
+    "/usage",
+    response_model=UsageReport,
+    responses=errors(ValidationFailed, StoreUnavailable),
+    dependencies=[needs(JOBS_READ)],
+)
+async def usage(
+    svc: Svc,
+    request: Request,
+    tenant: Annotated[
+        str | None,
+        Query(
+            max_length=64,
+            description="This tenant's usage only ('-': callers without a tenant). A caller "
+            "with a tenant (and not admin) always gets its own.",
+        ),
+    ] = None,
+    since: Annotated[
+        float | None,
+        Query(ge=0, description="Unix time to count from (its UTC day); default: 30 days ago."),
+    ] = None,
+) -> Response:
+    """What ended jobs cost, per tenant and capability: jobs, attempts, worker seconds, bytes
+    sent to workers and received, summed by UTC day since ``since``."""
+    until = now()
+    start = until - USAGE_DEFAULT_DAYS * 86_400 if since is None else since
+    if start > until:
+        raise ValidationFailed("since is in the future", details={"field": "since"})
+    scoped = principal_of(request).scoped_to
+    wanted = scoped if scoped is not None else ("" if tenant == "-" else tenant)
+    rows = await svc.store.usage_since(start, until, tenant=wanted)
+    report = UsageReport(
+        since=_day(start), until=_day(until), usage=[UsageRow(**row) for row in rows]
+    )
+    return Response(report.model_dump_json(), media_type="application/json")
+
+
+def _day(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d")

@@ -8,6 +8,8 @@ attempt's outcome feeds the worker's breaker and the attempt counter.
 
 from __future__ import annotations
 
+import json
+import time
 from typing import Any
 
 from opentelemetry import propagate, trace
@@ -110,6 +112,8 @@ class Calls:
         tool = tool_of(job)
         spec = worker.capabilities[tool]
         wrapped = bool(spec.output_schema and spec.output_schema.get("x-fastmcp-wrap-result"))
+        held.usage.bytes_in += len(json.dumps(job.input, separators=(",", ":")))
+        called = time.perf_counter()
         try:
             result = await self.caller.call(
                 worker.url,
@@ -140,6 +144,10 @@ class Calls:
             raise
         finally:
             call_headers.reset(token)
+            held.usage.worker_s += time.perf_counter() - called
+        held.usage.bytes_out += len(
+            json.dumps([result.value, result.content], separators=(",", ":"), default=str)
+        )
         await writer.flush()  # its events before its outcome
         worker.breaker.success()
         self.metrics.attempts.labels(job.capability, "ok").inc()

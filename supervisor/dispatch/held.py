@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from shared import JobStatus, get_logger
+from shared import JobStatus, Usage, get_logger
 from supervisor.metrics import Metrics
 
 __all__ = ["ACTIVE", "Held", "lose"]
@@ -34,6 +34,7 @@ class Held:
     counted: bool = False  # this holder already counted an attempt
     acked: bool = False  # the finishing write acknowledged the delivery with it
     tried: set[str] = field(default_factory=set)
+    usage: Usage = field(default_factory=Usage)  # what this holder's attempts cost
 
 
 def lose(job_id: str, held: Held, fence: int | None, metrics: Metrics) -> None:

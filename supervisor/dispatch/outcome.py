@@ -53,6 +53,7 @@ class Outcomes:
         job.content = content
         job.error = error
         job.finished_at = now()
+        job.usage = held.usage if held.counted else None  # None: it never reached a worker
         seq = await self._until_stored(
             job.id,
             lambda: self._finish_write(job, held, status, result, content, error),
@@ -60,6 +61,12 @@ class Outcomes:
         if seq is None:
             return  # someone else ended it first (a cancel of a queued job)
         self._count_finished(job, status, error)
+        if job.usage is not None:
+            self.metrics.count_usage(job)
+            try:  # accounting is best effort: the outcome is written already
+                await self.store.record_usage(job, job.finished_at)
+            except Exception as exc:  # never the job's business: logged, and it ends as it is
+                log.warning("job.usage_not_recorded", job_id=job.id, error=str(exc))
 
     async def _until_stored(self, job_id: str, write: Callable[[], Awaitable[T]]) -> T:
         """An outcome is written even across a store outage: the result is in hand, and
@@ -99,6 +106,7 @@ class Outcomes:
             error=error.model_dump() if error else None,
             finished_at=job.finished_at,
             attempts=job.attempts,
+            usage=job.usage,
             fence=held.fence,
             dead_letter=status is JobStatus.FAILED,
             ack=None if held.lost else held.entry_id,

@@ -19,6 +19,7 @@ Modules, one concept each; :class:`Store` is assembled from one part per concept
 - ``index``: listings — jobs, dead letters, queue depths, worker registrations
 - ``maintenance``: the janitor (trim)
 - ``admission``: per-tenant limits (submissions a second, jobs in flight) across replicas
+- ``usage``: the usage ledger (what ended jobs cost, per day, tenant and capability)
 - ``codec``: the job hash's field encoding; ``errors``: Fenced, AdmissionFull
 - ``signals``: in-process wake-ups for event watchers; ``tails``: one read of a job's log for
   all its watchers here

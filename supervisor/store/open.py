@@ -16,9 +16,10 @@ from supervisor.store.events import EventLog
 from supervisor.store.index import JobIndex
 from supervisor.store.maintenance import Maintenance
 from supervisor.store.queue import DispatchQueue
+from supervisor.store.usage import UsageLedger
 
 
-class Store(JobIndex, DispatchQueue, EventLog, Maintenance, Admission):
+class Store(JobIndex, DispatchQueue, EventLog, Maintenance, Admission, UsageLedger):
     """Job store over a Redis-protocol client. Use :func:`open_store` to get one.
 
     Job records and their indexes (:class:`JobIndex` over :class:`JobRecords`), the

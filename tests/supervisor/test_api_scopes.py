@@ -34,6 +34,7 @@ SCOPES = {
     ("GET", "/v1/workers"): "jobs:read",
     ("GET", "/v1/capabilities"): "jobs:read",
     ("GET", "/v1/queues"): "jobs:read",
+    ("GET", "/v1/usage"): "jobs:read",
     ("GET", "/v1/dead-letters"): "admin",
     ("POST", "/v1/dead-letters/{job_id}/redrive"): "admin",
 }
