@@ -93,6 +93,16 @@ async def start_fleet(
     return fleet
 
 
+def store_of(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """:func:`start_fleet`'s store arguments for a test parametrized ``memory``/``redis``."""
+    if request.param != "redis":
+        return {}
+    return {
+        "redis_url": request.getfixturevalue("redis_url"),
+        "prefix": request.getfixturevalue("key_prefix"),
+    }
+
+
 @pytest.fixture
 async def fleet() -> AsyncIterator[Fleet]:
     async with AsyncExitStack() as stack:

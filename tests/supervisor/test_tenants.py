@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.supervisor.conftest import Fleet, start_fleet
+from tests.supervisor.conftest import Fleet, start_fleet, store_of
 from tests.supervisor.issuer import ISSUER, Issuer
 
 pytestmark = pytest.mark.e2e
@@ -31,12 +31,7 @@ class Tenants:
 
 @pytest.fixture(params=["memory", "redis"])
 async def tenants(request: pytest.FixtureRequest) -> AsyncIterator[Tenants]:
-    store: dict[str, Any] = {}
-    if request.param == "redis":
-        store = {
-            "redis_url": request.getfixturevalue("redis_url"),
-            "prefix": request.getfixturevalue("key_prefix"),
-        }
+    store = store_of(request)
     async with AsyncExitStack() as stack:
         fleet = await start_fleet(stack, api_tokens=TOKENS, token_tenants=TENANTS, **store)
         clients = [

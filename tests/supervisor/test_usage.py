@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.supervisor.conftest import start_fleet
+from tests.supervisor.conftest import start_fleet, store_of
 from tests.supervisor.test_tenants import TENANTS, TOKENS
 
 pytestmark = pytest.mark.e2e
@@ -20,12 +20,7 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(params=["memory", "redis"])
 async def clients(request: pytest.FixtureRequest) -> AsyncIterator[dict[str, httpx.AsyncClient]]:
-    store: dict[str, Any] = {}
-    if request.param == "redis":
-        store = {
-            "redis_url": request.getfixturevalue("redis_url"),
-            "prefix": request.getfixturevalue("key_prefix"),
-        }
+    store = store_of(request)
     async with AsyncExitStack() as stack:
         fleet = await start_fleet(
             stack, workers=1, api_tokens=TOKENS, token_tenants=TENANTS, **store
