@@ -223,7 +223,8 @@ class AdmissionRefused(FleetError):
 
 class RateLimited(AdmissionRefused):
     """A tenant (or an actor without one) is over a limit: ``details.limit`` is
-    ``submit_rate`` (FLEET_RATE_SUBMIT_PER_S) or ``in_flight`` (FLEET_TENANT_MAX_INFLIGHT)."""
+    ``submit_rate`` (FLEET_RATE_SUBMIT_PER_S), ``in_flight`` (FLEET_TENANT_MAX_INFLIGHT) or
+    ``watchers`` (FLEET_TENANT_MAX_WATCHERS)."""
 
     code = "RATE_LIMITED"
 

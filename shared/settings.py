@@ -151,6 +151,9 @@ class SupervisorSettings(_Serving):
     tenant_max_inflight: int = Field(default=0, ge=0)
     """Jobs in flight (queued or running) allowed per tenant (per actor without one); beyond,
     429 ``RATE_LIMITED``. 0: no limit."""
+    tenant_max_watchers: int = Field(default=0, ge=0)
+    """Event streams (SSE) open at once per tenant (per actor without one) on one supervisor;
+    beyond, 429 ``RATE_LIMITED``. 0: no limit."""
     public_url: str | None = None
     """The supervisor's URL as clients reach it (the OAuth resource it is); unset:
     ``http://<host>:<port>`` (``127.0.0.1`` for a wildcard host)."""

@@ -18,6 +18,7 @@ from supervisor.api.auth import Authenticator
 from supervisor.api.errors import add_handlers
 from supervisor.api.guards import HostOrigin, JsonBodies
 from supervisor.api.middleware import RequestContext
+from supervisor.api.quotas import Watchers
 from supervisor.calls import WorkerPool
 from supervisor.discovery import Discovery
 from supervisor.dispatch import Dispatcher
@@ -115,6 +116,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.auth = authenticator  # who is calling: static tokens, JWTs (api/scopes.py)
+    app.state.watchers = Watchers(settings.tenant_max_watchers)  # open SSE streams per tenant
     app.include_router(router)
     # add_middleware puts each in front of the last: RequestContext (correlation id, body
     # limit) runs first, so refusals of the guards carry the correlation id too.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from decimal import Decimal
 from typing import Annotated
 
@@ -251,7 +251,7 @@ async def job_events(
     else:  # both checked: decimal, ≤ MAX_EVENT_SEQ
         start = max(after or 0, int(last_event_id or 0))
 
-    async def stream() -> AsyncIterator[bytes]:
+    async def stream() -> AsyncGenerator[bytes, None]:
         """Each batch of events in one write (a watcher that fell behind catches up in a few
         sends, not one per event); the batch ends early at the run's ``done``."""
         ended = job.status.terminal
@@ -273,8 +273,19 @@ async def job_events(
                 elif ended or await request.is_disconnected():
                     return
 
+    body = stream()
+    release = request.app.state.watchers.take(principal_of(request), body)
+
+    async def counted() -> AsyncIterator[bytes]:
+        try:
+            async with contextlib.aclosing(body):
+                async for chunk in body:
+                    yield chunk
+        finally:
+            release()
+
     return EventSourceResponse(
-        stream(),
+        counted(),
         ping=svc.settings.sse_keepalive_s,
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )

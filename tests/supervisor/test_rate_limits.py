@@ -16,6 +16,7 @@ from burner_redis import BurnerRedis
 from shared import Keys
 from supervisor.store.embedded import EmbeddedScripts
 from supervisor.store.lua import register
+from tests.helpers import wait_until
 from tests.supervisor.conftest import Fleet, start_fleet
 
 pytestmark = pytest.mark.e2e
@@ -191,3 +192,40 @@ async def test_admit_twin_and_lua_answer_alike(redis_url: str, key_prefix: str) 
             assert mine == theirs, key
     finally:
         await real.aclose()
+
+
+async def test_event_streams_are_capped_per_tenant_and_the_place_comes_back() -> None:
+    async with AsyncExitStack() as stack:
+        fleet = await start_fleet(stack, workers=1, api_tokens=TOKENS, token_tenants=TENANTS,
+                                  tenant_max_watchers=1)  # fmt: skip
+        acme = await stack.enter_async_context(
+            httpx.AsyncClient(
+                base_url=fleet.url, timeout=30, headers={"Authorization": "Bearer a-tok"}
+            )
+        )
+        globex = await stack.enter_async_context(
+            httpx.AsyncClient(
+                base_url=fleet.url, timeout=30, headers={"Authorization": "Bearer g-tok"}
+            )
+        )
+        held = (await acme.post("/v1/jobs", json={"capability": "hold"})).json()["id"]
+        other = (await globex.post("/v1/jobs", json={"capability": "hold"})).json()["id"]
+        try:
+            async with acme.stream("GET", f"/v1/jobs/{held}/events") as first:
+                assert first.status_code == 200
+                await anext(first.aiter_bytes())  # the stream is open and counted
+                second = await acme.get(f"/v1/jobs/{held}/events")
+                assert second.status_code == 429, second.text
+                error = second.json()["error"]
+                assert error["code"] == "RATE_LIMITED"
+                assert error["details"]["limit"] == "watchers"
+                assert second.headers["retry-after"] == "5"
+                async with globex.stream("GET", f"/v1/jobs/{other}/events") as theirs:
+                    assert theirs.status_code == 200  # another tenant's budget
+            watchers = fleet.app.state.watchers
+            await wait_until(lambda: not watchers.open, message="the closed stream's place")
+            async with acme.stream("GET", f"/v1/jobs/{held}/events") as again:
+                assert again.status_code == 200
+        finally:
+            for seen in fleet.seen.values():
+                seen.release.set()
