@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from decimal import Decimal
 from typing import Annotated
 
@@ -253,39 +253,34 @@ async def job_events(
 
     async def stream() -> AsyncGenerator[bytes, None]:
         """Each batch of events in one write (a watcher that fell behind catches up in a few
-        sends, not one per event); the batch ends early at the run's ``done``."""
+        sends, not one per event); the batch ends early at the run's ``done``. Its end gives
+        back the tenant's watcher place (one never started gives it back when collected)."""
         ended = job.status.terminal
-        async with contextlib.aclosing(store.follow(job_id, after=start)) as batches:
-            async for events in batches:
-                frames: list[bytes] = []
-                for event in events:
-                    frames.append(_frame(event))
-                    if event.type == "done":
-                        if int(await store.flag(job_id, "run_start") or 0) > event.seq:
-                            ended = False  # the done of an earlier run: a redrive follows it
-                            continue
-                        yield b"".join(frames)
-                        return
-                if frames:
-                    yield b"".join(frames)
-                # An ended job's `done` is in its log with the status: nothing after the cursor
-                # means the reader resumed past it, and nothing more will come.
-                elif ended or await request.is_disconnected():
-                    return
-
-    body = stream()
-    release = request.app.state.watchers.take(principal_of(request), body)
-
-    async def counted() -> AsyncIterator[bytes]:
         try:
-            async with contextlib.aclosing(body):
-                async for chunk in body:
-                    yield chunk
+            async with contextlib.aclosing(store.follow(job_id, after=start)) as batches:
+                async for events in batches:
+                    frames: list[bytes] = []
+                    for event in events:
+                        frames.append(_frame(event))
+                        if event.type == "done":
+                            if int(await store.flag(job_id, "run_start") or 0) > event.seq:
+                                ended = False  # the done of an earlier run: a redrive follows it
+                                continue
+                            yield b"".join(frames)
+                            return
+                    if frames:
+                        yield b"".join(frames)
+                    # An ended job's `done` is in its log with the status: nothing after the cursor
+                    # means the reader resumed past it, and nothing more will come.
+                    elif ended or await request.is_disconnected():
+                        return
         finally:
             release()
 
+    body = stream()
+    release = request.app.state.watchers.take(principal_of(request), body)
     return EventSourceResponse(
-        counted(),
+        body,
         ping=svc.settings.sse_keepalive_s,
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
