@@ -112,7 +112,7 @@ class Calls:
         tool = tool_of(job)
         spec = worker.capabilities[tool]
         wrapped = bool(spec.output_schema and spec.output_schema.get("x-fastmcp-wrap-result"))
-        held.usage.bytes_in += len(json.dumps(job.input, separators=(",", ":")))
+        held.calls += 1
         called = time.perf_counter()
         try:
             result = await self.caller.call(

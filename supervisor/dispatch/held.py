@@ -34,7 +34,8 @@ class Held:
     counted: bool = False  # this holder already counted an attempt
     acked: bool = False  # the finishing write acknowledged the delivery with it
     tried: set[str] = field(default_factory=set)
-    usage: Usage = field(default_factory=Usage)  # what this holder's attempts cost
+    calls: int = 0  # calls this holder made (its share of the job's attempts)
+    usage: Usage = field(default_factory=Usage)  # what they cost (bytes in: at the end)
 
 
 def lose(job_id: str, held: Held, fence: int | None, metrics: Metrics) -> None:

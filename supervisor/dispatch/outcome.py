@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -53,7 +54,10 @@ class Outcomes:
         job.content = content
         job.error = error
         job.finished_at = now()
-        job.usage = held.usage if held.counted else None  # None: it never reached a worker
+        job.usage = None  # it never reached a worker
+        if held.counted:  # the same input went with every call: measured once, at the end
+            size = len(json.dumps(job.input, separators=(",", ":")))
+            job.usage = held.usage.model_copy(update={"bytes_in": held.calls * size})
         seq = await self._until_stored(
             job.id,
             lambda: self._finish_write(job, held, status, result, content, error),
