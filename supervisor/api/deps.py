@@ -10,6 +10,7 @@ from fastapi import Depends, Header, Path, Request, Response
 from shared import HEADER_CORRELATION_ID, Job, JobNotFound
 from supervisor.api.auth import principal_of
 from supervisor.api.limits import CORRELATION_ID_PATTERN, is_job_id
+from supervisor.api.submission import seen_by
 from supervisor.services import Services
 
 __all__ = ["JobId", "Svc", "correlation_header", "job_response", "visible"]
@@ -59,9 +60,7 @@ JobId = Annotated[str, Depends(_job_id)]
 def visible(request: Request, job: Job) -> Job:
     """``job``, if the caller may see it; else the very 404 of a job that does not exist
     (another tenant's job is not there, not forbidden: its id tells nothing)."""
-    if principal_of(request).sees(job.tenant):
-        return job
-    raise JobNotFound(f"no job with id {job.id!r}", details={"job_id": job.id})
+    return seen_by(principal_of(request), job)
 
 
 def job_response(job: Job, status: int = 200, headers: dict[str, str] | None = None) -> Response:

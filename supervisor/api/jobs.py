@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 from collections.abc import AsyncGenerator
 from decimal import Decimal
 from typing import Annotated
@@ -27,7 +25,6 @@ from shared import (
     StoreUnavailable,
     UnknownCapability,
     ValidationFailed,
-    now,
 )
 from shared.errors import RateLimited
 from supervisor.api.auth import JOBS_READ, JOBS_WRITE, audited, principal_of
@@ -37,15 +34,13 @@ from supervisor.api.limits import (
     IDEMPOTENCY_KEY_PATTERN,
     LAST_EVENT_ID_PATTERN,
     MAX_EVENT_SEQ,
-    new_job_id,
 )
 from supervisor.api.middleware import correlation_id
 from supervisor.api.openapi import SSE_RESPONSE, JobPage, errors
-from supervisor.api.quotas import admitted
 from supervisor.api.scopes import needs
-from supervisor.api.validation import check_capability, parse_submit
+from supervisor.api.submission import cancel, submit
+from supervisor.api.validation import parse_submit
 from supervisor.services import Services
-from supervisor.store import AdmissionFull
 
 __all__ = ["router"]
 
@@ -99,55 +94,17 @@ async def submit_job(
     submit-and-get-the-result in one round trip.
     """
     body = await parse_submit(request, idempotency_key)
-    target = await check_capability(svc, body)
-    settings = svc.settings
-    job = Job(
-        id=new_job_id(),
-        status=JobStatus.QUEUED,
-        capability=body.capability,
-        input=body.input,
-        max_attempts=body.max_attempts or settings.default_max_attempts,
-        timeout_s=body.timeout_s or settings.default_timeout_s,
-        pinned_worker=body.worker,
-        service=target.service,
-        tool=target.tool,
-        schema_digest=target.digest,
-        correlation_id=correlation_id(),
-        idempotency_key=body.idempotency_key,
-        tenant=principal_of(request).tenant,
-        labels=body.labels,
-        created_at=now(),
+    submitted = await submit(
+        svc, principal_of(request), body, correlation_id=correlation_id(), wait=wait
     )
-    canonical = body.model_dump(mode="json", exclude={"idempotency_key"})
-    fingerprint = hashlib.sha256(
-        json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()
-    ).hexdigest()
-    # With ?wait the wait for the end is registered before the submit: no first read after.
-    with svc.store.ending(job.id) if wait else contextlib.nullcontext() as ending:
-        try:
-            async with admitted(svc, principal_of(request), job) as ticket:
-                saved, created = await svc.store.submit(
-                    job, fingerprint=fingerprint, queue_limit=settings.queue_limit
-                )
-                ticket.created = created
-        except AdmissionFull as exc:
-            raise AdmissionRefused(
-                f"queue for {body.capability!r} is full ({exc.depth} waiting); retry later",
-                retry_after=max(1, min(30, exc.depth // 100 or 1)),
-                details={"capability": body.capability, "depth": exc.depth},
-            ) from exc
-        status = 202
-        headers = {"Location": f"/v1/jobs/{saved.id}"}
-        if not created:
-            status = 200
-            headers["Idempotent-Replayed"] = "true"
-        if wait:
-            if created and ending is not None:
-                saved = await ending.wait(wait, known=saved)
-            else:  # a replay: the first job, registered for only now
-                saved = await _wait_terminal(svc, saved.id, wait, known=saved)
-            if saved.status.terminal:
-                status = 200
+    saved = submitted.job
+    status = 202
+    headers = {"Location": f"/v1/jobs/{saved.id}"}
+    if not submitted.created:
+        status = 200
+        headers["Idempotent-Replayed"] = "true"
+    if wait and saved.status.terminal:
+        status = 200
     return job_response(saved, status, headers)
 
 
@@ -309,27 +266,5 @@ async def cancel_job(job_id: JobId, svc: Svc, request: Request) -> Response:
 
 
 async def _cancel(svc: Services, job_id: str, request: Request) -> Response:
-    store = svc.store
-    job = visible(request, await store.get(job_id))
-    if job.status.terminal:
-        raise JobFinished(
-            f"job {job_id} already {job.status.value}",
-            details={"job_id": job_id, "status": job.status.value},
-        )
-    await store.publish_cancel(job_id)
-    if job.status is JobStatus.QUEUED:
-        job.status = JobStatus.CANCELLED
-        job.finished_at = now()
-        job.error = None
-        await store.transition(
-            job_id,
-            allowed=[JobStatus.QUEUED],
-            event="status",
-            data={"status": "cancelled"},
-            finish=True,
-            done=job,
-            status=JobStatus.CANCELLED,
-            finished_at=job.finished_at,
-        )
-    final = await _wait_terminal(svc, job_id, 10.0)
+    final = await cancel(svc, principal_of(request), job_id)
     return job_response(final, 200 if final.status.terminal else 202)
