@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.routing import Route
 
 from shared import Keys, SupervisorSettings, get_logger
 from shared.hosts import allowed_hosts
@@ -23,6 +24,7 @@ from supervisor.calls import WorkerPool
 from supervisor.discovery import Discovery
 from supervisor.dispatch import Dispatcher
 from supervisor.loops import Loops
+from supervisor.mcp import McpFace
 from supervisor.metrics import Metrics
 from supervisor.registry import Registry
 from supervisor.services import Services
@@ -101,8 +103,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with build_services(settings, run_loops=run_loops) as services:
+        async with build_services(settings, run_loops=run_loops) as services, face.lifespan():
             app.state.services = services
+            services.registry.listeners.append(face.catalog_changed)
             try:
                 yield
             finally:
@@ -118,6 +121,8 @@ def create_app(
     app.state.auth = authenticator  # who is calling: static tokens, JWTs (api/scopes.py)
     app.state.watchers = Watchers(settings.tenant_max_watchers)  # open SSE streams per tenant
     app.include_router(router)
+    face = McpFace(app, authenticator)  # the fleet as one MCP server (supervisor/mcp)
+    app.router.routes.append(Route("/mcp", face))
     # add_middleware puts each in front of the last: RequestContext (correlation id, body
     # limit) runs first, so refusals of the guards carry the correlation id too.
     app.add_middleware(JsonBodies)

@@ -127,6 +127,8 @@ class Registry:
         """Why the last read of self-registrations failed (the store is down), or None."""
         self.refused: Callable[[], list[dict[str, Any]]] = list
         """The workers discovery refuses to call, with the reason (``supervisor.trust``)."""
+        self.listeners: list[Callable[[], None]] = []
+        """Called when the capability names change (the MCP face tells its hosts)."""
         self._names: dict[str, tuple[str, str]] = {}  # public or qualified name → (svc, tool)
         self._offered: dict[str, list[str]] = {}  # bare tool name → services offering it
         self.index()
@@ -146,8 +148,12 @@ class Registry:
         for tool, services in offered.items():
             if len(services) == 1:
                 names[tool] = (next(iter(services)), tool)
+        changed = names != self._names
         self._names = names
         self._offered = {tool: sorted(services) for tool, services in offered.items()}
+        if changed:
+            for listener in self.listeners:
+                listener()
 
     def public_name(self, service: str, tool: str) -> str:
         return tool if len(self._offered.get(tool, ())) == 1 else f"{service}.{tool}"

@@ -1,0 +1,418 @@
+"""The fleet as one MCP server at ``/mcp``: every capability of the catalog is a tool whose
+call is a durable job, plus tools, resources and tasks to manage jobs.
+
+Built with FastMCP (streamable HTTP: 2026-07-28 and the session revisions on one URL) and
+served by the supervisor's own app, behind its guards (body limit, ``Host``/``Origin``):
+
+    face = McpFace(app, authenticator)   # in create_app
+    app.router.routes.append(Route("/mcp", face))
+    async with face.lifespan(): ...      # in the app's lifespan
+
+- A catalog tool's call submits a job (the same path as ``POST /v1/jobs``: validation,
+  limits, tenancy), relays the worker's progress as ``notifications/progress`` to the call's
+  progress token, and answers the job's outcome with the job in ``_meta["mcp-fleet/job"]``.
+  Cancelling the call (``notifications/cancelled``, or closing its stream on 2026-07-28)
+  cancels the job. ``_meta["mcp-fleet/idempotency_key"]`` on the call makes a repeated call
+  (a host reconnecting after a drop) follow the first job instead of starting another.
+- Fleet tools: ``fleet_submit``, ``fleet_job``, ``fleet_cancel``, ``fleet_workers``.
+- Resources: ``fleet://catalog``, ``fleet://jobs/{id}``, ``fleet://jobs/{id}/events``.
+- Tasks: :mod:`supervisor.mcp.tasks`.
+- Auth: the REST API's bearer tokens and JWTs; connecting needs ``jobs:read``, anything that
+  starts or cancels a job ``jobs:write``; a tenant sees only its jobs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+import weakref
+from collections.abc import AsyncIterator, Sequence
+from typing import Annotated, Any
+
+import anyio
+from fastapi import FastAPI
+from fastmcp import Context, FastMCP
+from fastmcp.exceptions import ResourceError, ToolError
+from fastmcp.server.dependencies import get_context, get_http_request
+from fastmcp.server.middleware import Middleware, MiddlewareContext
+from fastmcp.server.providers import Provider
+from fastmcp.tools.base import Tool, ToolResult
+from fastmcp.utilities.versions import VersionSpec
+from mcp_types import ToolAnnotations, ToolExecution, ToolListChangedNotification
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from pydantic import Field, PrivateAttr
+from starlette.datastructures import Headers
+from starlette.types import Receive, Scope, Send
+
+from shared import HEADER_CORRELATION_ID, FleetError, Job, JobSubmit, get_logger
+from shared.errors import InsufficientScope, JobNotFound
+from supervisor.api.auth import JOBS_READ, JOBS_WRITE, Authenticator, Principal, principal_of
+from supervisor.api.guards import send_error
+from supervisor.api.limits import is_job_id
+from supervisor.api.submission import Submitted, cancel, seen_by, submit
+from supervisor.mcp.results import tool_result
+from supervisor.services import Services
+
+__all__ = ["FLEET_TOOLS", "IDEMPOTENCY_META", "CatalogTool", "McpFace"]
+
+log = get_logger("fleet.mcp")
+
+IDEMPOTENCY_META = "mcp-fleet/idempotency_key"
+FLEET_TOOLS = ("fleet_submit", "fleet_job", "fleet_cancel", "fleet_workers")
+MAX_WAIT_S = 60.0
+EVENTS_PER_READ = 1000
+
+INSTRUCTIONS = (
+    "mcp-fleet: every tool but the fleet_* ones runs on a worker of the fleet as a durable "
+    "job (retried, failed over, cancellable); its result's _meta['mcp-fleet/job'] names the "
+    "job. fleet_submit starts a job without waiting, fleet_job reads it (optionally waiting "
+    "for its end), fleet_cancel stops it, fleet_workers lists the workers. The resources "
+    "fleet://jobs/{id} and fleet://jobs/{id}/events hold a job and its event log."
+)
+
+
+class CatalogTool(Tool):
+    """One capability of the catalog; its call is a job on a worker."""
+
+    capability: Annotated[str, Field(exclude=True)]
+    _face: McpFace = PrivateAttr()
+
+    async def run(self, arguments: dict[str, Any]) -> ToolResult:
+        return await self._face.call(self.capability, arguments)
+
+
+class Catalog(Provider):
+    """The catalog's capabilities as tools, read from the registry at each list (the list
+    follows workers as they come and go)."""
+
+    def __init__(self, face: McpFace) -> None:
+        super().__init__()
+        self.face = face
+
+    async def _list_tools(self) -> Sequence[Tool]:
+        services = self.face.services_or_none()
+        if services is None:
+            return []
+        return [self._tool(name, entry) for name, entry in services.registry.catalog().items()]
+
+    async def _get_tool(self, name: str, version: VersionSpec | None = None) -> Tool | None:
+        services = self.face.services_or_none()
+        if services is None:
+            return None
+        catalog = services.registry.catalog()
+        for public, entry in catalog.items():
+            if self._name(public, entry) == name:
+                return self._tool(public, entry)
+        return None
+
+    @staticmethod
+    def _name(public: str, entry: dict[str, Any]) -> str:
+        # A worker's tool named like a fleet tool is listed by its qualified name.
+        return str(entry["qualified_name"]) if public in FLEET_TOOLS else public
+
+    def _tool(self, public: str, entry: dict[str, Any]) -> CatalogTool:
+        name = self._name(public, entry)
+        tool = CatalogTool(
+            name=name,
+            capability=name,
+            description=entry.get("description") or f"{entry['service']}: {entry['tool']}",
+            parameters=entry.get("input_schema") or {"type": "object"},
+            output_schema=entry.get("output_schema") or None,
+            annotations=ToolAnnotations(
+                idempotent_hint=bool(entry.get("idempotent")), open_world_hint=True
+            ),
+            # A host may run any call as a task (supervisor.mcp.tasks); none has to.
+            execution=ToolExecution(task_support="optional"),
+            meta={"mcp-fleet/service": entry["service"], "mcp-fleet/tool": entry["tool"]},
+        )
+        tool._face = self.face
+        return tool
+
+
+class Sessions(Middleware):
+    """Remembers the session-based connections, to tell them when the catalog changes
+    (2026-07-28 has no standing server-to-client channel to tell)."""
+
+    def __init__(self) -> None:
+        self.open: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    async def on_request(self, context: MiddlewareContext[Any], call_next: Any) -> Any:
+        ctx = context.fastmcp_context
+        rc = ctx.request_context if ctx is not None else None
+        if (
+            ctx is not None
+            and rc is not None
+            and rc.protocol_version not in MODERN_PROTOCOL_VERSIONS
+        ):
+            with contextlib.suppress(RuntimeError):
+                self.open.add(ctx.session)
+        return await call_next(context)
+
+    async def tools_changed(self) -> None:
+        for session in list(self.open):
+            try:
+                await session.send_notification(ToolListChangedNotification())
+            except Exception as exc:  # a closed session: it is forgotten with its object
+                log.debug("mcp.list_changed_undelivered", error=repr(exc))
+
+
+class McpFace:
+    """The MCP server of the fleet, and the ASGI app that authenticates its requests."""
+
+    def __init__(self, app: FastAPI, auth: Authenticator) -> None:
+        self.app = app
+        self.auth = auth
+        self.sessions = Sessions()
+        self.mcp = FastMCP(
+            "mcp-fleet",
+            instructions=INSTRUCTIONS,
+            providers=[Catalog(self)],
+            middleware=[self.sessions],
+            mask_error_details=True,
+        )
+        self._fleet_tools()
+        self._resources()
+        from supervisor.mcp.tasks import FleetTasks
+
+        self.tasks = FleetTasks(self)
+        self.mcp.add_extension(self.tasks)
+        # Host/Origin are checked by the supervisor's own guard, with its allowlist.
+        self.http = self.mcp.http_app(path="/mcp", host_origin_protection=False)
+        self._notify: asyncio.Task[None] | None = None
+
+    # -- the ASGI app ----------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Authenticate (401/403 as the REST API answers them), then serve MCP."""
+        if scope["type"] == "http":
+            try:
+                who = await self.auth.authenticate(Headers(scope=scope).get("authorization"))
+                require(who, JOBS_READ, self.auth)
+            except FleetError as exc:
+                await send_error(send, exc)
+                return
+            scope.setdefault("state", {})["principal"] = who  # request.state.principal
+        await self.http(scope, receive, send)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self) -> AsyncIterator[None]:
+        async with self.http.router.lifespan_context(self.http):
+            yield
+
+    # -- who and what ------------------------------------------------------------------------------
+
+    def services_or_none(self) -> Services | None:
+        return getattr(self.app.state, "services", None)
+
+    @property
+    def services(self) -> Services:
+        services = self.services_or_none()
+        if services is None:
+            raise ToolError("the supervisor is starting")
+        return services
+
+    async def caller(self, scope: str = JOBS_READ) -> Principal:
+        """The principal of the current request (set by :meth:`__call__`), with ``scope``."""
+        try:
+            who = principal_of(get_http_request())
+        except RuntimeError:  # in memory, no HTTP: open only when the API is open
+            who = await self.auth.authenticate(None)
+        require(who, scope, self.auth)
+        return who
+
+    def catalog_changed(self) -> None:
+        """Tell session-based hosts that the tool list changed (once per burst of changes)."""
+        if self._notify is None or self._notify.done():
+            self._notify = asyncio.get_running_loop().create_task(self.sessions.tools_changed())
+
+    # -- a call is a job -------------------------------------------------------------------------
+
+    async def call(self, capability: str, arguments: dict[str, Any]) -> ToolResult:
+        ctx = get_context()
+        submitted = await self.start(capability, arguments, idempotency_key=_idempotency(ctx))
+        job = submitted.job
+        if not job.status.terminal:
+            try:
+                job = await self._relay(ctx, job)
+            except BaseException:  # the host cancelled (or went away): so is the job
+                with anyio.CancelScope(shield=True), anyio.move_on_after(10):
+                    await self._cancel_quietly(job.id)
+                raise
+        return tool_result(job)
+
+    async def start(self, capability: str, arguments: dict[str, Any], **fields: Any) -> Submitted:
+        """Submit a job as the REST API does; its refusals become tool errors."""
+        who = await self.caller(JOBS_WRITE)
+        try:
+            body = JobSubmit(capability=capability, input=arguments, **fields)
+            return await submit(self.services, who, body, correlation_id=_correlation_id())
+        except FleetError as exc:
+            raise ToolError(f"{exc.code}: {exc.message}") from None
+
+    async def _relay(self, ctx: Context, job: Job) -> Job:
+        """The worker's progress to the host, as it comes; the job once it ended."""
+        store = self.services.store
+        async with contextlib.aclosing(store.follow(job.id)) as batches:
+            async for events in batches:
+                for event in events:
+                    if event.type == "progress":
+                        data = event.data
+                        await ctx.report_progress(
+                            float(data.get("progress") or 0),
+                            data.get("total"),
+                            data.get("message"),
+                        )
+                    elif event.type == "done":
+                        return await store.get(job.id)
+        return await store.get(job.id)  # pragma: no cover - follow() never ends by itself
+
+    async def _cancel_quietly(self, job_id: str) -> None:
+        try:
+            await cancel(self.services, await self.caller(JOBS_WRITE), job_id, wait=0)
+        except FleetError as exc:  # it ended meanwhile, or the store is away: logged
+            log.info("mcp.cancel_not_needed", job_id=job_id, reason=exc.code)
+
+    async def job(self, job_id: str, who: Principal) -> Job:
+        if not is_job_id(job_id):
+            raise JobNotFound(f"no job with id {job_id[:80]!r}", details={"job_id": job_id[:80]})
+        return seen_by(who, await self.services.store.get(job_id))
+
+    # -- fleet tools and resources -------------------------------------------------------------
+
+    def _fleet_tools(self) -> None:
+        mcp = self.mcp
+
+        @mcp.tool(annotations=ToolAnnotations(open_world_hint=True))
+        async def fleet_submit(
+            capability: Annotated[str, Field(description="A capability of the catalog.")],
+            input: Annotated[
+                dict[str, Any] | None, Field(description="The capability's arguments.")
+            ] = None,
+            idempotency_key: Annotated[
+                str | None, Field(description="The same key answers the same job.")
+            ] = None,
+            timeout_s: Annotated[float | None, Field(gt=0, le=86_400)] = None,
+            max_attempts: Annotated[int | None, Field(ge=1, le=20)] = None,
+        ) -> dict[str, Any]:
+            """Start a job and return at once with its id; read it with fleet_job."""
+            submitted = await self.start(
+                capability,
+                input or {},
+                idempotency_key=idempotency_key,
+                timeout_s=timeout_s,
+                max_attempts=max_attempts,
+            )
+            return {**_view(submitted.job), "replayed": not submitted.created}
+
+        @mcp.tool(annotations=ToolAnnotations(read_only_hint=True))
+        async def fleet_job(
+            job_id: Annotated[str, Field(description="The id fleet_submit returned.")],
+            wait_s: Annotated[
+                float, Field(ge=0, le=MAX_WAIT_S, description="Wait up to this for its end.")
+            ] = 0,
+        ) -> dict[str, Any]:
+            """A job: status, progress, result or error; with wait_s, once it ended."""
+            who = await self.caller(JOBS_READ)
+            job = await _tool_errors(self.job(job_id, who))
+            if wait_s and not job.status.terminal:
+                job = await self.services.store.wait_ended(job_id, wait_s)
+            return _view(job)
+
+        @mcp.tool(annotations=ToolAnnotations(destructive_hint=True, idempotent_hint=True))
+        async def fleet_cancel(
+            job_id: Annotated[str, Field(description="The job to cancel.")],
+        ) -> dict[str, Any]:
+            """Cancel a queued or running job; the job as it ended (or still stopping)."""
+            who = await self.caller(JOBS_WRITE)
+            await _tool_errors(self.job(job_id, who))
+            return _view(await _tool_errors(cancel(self.services, who, job_id)))
+
+        @mcp.tool(annotations=ToolAnnotations(read_only_hint=True))
+        async def fleet_workers() -> dict[str, Any]:
+            """The workers of the fleet: health, load and the capabilities each serves."""
+            await self.caller(JOBS_READ)
+            svc = self.services
+            return {
+                "workers": [
+                    w.view(svc.pool.in_flight(w.url)) for w in svc.registry.workers.values()
+                ]
+            }
+
+    def _resources(self) -> None:
+        mcp = self.mcp
+
+        @mcp.resource("fleet://catalog", mime_type="application/json")
+        async def catalog() -> str:
+            """The capabilities of the fleet, with their schemas and workers."""
+            await self.caller(JOBS_READ)
+            return json.dumps(self.services.registry.catalog())
+
+        @mcp.resource("fleet://jobs/{job_id}", mime_type="application/json")
+        async def job_record(job_id: str) -> str:
+            """A job's record: status, progress, result or error."""
+            who = await self.caller(JOBS_READ)
+            job: Job = await _resource_errors(self.job(job_id, who))
+            return job.model_dump_json()
+
+        @mcp.resource("fleet://jobs/{job_id}/events", mime_type="application/json")
+        async def job_events(job_id: str) -> str:
+            """A job's event log (its first 1,000 events): status, progress, log, done."""
+            who = await self.caller(JOBS_READ)
+            await _resource_errors(self.job(job_id, who))
+            events = await self.services.store.events(job_id, count=EVENTS_PER_READ)
+            return "[" + ",".join(e.wire() for e in events) + "]"
+
+
+def require(who: Principal, scope: str, auth: Authenticator) -> None:
+    if not who.allows(scope):
+        raise InsufficientScope(
+            f"this needs the scope {scope!r}; the token has "
+            f"{' '.join(sorted(who.scopes)) or 'none'}",
+            scope=scope,
+            resource_metadata=auth.resource_metadata,
+        )
+
+
+def _view(job: Job) -> dict[str, Any]:
+    return job.model_dump(mode="json", exclude_none=True)
+
+
+async def _tool_errors(work: Any) -> Any:
+    try:
+        return await work
+    except FleetError as exc:
+        raise ToolError(f"{exc.code}: {exc.message}") from None
+
+
+async def _resource_errors(work: Any) -> Any:
+    try:
+        return await work
+    except FleetError as exc:
+        raise ResourceError(f"{exc.code}: {exc.message}") from None
+
+
+def _idempotency(ctx: Context) -> str | None:
+    rc = ctx.request_context
+    meta = getattr(rc, "meta", None) if rc is not None else None
+    if meta is None:
+        return None
+    found = (
+        meta.get(IDEMPOTENCY_META)
+        if isinstance(meta, dict)
+        else getattr(meta, IDEMPOTENCY_META, None)
+    )
+    if found is None and not isinstance(meta, dict):
+        found = (getattr(meta, "model_extra", None) or {}).get(IDEMPOTENCY_META)
+    return str(found) if found is not None else None
+
+
+def _correlation_id() -> str:
+    """The request's ``X-Correlation-ID`` (checked by the app's middleware), or a new one. Read
+    from the request that carried the call: a session's calls run outside that request."""
+    with contextlib.suppress(RuntimeError):
+        given = get_http_request().headers.get(HEADER_CORRELATION_ID)
+        if given:
+            return given
+    return uuid.uuid4().hex

@@ -1,0 +1,169 @@
+"""The supervisor's MCP face at ``/mcp``, driven over real HTTP by FastMCP clients of both
+protocol eras (2026-07-28, sessionless; 2025-11-25, session-based): the catalog as tools, a
+call as a job with live progress, cancel, failover, fleet tools, resources, auth."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from typing import Any
+
+import pytest
+from fastmcp import Client
+from fastmcp.client.transports import StreamableHttpTransport
+from fastmcp.exceptions import ToolError
+
+from supervisor.mcp.face import IDEMPOTENCY_META
+from supervisor.mcp.results import META_KEY
+from tests.helpers import wait_until
+from tests.supervisor.conftest import Fleet, start_fleet
+
+MODES = ["modern", "legacy"]
+
+
+@pytest.fixture
+async def fleet() -> AsyncIterator[Fleet]:
+    async with AsyncExitStack() as stack:
+        yield await start_fleet(stack, foreign=True)
+
+
+def connect(fleet: Fleet, mode: str, token: str | None = None) -> Client[Any]:
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    transport = StreamableHttpTransport(fleet.url + "/mcp", headers=headers)
+    if mode == "legacy":
+        return Client(transport, mode="legacy")
+    return Client(transport)
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_the_catalog_is_the_tool_list(fleet: Fleet, mode: str) -> None:
+    async with connect(fleet, mode) as client:
+        tools = {t.name: t for t in await client.list_tools()}
+    catalog = (await fleet.api.get("/v1/capabilities")).json()["capabilities"]
+    assert set(catalog) <= set(tools)
+    assert {"fleet_submit", "fleet_job", "fleet_cancel", "fleet_workers"} <= set(tools)
+    steps = tools["steps"]
+    assert steps.input_schema == catalog["steps"]["input_schema"]
+    assert steps.description == catalog["steps"]["description"]
+    assert steps.annotations is not None and steps.annotations.idempotent_hint is True
+    assert tools["hold"].annotations is not None
+    assert tools["hold"].annotations.idempotent_hint is False
+    assert "shout" in tools  # the foreign worker's tool, by its own schema
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_call_is_a_job_with_live_progress_in_order(fleet: Fleet, mode: str) -> None:
+    seen: list[tuple[float, float | None, str | None]] = []
+
+    async def progress(p: float, total: float | None, message: str | None) -> None:
+        seen.append((p, total, message))
+
+    async with connect(fleet, mode) as client:
+        result = await client.call_tool("steps", {"n": 5}, progress_handler=progress)
+    assert result.data["steps"] == 5 if isinstance(result.data, dict) else result.data.steps == 5
+    assert seen == [(float(i), 5.0, f"step {i}/5") for i in range(1, 6)]
+    job_meta = (result.meta or {})[META_KEY]
+    job = (await fleet.api.get(f"/v1/jobs/{job_meta['id']}")).json()
+    assert job["status"] == "succeeded"
+    assert job["capability"] == "steps"
+    assert job_meta["correlation_id"] == job["correlation_id"]
+    worker_calls = [c for s in fleet.seen.values() for c in s.calls if c["tool"] == "steps"]
+    assert worker_calls and worker_calls[-1]["args"] == {"n": 5}
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_bad_input_and_tool_errors_are_tool_errors(fleet: Fleet, mode: str) -> None:
+    async with connect(fleet, mode) as client:
+        with pytest.raises(ToolError, match="INVALID_INPUT"):
+            await client.call_tool("steps", {"n": "many"})
+        failed = await client.call_tool("fail", {"code": "NOPE"}, raise_on_error=False)
+    assert failed.is_error
+    assert "failed on purpose with NOPE" in failed.content[0].text  # type: ignore[union-attr]
+    assert (failed.meta or {})[META_KEY]["status"] == "failed"
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_cancelling_the_call_cancels_the_job_on_the_worker(fleet: Fleet, mode: str) -> None:
+    import anyio
+
+    async with connect(fleet, mode) as client:
+        async with anyio.create_task_group() as tg:
+
+            async def call() -> None:
+                await client.call_tool("hold", {})
+
+            tg.start_soon(call)
+            await wait_until(
+                lambda: any(s.started.is_set() for s in fleet.seen.values()),
+                timeout=10,
+                message="hold started on a worker",
+            )
+            tg.cancel_scope.cancel()
+    await wait_until(
+        lambda: any(s.cancelled for s in fleet.seen.values()),
+        timeout=10,
+        message="the worker's tool saw the cancellation",
+    )
+    jobs = (await fleet.api.get("/v1/jobs", params={"capability": "hold"})).json()["jobs"]
+    assert jobs[0]["status"] == "cancelled"
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_fleet_tools_submit_read_and_cancel(fleet: Fleet, mode: str) -> None:
+    async with connect(fleet, mode) as client:
+        started = (await client.call_tool("fleet_submit", {"capability": "hold"})).data
+        job_id = started["id"]
+        assert started["status"] == "queued"
+        got = (await client.call_tool("fleet_job", {"job_id": job_id})).data
+        assert got["id"] == job_id
+        cancelled = (await client.call_tool("fleet_cancel", {"job_id": job_id})).data
+        assert cancelled["status"] == "cancelled"
+        done = (
+            await client.call_tool(
+                "fleet_submit", {"capability": "noop", "idempotency_key": "k-" + mode}
+            )
+        ).data
+        waited = (await client.call_tool("fleet_job", {"job_id": done["id"], "wait_s": 10})).data
+        assert waited["status"] == "succeeded"
+        again = (
+            await client.call_tool(
+                "fleet_submit", {"capability": "noop", "idempotency_key": "k-" + mode}
+            )
+        ).data
+        assert again["id"] == done["id"] and again["replayed"] is True
+        workers = (await client.call_tool("fleet_workers", {})).data["workers"]
+        assert {w["url"] for w in workers} == set(fleet.worker_urls.values())
+        with pytest.raises(ToolError, match="NOT_FOUND"):
+            await client.call_tool("fleet_job", {"job_id": "0" * 32})
+        with pytest.raises(ToolError, match="UNKNOWN_CAPABILITY"):
+            await client.call_tool("fleet_submit", {"capability": "nothing-like-it"})
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_repeated_call_with_the_same_key_follows_the_first_job(
+    fleet: Fleet, mode: str
+) -> None:
+    meta = {IDEMPOTENCY_META: f"again-{mode}"}
+    async with connect(fleet, mode) as client:
+        first = await client.call_tool("noop", {}, meta=meta)
+        second = await client.call_tool("noop", {}, meta=meta)
+    assert (first.meta or {})[META_KEY]["id"] == (second.meta or {})[META_KEY]["id"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_jobs_and_the_catalog_are_resources(fleet: Fleet, mode: str) -> None:
+    async with connect(fleet, mode) as client:
+        result = await client.call_tool("steps", {"n": 3})
+        job_id = (result.meta or {})[META_KEY]["id"]
+        templates = {t.uri_template for t in await client.list_resource_templates()}
+        assert {"fleet://jobs/{job_id}", "fleet://jobs/{job_id}/events"} <= templates
+        record = json.loads((await client.read_resource(f"fleet://jobs/{job_id}"))[0].text)  # type: ignore[union-attr]
+        events = json.loads(
+            (await client.read_resource(f"fleet://jobs/{job_id}/events"))[0].text  # type: ignore[union-attr]
+        )
+        catalog = json.loads((await client.read_resource("fleet://catalog"))[0].text)  # type: ignore[union-attr]
+    assert record["id"] == job_id and record["status"] == "succeeded"
+    assert [e["type"] for e in events].count("progress") == 3
+    assert events[-1]["type"] == "done"
+    assert "steps" in catalog
