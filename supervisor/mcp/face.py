@@ -42,17 +42,18 @@ from fastmcp.tools.base import Tool, ToolResult
 from fastmcp.utilities.versions import VersionSpec
 from mcp_types import ToolAnnotations, ToolExecution, ToolListChangedNotification
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
-from pydantic import Field, PrivateAttr
+from pydantic import Field, PrivateAttr, ValidationError
 from starlette.datastructures import Headers
 from starlette.types import Receive, Scope, Send
 
 from shared import HEADER_CORRELATION_ID, FleetError, Job, JobSubmit, get_logger
-from shared.errors import InsufficientScope, JobNotFound
+from shared.errors import InsufficientScope, JobNotFound, ValidationFailed
 from supervisor.api.auth import JOBS_READ, JOBS_WRITE, Authenticator, Principal, principal_of
 from supervisor.api.guards import send_error
 from supervisor.api.limits import is_job_id
 from supervisor.api.submission import Submitted, cancel, seen_by, submit
-from supervisor.mcp.results import tool_result
+from supervisor.api.validation import validation_details
+from supervisor.mcp.results import surfaced, tool_result
 from supervisor.services import Services
 
 __all__ = ["FLEET_TOOLS", "IDEMPOTENCY_META", "CatalogTool", "McpFace"]
@@ -79,6 +80,7 @@ class CatalogTool(Tool):
     capability: Annotated[str, Field(exclude=True)]
     _face: McpFace = PrivateAttr()
 
+    @surfaced(ToolError)
     async def run(self, arguments: dict[str, Any]) -> ToolResult:
         return await self._face.call(self.capability, arguments)
 
@@ -243,13 +245,17 @@ class McpFace:
         return tool_result(job)
 
     async def start(self, capability: str, arguments: dict[str, Any], **fields: Any) -> Submitted:
-        """Submit a job as the REST API does; its refusals become tool errors."""
+        """Submit a job as the REST API does (its refusals raise ``FleetError``)."""
         who = await self.caller(JOBS_WRITE)
         try:
             body = JobSubmit(capability=capability, input=arguments, **fields)
-            return await submit(self.services, who, body, correlation_id=_correlation_id())
-        except FleetError as exc:
-            raise ToolError(f"{exc.code}: {exc.message}") from None
+        except ValidationError as exc:
+            errors = validation_details(exc.errors())
+            raise ValidationFailed(
+                f"invalid job: {errors[0]['field']}: {errors[0]['message']}",
+                details={"errors": errors},
+            ) from None
+        return await submit(self.services, who, body, correlation_id=_correlation_id())
 
     async def _relay(self, ctx: Context, job: Job) -> Job:
         """The worker's progress to the host, as it comes; the job once it ended."""
@@ -285,6 +291,7 @@ class McpFace:
         mcp = self.mcp
 
         @mcp.tool(annotations=ToolAnnotations(open_world_hint=True))
+        @surfaced(ToolError)
         async def fleet_submit(
             capability: Annotated[str, Field(description="A capability of the catalog.")],
             input: Annotated[
@@ -307,6 +314,7 @@ class McpFace:
             return {**_view(submitted.job), "replayed": not submitted.created}
 
         @mcp.tool(annotations=ToolAnnotations(read_only_hint=True))
+        @surfaced(ToolError)
         async def fleet_job(
             job_id: Annotated[str, Field(description="The id fleet_submit returned.")],
             wait_s: Annotated[
@@ -315,21 +323,23 @@ class McpFace:
         ) -> dict[str, Any]:
             """A job: status, progress, result or error; with wait_s, once it ended."""
             who = await self.caller(JOBS_READ)
-            job = await _tool_errors(self.job(job_id, who))
+            job = await self.job(job_id, who)
             if wait_s and not job.status.terminal:
                 job = await self.services.store.wait_ended(job_id, wait_s)
             return _view(job)
 
         @mcp.tool(annotations=ToolAnnotations(destructive_hint=True, idempotent_hint=True))
+        @surfaced(ToolError)
         async def fleet_cancel(
             job_id: Annotated[str, Field(description="The job to cancel.")],
         ) -> dict[str, Any]:
             """Cancel a queued or running job; the job as it ended (or still stopping)."""
             who = await self.caller(JOBS_WRITE)
-            await _tool_errors(self.job(job_id, who))
-            return _view(await _tool_errors(cancel(self.services, who, job_id)))
+            await self.job(job_id, who)
+            return _view(await cancel(self.services, who, job_id))
 
         @mcp.tool(annotations=ToolAnnotations(read_only_hint=True))
+        @surfaced(ToolError)
         async def fleet_workers() -> dict[str, Any]:
             """The workers of the fleet: health, load and the capabilities each serves."""
             await self.caller(JOBS_READ)
@@ -344,23 +354,26 @@ class McpFace:
         mcp = self.mcp
 
         @mcp.resource("fleet://catalog", mime_type="application/json")
+        @surfaced(ResourceError)
         async def catalog() -> str:
             """The capabilities of the fleet, with their schemas and workers."""
             await self.caller(JOBS_READ)
             return json.dumps(self.services.registry.catalog())
 
         @mcp.resource("fleet://jobs/{job_id}", mime_type="application/json")
+        @surfaced(ResourceError)
         async def job_record(job_id: str) -> str:
             """A job's record: status, progress, result or error."""
             who = await self.caller(JOBS_READ)
-            job: Job = await _resource_errors(self.job(job_id, who))
+            job: Job = await self.job(job_id, who)
             return job.model_dump_json()
 
         @mcp.resource("fleet://jobs/{job_id}/events", mime_type="application/json")
+        @surfaced(ResourceError)
         async def job_events(job_id: str) -> str:
             """A job's event log (its first 1,000 events): status, progress, log, done."""
             who = await self.caller(JOBS_READ)
-            await _resource_errors(self.job(job_id, who))
+            await self.job(job_id, who)
             events = await self.services.store.events(job_id, count=EVENTS_PER_READ)
             return "[" + ",".join(e.wire() for e in events) + "]"
 
@@ -377,20 +390,6 @@ def require(who: Principal, scope: str, auth: Authenticator) -> None:
 
 def _view(job: Job) -> dict[str, Any]:
     return job.model_dump(mode="json", exclude_none=True)
-
-
-async def _tool_errors(work: Any) -> Any:
-    try:
-        return await work
-    except FleetError as exc:
-        raise ToolError(f"{exc.code}: {exc.message}") from None
-
-
-async def _resource_errors(work: Any) -> Any:
-    try:
-        return await work
-    except FleetError as exc:
-        raise ResourceError(f"{exc.code}: {exc.message}") from None
 
 
 def _idempotency(ctx: Context) -> str | None:

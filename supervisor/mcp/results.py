@@ -1,18 +1,24 @@
-"""A job as the MCP answers a host sees: a tool result with the job in its ``_meta``, and a
-task (the ``io.modelcontextprotocol/tasks`` extension's wire shape)."""
+"""A job as the MCP answers a host sees: a tool result with the job in its ``_meta``, a task
+(the ``io.modelcontextprotocol/tasks`` extension's wire shape); and the fleet's refusals as
+MCP errors (:func:`surfaced`)."""
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from fastmcp.tools.base import ToolResult
 from mcp_types import INTERNAL_ERROR, CallToolResult, TextContent
 
-from shared import Job, JobStatus
+from shared import FleetError, Job, JobStatus
 
-__all__ = ["META_KEY", "job_meta", "task_detail", "task_fields", "tool_result"]
+__all__ = ["META_KEY", "job_meta", "surfaced", "task_detail", "task_fields", "tool_result"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 META_KEY = "mcp-fleet/job"
 """Where a result's ``_meta`` names the job behind it."""
@@ -114,3 +120,23 @@ def task_detail(job: Job, *, ttl_s: float, poll_ms: int) -> dict[str, Any]:
             "data": {"job_id": job.id, **(error.model_dump() if error else {})},
         }
     return {"resultType": "complete", **fields}
+
+
+def surfaced(
+    kind: type[Exception],
+) -> Callable[[Callable[P, Coroutine[Any, Any, R]]], Callable[P, Coroutine[Any, Any, R]]]:
+    """Decorate a tool or resource function: the fleet's refusals (``FleetError``: a scope,
+    an unknown job, a full queue) reach the host as ``kind`` with the code and message (other
+    exceptions' text stays masked)."""
+
+    def decorate(fn: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]:
+        @functools.wraps(fn)
+        async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return await fn(*args, **kwargs)
+            except FleetError as exc:
+                raise kind(f"{exc.code}: {exc.message}") from None
+
+        return wrapper
+
+    return decorate

@@ -14,6 +14,7 @@ import contextlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from fastmcp.exceptions import ToolError
 from fastmcp.server.extensions import (
     MethodBinding,
     ServerExtension,
@@ -34,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from shared import FleetError, JobFinished
 from supervisor.api.auth import JOBS_READ, JOBS_WRITE
 from supervisor.api.submission import cancel
-from supervisor.mcp.results import task_detail, task_fields
+from supervisor.mcp.results import surfaced, task_detail, task_fields
 
 if TYPE_CHECKING:
     import mcp_types
@@ -85,6 +86,7 @@ class FleetTasks(ServerExtension):
     def _ttl_s(self) -> float:
         return float(self.face.services.settings.retention_s)
 
+    @surfaced(ToolError)
     async def intercept_tool_call(
         self,
         params: mcp_types.CallToolRequestParams,
@@ -92,7 +94,7 @@ class FleetTasks(ServerExtension):
         call_next: ToolCallContinuation,
     ) -> ToolCallOutcome:
         """A catalog tool called by a host that asked for a task: submit, answer the task."""
-        from supervisor.mcp.face import CatalogTool
+        from supervisor.mcp.face import CatalogTool  # the face imports this module
 
         rc = context.request_context
         opted_in = (

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from typing import Any
 
+import httpx
 import pytest
 from fastmcp import Client
 from fastmcp.client.transports import StreamableHttpTransport
@@ -87,19 +88,18 @@ async def test_bad_input_and_tool_errors_are_tool_errors(fleet: Fleet, mode: str
 async def test_cancelling_the_call_cancels_the_job_on_the_worker(fleet: Fleet, mode: str) -> None:
     import anyio
 
-    async with connect(fleet, mode) as client:
-        async with anyio.create_task_group() as tg:
+    async with connect(fleet, mode) as client, anyio.create_task_group() as tg:
 
-            async def call() -> None:
-                await client.call_tool("hold", {})
+        async def call() -> None:
+            await client.call_tool("hold", {})
 
-            tg.start_soon(call)
-            await wait_until(
-                lambda: any(s.started.is_set() for s in fleet.seen.values()),
-                timeout=10,
-                message="hold started on a worker",
-            )
-            tg.cancel_scope.cancel()
+        tg.start_soon(call)
+        await wait_until(
+            lambda: any(s.started.is_set() for s in fleet.seen.values()),
+            timeout=10,
+            message="hold started on a worker",
+        )
+        tg.cancel_scope.cancel()
     await wait_until(
         lambda: any(s.cancelled for s in fleet.seen.values()),
         timeout=10,
@@ -167,3 +167,75 @@ async def test_jobs_and_the_catalog_are_resources(fleet: Fleet, mode: str) -> No
     assert [e["type"] for e in events].count("progress") == 3
     assert events[-1]["type"] == "done"
     assert "steps" in catalog
+
+
+# -- auth: the REST API's tokens, scopes and tenants on /mcp -----------------------------------
+
+TOKENS = ",".join(
+    [
+        "ops=ops-t:admin",
+        "reader=read-t:jobs:read",
+        "writer=write-t:jobs:write",
+        "a=a-t:jobs:read+jobs:write",
+        "b=b-t:jobs:read+jobs:write",
+    ]
+)
+TENANTS = {"a": "acme", "b": "bolt"}
+
+
+@pytest.fixture
+async def guarded() -> AsyncIterator[Fleet]:
+    async with AsyncExitStack() as stack:
+        yield await start_fleet(stack, api_tokens=TOKENS, token_tenants=TENANTS)
+
+
+async def test_mcp_needs_a_token_with_jobs_read(guarded: Fleet) -> None:
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
+    headers = {"Accept": "application/json, text/event-stream"}
+    async with httpx.AsyncClient(base_url=guarded.url, timeout=10) as raw:
+        missing = await raw.post("/mcp", json=body, headers=headers)
+        wrong = await raw.post("/mcp", json=body, headers={**headers, **bearer("nope")})
+        write_only = await raw.post("/mcp", json=body, headers={**headers, **bearer("write-t")})
+    assert missing.status_code == 401 and missing.headers["www-authenticate"].startswith("Bearer")
+    assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "INVALID_TOKEN"
+    assert write_only.status_code == 403
+    assert write_only.json()["error"]["code"] == "INSUFFICIENT_SCOPE"
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_read_only_token_reads_but_starts_and_cancels_nothing(
+    guarded: Fleet, mode: str
+) -> None:
+    job = await guarded.submit("hold")
+    async with connect(guarded, mode, "read-t") as client:
+        assert "steps" in {t.name for t in await client.list_tools()}
+        got = (await client.call_tool("fleet_job", {"job_id": job["id"]})).data
+        assert got["id"] == job["id"]
+        for name, args in [
+            ("steps", {"n": 1}),
+            ("fleet_submit", {"capability": "noop"}),
+            ("fleet_cancel", {"job_id": job["id"]}),
+        ]:
+            with pytest.raises(ToolError, match="INSUFFICIENT_SCOPE"):
+                await client.call_tool(name, args)
+    assert (await guarded.api.get(f"/v1/jobs/{job['id']}")).json()["status"] != "cancelled"
+    await guarded.api.post(f"/v1/jobs/{job['id']}/cancel")
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_tenants_are_isolated_on_mcp(guarded: Fleet, mode: str) -> None:
+    async with connect(guarded, mode, "a-t") as acme, connect(guarded, mode, "b-t") as bolt:
+        result = await acme.call_tool("noop", {})
+        job_id = (result.meta or {})[META_KEY]["id"]
+        assert (await acme.call_tool("fleet_job", {"job_id": job_id})).data["tenant"] == "acme"
+        for name in ("fleet_job", "fleet_cancel"):
+            with pytest.raises(ToolError, match="NOT_FOUND"):
+                await bolt.call_tool(name, {"job_id": job_id})
+        with pytest.raises(Exception, match="NOT_FOUND"):
+            await bolt.read_resource(f"fleet://jobs/{job_id}")
+    job = (await guarded.api.get(f"/v1/jobs/{job_id}")).json()
+    assert job["tenant"] == "acme"
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
