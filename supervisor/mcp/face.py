@@ -27,7 +27,6 @@ import asyncio
 import contextlib
 import json
 import uuid
-import weakref
 from collections.abc import AsyncIterator, Sequence
 from typing import Annotated, Any
 
@@ -134,29 +133,33 @@ class Catalog(Provider):
 
 
 class Sessions(Middleware):
-    """Remembers the session-based connections, to tell them when the catalog changes
-    (2026-07-28 has no standing server-to-client channel to tell)."""
+    """Remembers the session-based connections that listed the tools, to tell them when the
+    catalog changes (2026-07-28 has no standing server-to-client channel to tell). A session
+    that cannot be told any more is forgotten; at most ``MAX_SESSIONS``, oldest first."""
+
+    MAX_SESSIONS = 10_000
 
     def __init__(self) -> None:
-        self.open: weakref.WeakSet[Any] = weakref.WeakSet()
+        self.open: dict[str, Any] = {}
 
-    async def on_request(self, context: MiddlewareContext[Any], call_next: Any) -> Any:
+    async def on_list_tools(self, context: MiddlewareContext[Any], call_next: Any) -> Any:
         ctx = context.fastmcp_context
         rc = ctx.request_context if ctx is not None else None
-        if (
-            ctx is not None
-            and rc is not None
-            and rc.protocol_version not in MODERN_PROTOCOL_VERSIONS
-        ):
-            with contextlib.suppress(RuntimeError):
-                self.open.add(ctx.session)
+        if ctx is not None and rc is not None:
+            if rc.protocol_version not in MODERN_PROTOCOL_VERSIONS:
+                with contextlib.suppress(RuntimeError):
+                    self.open.pop(ctx.session_id, None)
+                    self.open[ctx.session_id] = rc.session
+                    while len(self.open) > self.MAX_SESSIONS:
+                        self.open.pop(next(iter(self.open)))
         return await call_next(context)
 
     async def tools_changed(self) -> None:
-        for session in list(self.open):
+        for session_id, session in list(self.open.items()):
             try:
                 await session.send_notification(ToolListChangedNotification())
-            except Exception as exc:  # a closed session: it is forgotten with its object
+            except Exception as exc:  # closed: forget it
+                self.open.pop(session_id, None)
                 log.debug("mcp.list_changed_undelivered", error=repr(exc))
 
 

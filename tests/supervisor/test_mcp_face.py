@@ -4,21 +4,26 @@ call as a job with live progress, cancel, failover, fleet tools, resources, auth
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from typing import Any
 
 import httpx
+import mcp_types
 import pytest
 from fastmcp import Client
 from fastmcp.client.transports import StreamableHttpTransport
 from fastmcp.exceptions import ToolError
 
+from shared import WorkerRegistration
 from supervisor.mcp.face import IDEMPOTENCY_META
 from supervisor.mcp.results import META_KEY
 from tests.helpers import wait_until
+from tests.servers import serve_asgi
 from tests.supervisor.conftest import Fleet, start_fleet
+from tests.supervisor.toolservers import Seen, contract_server
 
 MODES = ["modern", "legacy"]
 
@@ -239,3 +244,28 @@ async def test_tenants_are_isolated_on_mcp(guarded: Fleet, mode: str) -> None:
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+async def test_session_hosts_are_told_when_the_catalog_changes() -> None:
+    """A worker of another service registers: the names change (``noop`` is now offered twice,
+    so it is qualified) and a session-based host gets ``notifications/tools/list_changed``."""
+    changed = asyncio.Event()
+
+    async def on_message(message: Any) -> None:
+        if isinstance(message, mcp_types.ToolListChangedNotification):
+            changed.set()
+
+    async with AsyncExitStack() as stack:
+        fleet = await start_fleet(stack, workers=1)
+        other = contract_server("o1", Seen(), service="other").http_app(path="/mcp")
+        url = await stack.enter_async_context(serve_asgi(other)) + "/mcp"
+        transport = StreamableHttpTransport(fleet.url + "/mcp")
+        async with Client(transport, mode="legacy", message_handler=on_message) as client:
+            assert "noop" in {t.name for t in await client.list_tools()}
+            store = fleet.services.store
+            key = store.keys.worker("other@o1")
+            await store.client.set(key, WorkerRegistration(name="other", url=url).model_dump_json())
+            await asyncio.wait_for(changed.wait(), 20)
+            names = {t.name for t in await client.list_tools()}
+            await store.client.delete(key)
+    assert {"toolbox.noop", "other.noop"} <= names and "noop" not in names
