@@ -145,13 +145,13 @@ class Sessions(Middleware):
     async def on_list_tools(self, context: MiddlewareContext[Any], call_next: Any) -> Any:
         ctx = context.fastmcp_context
         rc = ctx.request_context if ctx is not None else None
-        if ctx is not None and rc is not None:
-            if rc.protocol_version not in MODERN_PROTOCOL_VERSIONS:
-                with contextlib.suppress(RuntimeError):
-                    self.open.pop(ctx.session_id, None)
-                    self.open[ctx.session_id] = rc.session
-                    while len(self.open) > self.MAX_SESSIONS:
-                        self.open.pop(next(iter(self.open)))
+        legacy = rc is not None and rc.protocol_version not in MODERN_PROTOCOL_VERSIONS
+        if ctx is not None and rc is not None and legacy:
+            with contextlib.suppress(RuntimeError):
+                self.open.pop(ctx.session_id, None)
+                self.open[ctx.session_id] = rc.session
+                while len(self.open) > self.MAX_SESSIONS:
+                    self.open.pop(next(iter(self.open)))
         return await call_next(context)
 
     async def tools_changed(self) -> None:
