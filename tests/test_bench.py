@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SYSTEMS = {
     "floor-kit", "floor-bare", "fastmcp",
     "fleet-memory-wait", "fleet-memory-sse", "fleet-redis-wait", "fleet-redis-sse",
+    "fleet-memory-mcp", "fleet-redis-mcp",
     "celery-bare", "celery-mcp", "arq-bare", "arq-mcp",
 }  # fmt: skip
 PROGRESS = {

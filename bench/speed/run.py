@@ -65,6 +65,10 @@ def _entries(stack: Stack, venvs: dict[str, Path | foreign.Unavailable]) -> list
         for mode, how in (("wait", "?wait"), ("sse", "submit + SSE")):
             system = Fleet(stack.base[store], mode)
             out.append(Entry(f"fleet-{store}-{mode}", f"fleet {store}:// {how}", system, groups))
+        # The fleet's MCP face, by the same FastMCP client as the direct row `fastmcp`.
+        face = FastMCPClient(stack.base[store] + "/mcp")
+        out.append(Entry(f"fleet-{store}-mcp", f"fleet {store}:// /mcp, FastMCP client", face,
+                         groups))  # fmt: skip
     for kind, python in venvs.items():
         for task, what in (("noop", "bare no-op"), ("mcp_noop", "→ MCP noop")):
             key, label = f"{kind}-{'bare' if task == 'noop' else 'mcp'}", f"{kind} {what}"
