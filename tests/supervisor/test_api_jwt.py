@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import jwt
 import pytest
+from fastmcp import Client
 from pydantic import ValidationError
 from structlog.testing import capture_logs
 
@@ -270,3 +271,19 @@ async def test_admin_actions_are_audited_without_credentials(issuer: Issuer) -> 
         everything = json.dumps(logs, default=str)
         for secret in (OPS, "app-secret", admin_jwt):
             assert secret not in everything
+
+
+async def test_the_mcp_face_takes_the_same_jwts(issuer: Issuer) -> None:
+    """``/mcp`` authenticates like ``/v1``: a valid JWT with ``jobs:read`` lists the tools;
+    an expired one gets the same 401 ``INVALID_TOKEN`` before any MCP is spoken."""
+    async with supervisor(issuer, Clock()) as http:
+        url = str(http.base_url).rstrip("/") + "/mcp"
+        async with Client(url, auth=issuer.mint(scope="jobs:read")) as client:
+            assert "fleet_job" in {t.name for t in await client.list_tools()}
+        expired = issuer.mint(ttl_s=-600)
+        answer = await http.post(
+            "/mcp",
+            json={"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}},
+            headers={**bearer(expired), "Accept": "application/json, text/event-stream"},
+        )
+        refused(answer, expired, "expired")
