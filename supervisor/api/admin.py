@@ -17,7 +17,7 @@ from shared import (
     ValidationFailed,
     now,
 )
-from supervisor.api.auth import ADMIN, JOBS_READ, audited, principal_of
+from supervisor.api.auth import ADMIN, JOBS_READ, audited, principal_of, tenant_budget
 from supervisor.api.deps import JobId, Svc, job_response
 from supervisor.api.openapi import DeadLetters, Queues, errors
 from supervisor.api.scopes import needs
@@ -97,7 +97,12 @@ async def _redrive(svc: Services, job_id: str, request: Request) -> Response:
     )
     if seq is None:
         raise JobFinished(f"job {job_id} is not failed", details={"job_id": job_id})
-    return job_response(await store.get(job_id), 202)
+    job = await store.get(job_id)
+    if job.tenant is not None and svc.settings.tenant_max_inflight:
+        # In flight again: its tenant's budget counts it (the set forgot it when it failed).
+        # A job without a tenant was limited as its caller, whom the record does not name.
+        await store.count(tenant_budget(job.tenant), job_id)
+    return job_response(job, 202)
 
 
 class UsageRow(BaseModel):

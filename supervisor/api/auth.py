@@ -72,7 +72,12 @@ class Principal:
     @property
     def limited_as(self) -> str:
         """Whose budget its submissions count against: its tenant's, else its own."""
-        return f"tenant:{self.tenant}" if self.tenant else f"actor:{self.actor}"
+        return tenant_budget(self.tenant) if self.tenant else f"actor:{self.actor}"
+
+
+def tenant_budget(tenant: str) -> str:
+    """The name a tenant's limits are kept under in the store."""
+    return f"tenant:{tenant}"
 
 
 ANONYMOUS = Principal("anonymous", frozenset(SCOPES), "none")

@@ -64,6 +64,13 @@ class Admission(StoreBase):
         """Whether the idempotency ``key`` (of ``tenant``) names a job already."""
         return bool(await self._call("exists", self.keys.idempotency(key, tenant)))
 
+    async def count(self, who: str, job_id: str) -> None:
+        """Count ``job_id`` in flight for ``who`` without asking (a redriven job: an admin put
+        it back, and it is in flight again whatever the budget says)."""
+        key = self.keys.inflight(who)
+        await self._call("zadd", key, {job_id: int(self.clock() * 1000)})
+        await self._call("expire", key, int(self.retention_s))
+
     async def release(self, who: str, job_id: str) -> None:
         """Give back ``job_id``'s place in flight (it was not created: a replay, a refusal)."""
         await self._call("zrem", self.keys.inflight(who), job_id)

@@ -148,6 +148,51 @@ async def test_limits_on_one_supervisor(store: str, request: pytest.FixtureReque
                 seen.release.set()
 
 
+@pytest.mark.parametrize("store", ["memory", "redis"])
+async def test_a_redriven_job_counts_in_flight_again(
+    store: str, request: pytest.FixtureRequest
+) -> None:
+    """A dead letter left its tenant's budget when it failed; redriven, it is in flight again
+    and counted: the tenant's next submission waits for it."""
+    where: dict[str, Any] = {}
+    if store == "redis":
+        where = {
+            "redis_url": request.getfixturevalue("redis_url"),
+            "prefix": request.getfixturevalue("key_prefix"),
+        }
+    async with AsyncExitStack() as stack:
+        fleet = await start_fleet(
+            stack,
+            workers=1,
+            api_tokens=TOKENS,
+            token_tenants=TENANTS,
+            tenant_max_inflight=1,
+            **where,
+        )
+        acme, ops = await client(stack, fleet, "a-tok"), await client(stack, fleet, "o-tok")
+        try:
+            body = {"capability": "fail", "input": {"code": "NOPE"}, "max_attempts": 1}
+            job = (await acme.post("/v1/jobs", json=body)).json()
+            failed = (await acme.get(f"/v1/jobs/{job['id']}", params={"wait": 20})).json()
+            assert failed["status"] == "failed"
+            # Ended, it left the set: the next admission found the set full and pruned it.
+            held = await acme.post("/v1/jobs", json={"capability": "hold"})
+            assert held.status_code == 202
+            fleet.seen["w1"].release.set()
+            ended = await acme.get(f"/v1/jobs/{held.json()['id']}", params={"wait": 20})
+            assert ended.json()["status"] == "succeeded"
+            fleet.seen["w1"].release.clear()
+            key = f"{fleet.settings.key_prefix}:inflight:tenant:acme"
+            raw = fleet.services.store.client
+            assert await raw.zscore(key, job["id"]) is None
+            redriven = await ops.post(f"/v1/dead-letters/{job['id']}/redrive")
+            assert redriven.status_code == 202, redriven.text
+            assert await raw.zscore(key, job["id"]) is not None
+        finally:
+            for seen in fleet.seen.values():
+                seen.release.set()
+
+
 async def test_without_limits_nothing_is_counted() -> None:
     async with AsyncExitStack() as stack:
         fleet = await start_fleet(stack, workers=1, api_tokens=TOKENS, token_tenants=TENANTS)
