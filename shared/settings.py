@@ -200,6 +200,10 @@ class SupervisorSettings(_Serving):
     are dispatched through, so watchers cannot make jobs wait for a connection."""
     queue_limit: int = Field(default=1000, ge=1)
     """Queued jobs allowed per capability before submissions get 429."""
+    tenant_queue_share: float = Field(default=0.5, gt=0, le=1)
+    """The part of a capability's ``queue_limit`` one tenant's queued jobs may take (fair
+    admission: one tenant filling a queue leaves room for the others). Jobs without a
+    tenant are not counted."""
     default_timeout_s: float = Field(default=60.0, gt=0)
     """Seconds an attempt of a job may take when its submission names no ``timeout_s``."""
     default_max_attempts: int = Field(default=3, ge=1, le=20)

@@ -78,10 +78,25 @@ async def submit(
         try:
             async with admitted(svc, who, job) as ticket:
                 saved, created = await svc.store.submit(
-                    job, fingerprint=fingerprint, queue_limit=settings.queue_limit
+                    job,
+                    fingerprint=fingerprint,
+                    queue_limit=settings.queue_limit,
+                    tenant_share=settings.tenant_queue_share,
                 )
                 ticket.created = created
         except AdmissionFull as exc:
+            if exc.tenant is not None:
+                raise AdmissionRefused(
+                    f"tenant {exc.tenant!r} holds its share of the queue for "
+                    f"{body.capability!r} ({exc.depth} waiting; FLEET_TENANT_QUEUE_SHARE); "
+                    "retry later",
+                    retry_after=max(1, min(30, exc.depth // 100 or 1)),
+                    details={
+                        "capability": body.capability,
+                        "tenant": exc.tenant,
+                        "tenant_depth": exc.depth,
+                    },
+                ) from exc
             raise AdmissionRefused(
                 f"queue for {body.capability!r} is full ({exc.depth} waiting); retry later",
                 retry_after=max(1, min(30, exc.depth // 100 or 1)),

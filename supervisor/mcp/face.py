@@ -203,8 +203,28 @@ class McpFace:
 
     @contextlib.asynccontextmanager
     async def lifespan(self) -> AsyncIterator[None]:
-        async with self.http.router.lifespan_context(self.http):
+        """Run the MCP server's own lifespan (its session manager) for the block. It runs in a
+        task of its own: its task group must end in the task that began it, and an app's
+        lifespan may be ended from another task than the one that started it (test fixtures,
+        embedding apps)."""
+        started, stop = asyncio.Event(), asyncio.Event()
+
+        async def run() -> None:
+            async with self.http.router.lifespan_context(self.http):
+                started.set()
+                await stop.wait()
+
+        task = asyncio.create_task(run(), name="mcp-face")
+        waiting = asyncio.create_task(started.wait())
+        await asyncio.wait([task, waiting], return_when=asyncio.FIRST_COMPLETED)
+        waiting.cancel()
+        if task.done():
+            task.result()  # it failed to start: raise why
+        try:
             yield
+        finally:
+            stop.set()
+            await task
 
     # -- who and what ------------------------------------------------------------------------------
 

@@ -45,15 +45,31 @@ class EmbeddedScripts:
         depth = int(text(await r.hget(queued, a[4]) or b"0"))
         if depth >= int(a[3]):
             return ["full", str(depth)]
+        share = f"{a[4]}@{a[8]}" if a[8] else None
+        if share is not None:
+            mine = int(text(await r.hget(queued, share) or b"0"))
+            if mine >= int(a[9]):
+                return ["share", str(mine)]
         if a[1] == "1":
             await r.set(idem, a[0], ex=int(a[2]))
-        await r.hset(job, mapping=dict(zip(a[8::2], a[9::2], strict=True)))
+        await r.hset(job, mapping=dict(zip(a[10::2], a[11::2], strict=True)))
         await r.zadd(jobs, {a[0]: float(a[5])})
         await r.hincrby(queued, a[4], 1)
+        if share is not None:
+            await r.hincrby(queued, share, 1)
+            await r.hset(job, "qt", a[8])
         seq = await r.hincrby(job, "seq", 1)
         await r.xadd(events, {"t": "status", "d": a[6], "ts": a[5], "c": a[7]}, id=f"{seq}-1")
         await r.xadd(queue, {"job": a[0]})
         return ["ok", ""]
+
+    async def _count_queued(self, job: str, queued: str, step: int) -> None:
+        """The capability's queued count, and its tenant's (``qt``) when it has one."""
+        cap = text(await self.r.hget(job, "capability"))
+        await self.r.hincrby(queued, cap, step)
+        tenant = await self.r.hget(job, "qt")
+        if tenant is not None:
+            await self.r.hincrby(queued, f"{cap}@{text(tenant)}", step)
 
     async def _fenced(self, job: str, fence: str) -> bool:
         return bool(fence) and text(await self.r.hget(job, "fence") or b"") != fence
@@ -85,12 +101,8 @@ class EmbeddedScripts:
         new = fields.get("status", cur)
         if fields:
             await r.hset(job, mapping=fields)
-        if cur != new:
-            cap = text(await r.hget(job, "capability"))
-            if cur == "queued":
-                await r.hincrby(queued, cap, -1)
-            if new == "queued":
-                await r.hincrby(queued, cap, 1)
+        if cur != new and "queued" in (cur, new):
+            await self._count_queued(job, queued, -1 if cur == "queued" else 1)
         corr = text(await r.hget(job, "correlation_id") or b"")
         seq = 0
         if a[1]:
@@ -167,7 +179,7 @@ class EmbeddedScripts:
         fields = dict(zip(a[5::2], a[6::2], strict=True))
         await r.hset(job, mapping={**fields, "status": "queued"})
         if cur != "queued":
-            await r.hincrby(queued, text(await r.hget(job, "capability")), 1)
+            await self._count_queued(job, queued, 1)
         await r.expire(job, 315360000)
         await r.expire(events, 315360000)
         corr = text(await r.hget(job, "correlation_id") or b"")

@@ -15,8 +15,10 @@ def check_fence(result: int, job_id: str) -> int:
 
 
 class AdmissionFull(Exception):
-    """The capability's queue is at its limit (the API turns this into 429)."""
+    """The capability's queue is at its limit, or the job's tenant holds its share of it
+    (``tenant`` set, ``depth`` its count) — the API turns this into 429."""
 
-    def __init__(self, depth: int) -> None:
+    def __init__(self, depth: int, tenant: str | None = None) -> None:
         super().__init__(f"queue depth {depth}")
         self.depth = depth
+        self.tenant = tenant

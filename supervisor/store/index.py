@@ -63,7 +63,9 @@ class JobIndex(JobRecords):
 
     async def queue_depths(self) -> dict[str, int]:
         raw = await self._call("hgetall", self.keys.queued)
-        return {text(k): max(0, int(text(v))) for k, v in (raw or {}).items()}
+        # capability@tenant fields are the tenants' shares (SUBMIT), not capabilities
+        depths = {text(k): max(0, int(text(v))) for k, v in (raw or {}).items()}
+        return {name: n for name, n in depths.items() if "@" not in name}
 
     async def dead_letter(self, job_id: str) -> None:
         await self._call("zadd", self.keys.dead, {job_id: now()})

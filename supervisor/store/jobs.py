@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -15,12 +16,16 @@ from supervisor.store.errors import AdmissionFull, check_fence
 class JobRecords(StoreBase):
     """The job hash: created by :meth:`submit`, advanced by :meth:`transition`."""
 
-    async def submit(self, job: Job, *, fingerprint: str, queue_limit: int) -> tuple[Job, bool]:
+    async def submit(
+        self, job: Job, *, fingerprint: str, queue_limit: int, tenant_share: float = 1.0
+    ) -> tuple[Job, bool]:
         """Persist and enqueue ``job``. Returns ``(job, created)``.
 
         With an idempotency key already used: the same fingerprint returns the first job
         (``created`` False); another raises :class:`IdempotencyConflict`. A full capability
-        queue returns the count through :class:`AdmissionFull`.
+        queue returns the count through :class:`AdmissionFull`, and so does a tenant's job when
+        the tenant holds ``tenant_share`` of ``queue_limit`` already (fair admission: one
+        tenant filling a queue does not lock the others out).
         """
         k = self.keys
         key = job.idempotency_key
@@ -41,6 +46,8 @@ class JobRecords(StoreBase):
                 str(job.created_at),
                 event,
                 job.correlation_id,
+                job.tenant or "",
+                str(max(1, math.ceil(queue_limit * tenant_share))),
                 *encode_fields(fields),
             ],
         )
@@ -49,6 +56,8 @@ class JobRecords(StoreBase):
             return job, True
         if verdict == "full":
             raise AdmissionFull(int(text(out[1])))
+        if verdict == "share":
+            raise AdmissionFull(int(text(out[1])), tenant=job.tenant)
         existing_id = text(out[1])
         existing = await self.get(existing_id)
         stored = await self._call("hget", k.job(existing_id), "fingerprint")

@@ -81,6 +81,25 @@ async def test_admission_limit_per_capability(store: Store) -> None:
     assert (await store.queue_depths())["a"] == 2
 
 
+async def test_admission_is_fair_between_tenants(store: Store) -> None:
+    """With a share of 0.5 of a limit of 4, one tenant's queued jobs take 2 places at most:
+    the others still get in; leaving the queue (running, ended) gives a place back."""
+    limits = {"fingerprint": "x", "queue_limit": 4, "tenant_share": 0.5}
+    acme = [make_job("a", tenant="acme") for _ in range(2)]
+    for job in acme:
+        await store.submit(job, **limits)
+    with pytest.raises(AdmissionFull) as refused:
+        await store.submit(make_job("a", tenant="acme"), **limits)
+    assert refused.value.tenant == "acme" and refused.value.depth == 2
+    await store.submit(make_job("a", tenant="bolt"), **limits)  # another tenant gets in
+    await store.submit(make_job("a"), **limits)  # and a job without a tenant
+    assert await store.queue_depths() == {"a": 4}  # the shares are not capabilities
+    await store.transition(
+        acme[0].id, allowed=[JobStatus.QUEUED], event="status", data={}, status=JobStatus.RUNNING
+    )
+    await store.submit(make_job("a", tenant="acme"), **limits)  # its place came back
+
+
 async def test_transition_guards_and_counts(store: Store) -> None:
     job = make_job("c")
     await store.submit(job, fingerprint="x", queue_limit=10)

@@ -42,11 +42,15 @@ def text_map(raw: dict[Any, Any]) -> dict[str, str]:
     return {answer("", k): answer("", v) for k, v in raw.items()}
 
 
-def submit(k: Keys, job_id: str, idem: str | None = None) -> tuple[str, list[str], list[str]]:
+def submit(
+    k: Keys, job_id: str, idem: str | None = None, tenant: str = ""
+) -> tuple[str, list[str], list[str]]:
+    """A SUBMIT with a queue limit of 2, and a tenant's share of 1 when ``tenant``."""
     job = make_job(id=job_id, key=idem, correlation_id="corr", created_at=float(T))
     fields = {**job.model_dump(mode="json"), "fingerprint": "f"}
     keys = [k.idempotency(idem or "-"), k.job(job_id), k.jobs, k.queue, k.queued, k.events(job_id)]
     args = [job_id, "1" if idem else "0", "60", "2", "echo", T, '{"status":"queued"}', "corr"]
+    args += [tenant, "1"]
     return "SUBMIT", keys, [*args, *encode_fields(fields)]
 
 
@@ -91,8 +95,9 @@ async def every_outcome(run: Run, client: Any, k: Keys) -> list[Any]:
         return out
 
     await client.xgroup_create(k.queue, DISPATCH_GROUP, id="0", mkstream=True)
-    await check(submit(k, "a", idem="key-a"), ["ok", ""])
+    await check(submit(k, "a", idem="key-a", tenant="t1"), ["ok", ""])
     await check(submit(k, "a2", idem="key-a"), ["exists", "a"])  # idempotent replay
+    await check(submit(k, "t", tenant="t1"), ["share", "1"])  # t1 holds its share
     await check(submit(k, "b"), ["ok", ""])
     await check(submit(k, "c"), ["full", "2"])  # the queue limit is 2
     assert (await check(("ACQUIRE", [k.job("a")], ["9-1", ""]), ...))["fence"] == "1"
@@ -136,7 +141,7 @@ async def every_outcome(run: Run, client: Any, k: Keys) -> list[Any]:
 async def data(client: Any, k: Keys) -> dict[str, Any]:
     """Everything the scenario wrote, queue entry ids left out (they are clock-made)."""
     out: dict[str, Any] = {}
-    for j in ("a", "a2", "b", "c"):
+    for j in ("a", "a2", "b", "c", "t"):
         ttl = [await client.ttl(key) for key in (k.job(j), k.events(j))]
         out[j] = {
             "record": text_map(await client.hgetall(k.job(j))),
@@ -175,7 +180,8 @@ async def test_twins_answer_as_the_lua(lua_on: str, request: pytest.FixtureReque
         twin_data, lua_data = await data(twin_client, k), await data(lua_client, k)
         assert twin_data == lua_data
         assert twin_data["a"]["ttl"] == ["forever", "forever"]  # the redrive lifted the TTL
-        assert twin_data["dead"] == [] and twin_data["queued"] == {"echo": "1"}
+        # a, queued again by the redrive, is its tenant's one queued job too
+        assert twin_data["dead"] == [] and twin_data["queued"] == {"echo": "1", "echo@t1": "1"}
         assert twin_data["queue"] == [{"job": "a"}]  # a's first entry and b's: acked
     finally:
         await twin_client.aclose()

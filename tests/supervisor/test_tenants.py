@@ -207,3 +207,54 @@ async def test_jwt_tenant_claim() -> None:
             r = await fleet.api.get("/v1/jobs", headers=bearer(org=bad))
             assert r.status_code == 401, r.text
             assert r.json()["error"]["details"]["reason"] == "bad_tenant"
+
+
+@pytest.mark.parametrize("store", ["memory", "redis"])
+async def test_one_tenant_filling_a_queue_leaves_room_for_the_others(
+    store: str, request: pytest.FixtureRequest
+) -> None:
+    """A queue of 4, a share of 0.5: with the worker's 8 slots held, acme queues 2 and is
+    refused (429 QUEUE_FULL naming it); globex still gets in; every accepted job runs."""
+    request.param = store
+    async with AsyncExitStack() as stack:
+        fleet = await start_fleet(
+            stack,
+            workers=1,
+            api_tokens=TOKENS,
+            token_tenants=TENANTS,
+            queue_limit=4,
+            tenant_queue_share=0.5,
+            **store_of(request),
+        )
+
+        def caller(token: str) -> httpx.AsyncClient:
+            headers = {"Authorization": f"Bearer {token}"}
+            return httpx.AsyncClient(base_url=fleet.url, timeout=30, headers=headers)
+
+        acme = await stack.enter_async_context(caller("a-tok"))
+        globex = await stack.enter_async_context(caller("g-tok"))
+        accepted: list[str] = []
+        try:
+            for _ in range(20):
+                r = await acme.post("/v1/jobs", json={"capability": "hold"})
+                if r.status_code == 429:
+                    break
+                assert r.status_code == 202, r.text
+                accepted.append(r.json()["id"])
+            else:
+                pytest.fail("acme was never refused")
+            error = r.json()["error"]
+            assert error["code"] == "QUEUE_FULL" and error["details"]["tenant"] == "acme"
+            assert error["details"]["tenant_depth"] == 2
+            assert int(r.headers["Retry-After"]) >= 1
+            queued = (await acme.get("/v1/jobs", params={"status": "queued"})).json()["jobs"]
+            assert len(queued) == 2  # the rest hold the worker's slots
+            theirs = await globex.post("/v1/jobs", json={"capability": "hold"})
+            assert theirs.status_code == 202, theirs.text
+            accepted.append(theirs.json()["id"])
+        finally:
+            fleet.seen["w1"].release.set()
+        for job_id in accepted:
+            ops = acme if job_id != accepted[-1] else globex
+            done = (await ops.get(f"/v1/jobs/{job_id}", params={"wait": 20})).json()
+            assert done["status"] == "succeeded"

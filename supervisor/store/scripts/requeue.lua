@@ -15,7 +15,10 @@ if ARGV[2] ~= '' and redis.call('hget', KEYS[1], 'fence') ~= ARGV[2] then return
 for i = 6, #ARGV, 2 do redis.call('hset', KEYS[1], ARGV[i], ARGV[i + 1]) end
 redis.call('hset', KEYS[1], 'status', 'queued')
 if cur ~= 'queued' then
-  redis.call('hincrby', KEYS[3], redis.call('hget', KEYS[1], 'capability'), 1)
+  local cap = redis.call('hget', KEYS[1], 'capability')
+  redis.call('hincrby', KEYS[3], cap, 1)
+  local qt = redis.call('hget', KEYS[1], 'qt')
+  if qt then redis.call('hincrby', KEYS[3], cap .. '@' .. qt, 1) end
 end
 if not pcall(redis.call, 'persist', KEYS[1]) then redis.call('expire', KEYS[1], 315360000) end
 if not pcall(redis.call, 'persist', KEYS[2]) then redis.call('expire', KEYS[2], 315360000) end

@@ -22,8 +22,13 @@ for i = 10, #ARGV, 2 do
 end
 if cur ~= new then
   local cap = redis.call('hget', KEYS[1], 'capability')
-  if cur == 'queued' then redis.call('hincrby', KEYS[3], cap, -1) end
-  if new == 'queued' then redis.call('hincrby', KEYS[3], cap, 1) end
+  local qt = redis.call('hget', KEYS[1], 'qt')
+  local step = 0
+  if cur == 'queued' then step = -1 elseif new == 'queued' then step = 1 end
+  if step ~= 0 then
+    redis.call('hincrby', KEYS[3], cap, step)
+    if qt then redis.call('hincrby', KEYS[3], cap .. '@' .. qt, step) end
+  end
 end
 local corr = redis.call('hget', KEYS[1], 'correlation_id') or ''
 local seq = 0
