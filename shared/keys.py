@@ -7,6 +7,7 @@ Data model (``{p}`` is the prefix, ``fleet`` by default):
 | ``{p}:job:{id}``            | hash   | retention after finish   | the job record (JSON fields) and its event counter |
 | ``{p}:job:{id}:events``     | stream | retention after finish   | the job's event log; entry id ``{seq}-1`` |
 | ``{p}:jobs``                | zset   | permanent index          | job ids scored by creation time (listing) |
+| ``{p}:jobs:{status}``       | zset   | permanent index          | the same, of the jobs in that status now |
 | ``{p}:queue``               | stream | permanent                | dispatch queue; consumer group ``dispatchers`` |
 | ``{p}:queued``              | hash   | permanent                | queued-job count per capability (admission) |
 | ``{p}:idem:{key}``          | string | idempotency window       | job id first submitted with that key |
@@ -21,16 +22,20 @@ Data model (``{p}`` is the prefix, ``fleet`` by default):
 | ``{p}:wdone:{svc}:{key}``   | string | worker idempotency TTL   | a worker's stored result for an idempotency key |
 | ``{p}:wlock:{svc}:{key}``   | string | 5 s, renewed every 1.5 s | a worker's in-progress marker for that key |
 
-Indexes (``jobs``, ``dead``) are trimmed of ids whose record has expired when read.
+Indexes (``jobs``, ``jobs:{status}``, ``dead``) are trimmed of ids whose record has expired
+when read, and by the janitor. The status indexes are kept by the scripts that change a
+job's status (SUBMIT, TRANSITION, REQUEUE), so ``?status=running`` reads only running jobs.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["DISPATCH_GROUP", "Keys"]
+__all__ = ["DISPATCH_GROUP", "STATUS_ORDER", "Keys"]
 
 DISPATCH_GROUP = "dispatchers"
+STATUS_ORDER = ("queued", "running", "succeeded", "failed", "cancelled")
+"""The job statuses, in the order TRANSITION and REQUEUE take their index keys."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +57,13 @@ class Keys:
     @property
     def jobs(self) -> str:
         return f"{self.prefix}:jobs"
+
+    def by_status(self, status: str) -> str:
+        return f"{self.prefix}:jobs:{status}"
+
+    def status_indexes(self) -> list[str]:
+        """One per status, in the order the scripts take them (``STATUS_ORDER``)."""
+        return [self.by_status(s) for s in STATUS_ORDER]
 
     @property
     def queue(self) -> str:

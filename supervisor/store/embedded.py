@@ -21,6 +21,7 @@ import asyncio
 import math
 from typing import Any
 
+from shared.keys import STATUS_ORDER
 from supervisor.store.codec import text
 
 
@@ -37,7 +38,7 @@ class EmbeddedScripts:
 
     async def submit(self, keys: list[str], a: list[str]) -> Any:
         r = self.r
-        idem, job, jobs, queue, queued, events = keys
+        idem, job, jobs, queue, queued, events, queued_index = keys
         if a[1] == "1":
             existing = await r.get(idem)
             if existing is not None:
@@ -54,6 +55,7 @@ class EmbeddedScripts:
             await r.set(idem, a[0], ex=int(a[2]))
         await r.hset(job, mapping=dict(zip(a[10::2], a[11::2], strict=True)))
         await r.zadd(jobs, {a[0]: float(a[5])})
+        await r.zadd(queued_index, {a[0]: float(a[5])})
         await r.hincrby(queued, a[4], 1)
         if share is not None:
             await r.hincrby(queued, share, 1)
@@ -62,6 +64,16 @@ class EmbeddedScripts:
         await r.xadd(events, {"t": "status", "d": a[6], "ts": a[5], "c": a[7]}, id=f"{seq}-1")
         await r.xadd(queue, {"job": a[0]})
         return ["ok", ""]
+
+    async def _reindex(self, job: str, indexes: list[str], cur: str, new: str) -> None:
+        """From ``cur``'s status index to ``new``'s (``indexes`` in ``STATUS_ORDER``)."""
+        job_id = job.rsplit(":", 1)[-1]
+        by_status = dict(zip(STATUS_ORDER, indexes, strict=True))
+        if cur in by_status:
+            await self.r.zrem(by_status[cur], job_id)
+        if new in by_status:
+            created = float(text(await self.r.hget(job, "created_at") or b"0"))
+            await self.r.zadd(by_status[new], {job_id: created})
 
     async def _count_queued(self, job: str, queued: str, step: int) -> None:
         """The capability's queued count, and its tenant's (``qt``) when it has one."""
@@ -88,7 +100,7 @@ class EmbeddedScripts:
 
     async def transition(self, keys: list[str], a: list[str]) -> Any:
         r = self.r
-        job, events, queued, dead, queue = keys
+        job, events, queued, dead, queue = keys[:5]
         raw = await r.hget(job, "status")
         if raw is None:
             return -1
@@ -101,6 +113,8 @@ class EmbeddedScripts:
         new = fields.get("status", cur)
         if fields:
             await r.hset(job, mapping=fields)
+        if cur != new:
+            await self._reindex(job, keys[5:], cur, new)
         if cur != new and "queued" in (cur, new):
             await self._count_queued(job, queued, -1 if cur == "queued" else 1)
         corr = text(await r.hget(job, "correlation_id") or b"")
@@ -169,7 +183,7 @@ class EmbeddedScripts:
 
     async def requeue(self, keys: list[str], a: list[str]) -> Any:
         r = self.r
-        job, events, queued, queue, dead = keys
+        job, events, queued, queue, dead = keys[:5]
         raw = await r.hget(job, "status")
         if raw is None or text(raw) not in a[0].split(","):
             return -1
@@ -179,6 +193,7 @@ class EmbeddedScripts:
         fields = dict(zip(a[5::2], a[6::2], strict=True))
         await r.hset(job, mapping={**fields, "status": "queued"})
         if cur != "queued":
+            await self._reindex(job, keys[5:], cur, "queued")
             await self._count_queued(job, queued, 1)
         await r.expire(job, 315360000)
         await r.expire(events, 315360000)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from shared import Job, JobNotFound, JobStatus, WorkerRegistration, now
 from supervisor.store.codec import decode_job, text
 from supervisor.store.jobs import JobRecords
@@ -20,19 +22,28 @@ class JobIndex(JobRecords):
         tenant: str | None = None,
     ) -> tuple[list[Job], float | None]:
         """Newest first. ``before`` is the cursor: a creation time (exclusive). ``tenant``:
-        only that tenant's jobs (None: every job)."""
+        only that tenant's jobs (None: every job).
+
+        With ``status``, the ids come from that status's index (kept by the scripts that
+        change a status): a page of running jobs reads running jobs, however many others are
+        retained. Each page of records is read in one round trip."""
         jobs: list[Job] = []
         top = f"({before}" if before is not None else "+inf"
         cursor = before
+        index = self.keys.by_status(status.value) if status else self.keys.jobs
         while len(jobs) < limit:
-            page = await self._ids_before(self.keys.jobs, top, 200)
+            page = await self._ids_before(index, top, max(limit, 50) if status else 200)
             if not page:
                 return jobs, None
+
+            def read(pipe: Any, page: list[tuple[str, float]] = page) -> object:
+                return [pipe.hgetall(self.keys.job(job_id)) for job_id, _ in page]
+
+            records = await self._run_pipeline(read)
             stale = []
-            for job_id, score in page:
+            for (job_id, score), raw in zip(page, records, strict=True):
                 cursor = score
                 top = f"({score}"
-                raw = await self._call("hgetall", self.keys.job(job_id))
                 if not raw:
                     stale.append(job_id)
                     continue
@@ -47,7 +58,7 @@ class JobIndex(JobRecords):
                 if len(jobs) == limit:
                     break
             if stale:
-                await self._call("zrem", self.keys.jobs, *stale)
+                await self._call("zrem", index, *stale)
         return jobs, cursor
 
     async def _ids_before(self, key: str, top: str, n: int) -> list[tuple[str, float]]:

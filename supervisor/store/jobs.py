@@ -35,7 +35,15 @@ class JobRecords(StoreBase):
         event = json.dumps({"status": job.status.value})
         out = await self._script(
             "SUBMIT",
-            [idem, k.job(job.id), k.jobs, k.queue, k.queued, k.events(job.id)],
+            [
+                idem,
+                k.job(job.id),
+                k.jobs,
+                k.queue,
+                k.queued,
+                k.events(job.id),
+                k.by_status("queued"),
+            ],
             job_id=job.id,
             args=[
                 job.id,
@@ -106,7 +114,7 @@ class JobRecords(StoreBase):
         payload = json.dumps(data or {}, separators=(",", ":"), default=str)
         out = await self._script(
             "TRANSITION",
-            [k.job(job_id), k.events(job_id), k.queued, k.dead, k.queue],
+            [k.job(job_id), k.events(job_id), k.queued, k.dead, k.queue, *k.status_indexes()],
             job_id=job_id,
             ends=finish,
             ended=done if finish else None,

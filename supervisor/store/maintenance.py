@@ -21,8 +21,10 @@ class Maintenance(StoreBase):
         whose record has expired, and dispatch consumers idle for ``consumer_idle_s`` with
         nothing pending (supervisors that are gone). At most ``batch`` ids per index."""
         cutoff = now() - self.retention_s
-        removed = {"jobs": 0, "dead": 0, "consumers": 0}
-        for name, key in (("jobs", self.keys.jobs), ("dead", self.keys.dead)):
+        removed = {"jobs": 0, "dead": 0, "by_status": 0, "consumers": 0}
+        indexes = [("jobs", self.keys.jobs), ("dead", self.keys.dead)]
+        indexes += [("by_status", key) for key in self.keys.status_indexes()]
+        for name, key in indexes:
             if self.embedded:  # burner-redis takes no LIMIT: slice the (in-process) range
                 old = (await self._call("zrangebyscore", key, "-inf", cutoff))[:batch]
             else:
@@ -37,7 +39,7 @@ class Maintenance(StoreBase):
             alive = await self._run_pipeline(exists)
             gone = [i for i, a in zip(ids, alive, strict=True) if not a]
             if gone:
-                removed[name] = int(await self._call("zrem", key, *gone))
+                removed[name] += int(await self._call("zrem", key, *gone))
         consumers: list[dict[str, Any]] = []
         if not self.embedded:  # the engine lives and dies with its one process and consumer
             with contextlib.suppress(RedisError, OSError):  # no group yet: nothing to trim
@@ -50,8 +52,44 @@ class Maintenance(StoreBase):
                 removed["consumers"] += 1
         return removed
 
+    async def index_by_status(self, batch: int = 1000) -> int:
+        """Put every retained job in its status index, once per store (a store written before
+        the status indexes existed); returns the jobs indexed. Marked done in the store, so
+        only the first supervisor after an upgrade does it; the scripts keep them after."""
+        marker = f"{self.keys.jobs}:by_status_built"
+        if await self._call("exists", marker):
+            return 0
+        ids = [text(i) for i in await self._call("zrange", self.keys.jobs, 0, -1)]
+        done = 0
+        for start in range(0, len(ids), batch):
+            chunk = ids[start : start + batch]
+
+            def read(pipe: Any, chunk: list[str] = chunk) -> object:
+                for j in chunk:  # (burner-redis pipelines have no HMGET)
+                    pipe.hget(self.keys.job(j), "status")
+                    pipe.hget(self.keys.job(j), "created_at")
+                return None
+
+            flat = await self._run_pipeline(read)
+            rows = list(zip(flat[::2], flat[1::2], strict=True))
+
+            def index(pipe: Any, chunk: list[str] = chunk, rows: list[Any] = rows) -> object:
+                for job_id, (status, created) in zip(chunk, rows, strict=True):
+                    if status is not None and created is not None:
+                        key = self.keys.by_status(text(status))
+                        pipe.zadd(key, {job_id: float(text(created))})
+                return None
+
+            await self._run_pipeline(index)
+            done += sum(1 for status, _ in rows if status is not None)
+        await self._call("set", marker, "1")
+        return done
+
     async def janitor(self, interval_s: float = 60.0) -> None:
-        """Run :meth:`trim` forever (a supervised loop); a store outage only skips a pass."""
+        """Run :meth:`trim` forever (a supervised loop); a store outage only skips a pass.
+        The first pass builds the status indexes of a store written before them."""
+        with contextlib.suppress(StoreUnavailable):
+            await self.index_by_status()
         while True:
             try:
                 removed = await self.trim()

@@ -112,7 +112,7 @@ class DispatchQueue(StoreBase):
         k = self.keys
         out = await self._script(
             "REQUEUE",
-            [k.job(job_id), k.events(job_id), k.queued, k.queue, k.dead],
+            [k.job(job_id), k.events(job_id), k.queued, k.queue, k.dead, *k.status_indexes()],
             job_id=job_id,
             args=[
                 ",".join(s.value for s in allowed),

@@ -15,6 +15,7 @@ import pytest
 
 from shared import IdempotencyConflict, Job, JobNotFound, JobStatus, Keys, now
 from supervisor.store import AdmissionFull, Fenced, Store, open_store
+from supervisor.store.codec import text
 
 
 @pytest.fixture(params=["memory", "memory-lua", "redis"])
@@ -176,6 +177,45 @@ async def test_list_newest_first_with_cursor(store: Store) -> None:
     assert [j.id for j in page] == [j.id for j in reversed(jobs)][:3]
     page2, _ = await store.list_jobs(capability="l", limit=3, before=cursor)
     assert [j.id for j in page2] == [j.id for j in reversed(jobs)][3:]
+
+
+async def test_listing_by_status_reads_that_status_index(store: Store) -> None:
+    """Each status change moves the job between the status indexes in the same script, so a
+    status listing pages through that status's jobs alone, newest first, with a cursor."""
+    jobs = [make_job("s", created_at=now() + i) for i in range(6)]
+    for job in jobs:
+        await store.submit(job, fingerprint="x", queue_limit=100)
+    for job in jobs[:4]:
+        await store.transition(
+            job.id, allowed=[JobStatus.QUEUED], event="status", data={}, status=JobStatus.RUNNING
+        )
+    await store.transition(
+        jobs[0].id, allowed=[JobStatus.RUNNING], event="status", data={},
+        status=JobStatus.SUCCEEDED, finish=True,
+    )  # fmt: skip
+    running = [j.id for j in reversed(jobs[1:4])]
+    page, cursor = await store.list_jobs(status=JobStatus.RUNNING, limit=2)
+    assert [j.id for j in page] == running[:2]
+    page2, _ = await store.list_jobs(status=JobStatus.RUNNING, limit=2, before=cursor)
+    assert [j.id for j in page2] == running[2:]
+    queued, _ = await store.list_jobs(status=JobStatus.QUEUED, limit=10)
+    assert [j.id for j in queued] == [j.id for j in reversed(jobs[4:])]
+    done, _ = await store.list_jobs(status=JobStatus.SUCCEEDED, limit=10)
+    assert [j.id for j in done] == [jobs[0].id]
+    members = await store.client.zrange(store.keys.by_status("running"), 0, -1)
+    assert sorted(text(m) for m in members) == sorted(running)
+
+
+async def test_status_indexes_are_built_for_a_store_written_before_them(store: Store) -> None:
+    jobs = [make_job("u", created_at=now() + i) for i in range(3)]
+    for job in jobs:
+        await store.submit(job, fingerprint="x", queue_limit=100)
+    await store.client.delete(*store.keys.status_indexes())  # as an older version left it
+    assert (await store.list_jobs(status=JobStatus.QUEUED))[0] == []
+    assert await store.index_by_status() == 3
+    listed, _ = await store.list_jobs(status=JobStatus.QUEUED, limit=10)
+    assert [j.id for j in listed] == [j.id for j in reversed(jobs)]
+    assert await store.index_by_status() == 0  # once per store
 
 
 async def test_dead_letters(store: Store) -> None:

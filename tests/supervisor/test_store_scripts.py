@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 from burner_redis import BurnerRedis
 
 from shared import DISPATCH_GROUP, Keys
+from shared.keys import STATUS_ORDER
 from supervisor.store.codec import encode_fields
 from supervisor.store.embedded import EmbeddedScripts
 from supervisor.store.lua import register
@@ -49,6 +50,7 @@ def submit(
     job = make_job(id=job_id, key=idem, correlation_id="corr", created_at=float(T))
     fields = {**job.model_dump(mode="json"), "fingerprint": "f"}
     keys = [k.idempotency(idem or "-"), k.job(job_id), k.jobs, k.queue, k.queued, k.events(job_id)]
+    keys.append(k.by_status("queued"))
     args = [job_id, "1" if idem else "0", "60", "2", "echo", T, '{"status":"queued"}', "corr"]
     args += [tenant, "1"]
     return "SUBMIT", keys, [*args, *encode_fields(fields)]
@@ -67,7 +69,8 @@ def transition(
     done = '{"done":true}' if ttl != "0" else ""
     event = "status" if "status" in pairs[::2] else ""  # no event when the status stays
     args = [allowed, event, '{"s":1}', T, ttl, done, fence, dead, ack, *pairs]
-    return "TRANSITION", [k.job(job_id), k.events(job_id), k.queued, k.dead, k.queue], args
+    keys = [k.job(job_id), k.events(job_id), k.queued, k.dead, k.queue, *k.status_indexes()]
+    return "TRANSITION", keys, args
 
 
 def append(
@@ -80,7 +83,7 @@ def append(
 def requeue(
     k: Keys, job_id: str, allowed: str, fence: str, entry: str = ""
 ) -> tuple[str, list[str], list[str]]:
-    keys = [k.job(job_id), k.events(job_id), k.queued, k.queue, k.dead]
+    keys = [k.job(job_id), k.events(job_id), k.queued, k.queue, k.dead, *k.status_indexes()]
     return "REQUEUE", keys, [allowed, fence, entry, T, '{"status":"queued"}', "attempts", "0"]
 
 
@@ -155,6 +158,9 @@ async def data(client: Any, k: Keys) -> dict[str, Any]:
     jobs = await client.zrange(k.jobs, 0, -1, withscores=True)
     out["jobs"] = [(answer("", member), float(score)) for member, score in jobs]
     out["dead"] = answer("", await client.zrange(k.dead, 0, -1))
+    out["by_status"] = {
+        key: answer("", await client.zrange(key, 0, -1)) for key in k.status_indexes()
+    }
     out["idem"] = answer("", await client.get(k.idempotency("key-a")))
     return out
 
@@ -183,6 +189,10 @@ async def test_twins_answer_as_the_lua(lua_on: str, request: pytest.FixtureReque
         # a, queued again by the redrive, is its tenant's one queued job too
         assert twin_data["dead"] == [] and twin_data["queued"] == {"echo": "1", "echo@t1": "1"}
         assert twin_data["queue"] == [{"job": "a"}]  # a's first entry and b's: acked
+        by_status = dict(zip(STATUS_ORDER, twin_data["by_status"].values(), strict=True))
+        assert by_status == {
+            "queued": ["a"], "running": [], "succeeded": [], "failed": [], "cancelled": ["b"]
+        }  # fmt: skip
     finally:
         await twin_client.aclose()
         await lua_client.aclose()

@@ -1,6 +1,7 @@
 -- TRANSITION: set fields if the status is allowed, append an event (and done), set the TTL.
 -- Returns the last event's seq (0 when none), -1 refused by status (or gone), -2 by fence.
--- KEYS: job, events, queued, dead, queue
+-- KEYS: job, events, queued, dead, queue, then the status indexes jobs:queued, jobs:running,
+--       jobs:succeeded, jobs:failed, jobs:cancelled
 -- ARGV: allowed_csv, event_type, event_data, ts, ttl, done_data, fence, dead, ack, pairs...
 -- ttl: 0 keep, >0 expire after, -1 persist. fence: '' for no check. dead: '1' dead-letters.
 -- ack: a dispatch entry id to acknowledge and drop once written (the finishing write of a
@@ -20,7 +21,12 @@ for i = 10, #ARGV, 2 do
   redis.call('hset', KEYS[1], ARGV[i], ARGV[i + 1])
   if ARGV[i] == 'status' then new = ARGV[i + 1] end
 end
+local IDX = {queued = 6, running = 7, succeeded = 8, failed = 9, cancelled = 10}
 if cur ~= new then
+  local job_id = string.match(KEYS[1], '[^:]+$')
+  local created = tonumber(redis.call('hget', KEYS[1], 'created_at')) or 0
+  if IDX[cur] then redis.call('zrem', KEYS[IDX[cur]], job_id) end
+  if IDX[new] then redis.call('zadd', KEYS[IDX[new]], created, job_id) end
   local cap = redis.call('hget', KEYS[1], 'capability')
   local qt = redis.call('hget', KEYS[1], 'qt')
   local step = 0
