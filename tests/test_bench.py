@@ -14,6 +14,7 @@ import pytest
 from bench.speed.config import QUICK
 from bench.speed.measure import METRICS
 from bench.speed.targets import TARGETS
+from bench.speed.watchers import METRICS as IMPACT
 from tests.helpers import run_harness
 
 HARNESS_TIMEOUT_S = 600  # the first run also builds the Celery and arq venvs
@@ -83,6 +84,26 @@ def test_every_progress_curve_and_memory_row(report: dict[str, Any]) -> None:
     assert {m["store"] for m in report["memory"]} == {"memory", "redis"}
     for row in report["memory"]:
         assert row.get("unavailable") or _number(row["rss_mb"]), row
+
+
+def test_watchers_impact_section(report: dict[str, Any]) -> None:
+    impact = report["watchers_impact"]
+    assert (impact["jobs"], impact["watchers"]) == (QUICK.impact_jobs, QUICK.impact_watchers)
+    rows = {row["store"]: row for row in impact["rows"]}
+    assert set(rows) == {"memory", "redis"}
+    for store, row in rows.items():
+        assert not row["unavailable"], (store, row["unavailable"])
+        for name in ("without", "with"):
+            metrics = row[name]
+            assert set(metrics) == set(IMPACT), (store, name)
+            assert all(_number(m["median"]) for m in metrics.values()), (store, name)
+            # every job of the batch succeeded, and no watcher missed an event
+            assert metrics["jobs"]["min"] == QUICK.impact_jobs, (store, name)
+            assert metrics["lost"]["max"] == 0, (store, name)
+            assert metrics["job_p50_s"]["min"] >= QUICK.impact_seconds, (store, name)
+        assert _number(row["ratio"]["median"]) and row["ratio"]["median"] > 0, store
+    names = {t["key"]: t["name"] for t in report["targets"]}
+    assert f"quick run: {QUICK.impact_watchers}" in names["watchers_impact_redis"]
 
 
 def test_every_target_has_a_verdict(report: dict[str, Any]) -> None:

@@ -27,6 +27,13 @@ class Counts:
     """Concurrent submitters for the throughput/latency curve."""
     curve_jobs: int
     """Jobs per curve point (at least 4 per submitter)."""
+    impact_jobs: int
+    """Paced jobs in flight together for the watchers' impact on job durations."""
+    impact_watchers: int
+    """SSE watchers spread over those jobs' event streams (the target is set for 1,000)."""
+    impact_events: int
+    """Progress events each paced job reports, evenly over ``impact_seconds``."""
+    impact_seconds: float
     warmup: int = 50
     concurrency: int = 64
 
@@ -45,6 +52,10 @@ FULL = Counts(
     queued_watchers=1000,
     curve=(1, 8, 64, 256),
     curve_jobs=1500,
+    impact_jobs=20,
+    impact_watchers=1000,
+    impact_events=20,
+    impact_seconds=2.0,
 )
 
 QUICK = Counts(
@@ -58,5 +69,9 @@ QUICK = Counts(
     queued_watchers=100,
     curve=(1, 8, 64, 256),
     curve_jobs=256,
+    impact_jobs=8,
+    impact_watchers=200,
+    impact_events=10,
+    impact_seconds=1.0,
     warmup=10,
 )

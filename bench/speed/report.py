@@ -31,6 +31,15 @@ _PROGRESS_COLUMNS = (
     ("supervisor_cpu_pct", "supervisor CPU %", 0),
     ("client_cpu_pct", "watchers' CPU %", 0),
 )
+_IMPACT_COLUMNS = (
+    ("job_p50_s", "job p50 s", 3),
+    ("job_max_s", "job max s", 3),
+    ("worker_p50_s", "worker's own p50 s", 3),
+    ("batch_s", "batch s", 3),
+    ("supervisor_cpu_pct", "supervisor CPU %", 0),
+    ("client_cpu_pct", "watchers' CPU %", 0),
+    ("lost", "events lost (worst)", 0),
+)
 
 
 def _cell(metric: dict[str, Any] | None, digits: int, worst: bool = False) -> str:
@@ -114,6 +123,7 @@ def print_report(result: dict[str, Any], console: Console | None = None) -> None
             f"{row['rss_idle_mb']:.0f}", f"{row['rss_mb']:.0f}",
         )  # fmt: skip
     console.print(table)
+    _print_impact(result, console)
 
     table = Table(title="Targets")
     for title in ("target", "value", "wanted", "verdict"):
@@ -122,6 +132,33 @@ def print_report(result: dict[str, Any], console: Console | None = None) -> None
         verdict = "[green]PASS[/]" if row["verdict"] == "PASS" else "[red]MISS[/]"
         value = row["reason"] if row["reason"] else _value(row)
         table.add_row(row["name"], value, row["target"], verdict)
+    console.print(table)
+
+
+def _print_impact(result: dict[str, Any], console: Console) -> None:
+    impact = result.get("watchers_impact")
+    if not impact:
+        return
+    table = Table(
+        title=f"Watchers' impact on job durations ({impact['jobs']} jobs in flight, each "
+        f"{impact['events']} progress events over {impact['seconds']:g} s; a job's duration: "
+        "its finished_at − the release)",
+        caption="the watchers run in a process of their own, on the same cores",
+    )
+    table.add_column("store")
+    table.add_column("watchers", justify="right")
+    for _, title, _ in _IMPACT_COLUMNS:
+        table.add_column(title, justify="right")
+    table.add_column("p50 ÷ none", justify="right")
+    for row in impact["rows"]:
+        if row["unavailable"]:
+            table.add_row(row["store"], "", f"unavailable: {row['unavailable']}")
+            continue
+        for name, watchers in (("without", 0), ("with", impact["watchers"])):
+            m = row[name]
+            cells = [_cell(m.get(k), d, k == "lost") for k, _, d in _IMPACT_COLUMNS]
+            ratio = _cell(row["ratio"], 2) if watchers else ""
+            table.add_row(row["store"], f"{watchers:,}", *cells, ratio)
     console.print(table)
 
 

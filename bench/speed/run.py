@@ -3,7 +3,8 @@
 Order: the foreign venvs are built (or found cached) first; then the stack starts; each
 system is started once (a failure makes it *unavailable* with the reason); every round
 measures all systems in a rotating order, then progress (each store, each number of
-watchers) and the curve; memory is measured once at the end, with supervisors of its own.
+watchers), the watchers' impact on job durations (each store) and the curve; memory is
+measured once at the end, with supervisors of its own.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from bench.speed.stack import Stack
 from bench.speed.stats import spread
 from bench.speed.systems import FastMCPClient, Fleet, Floor, Foreign
 from bench.speed.targets import evaluate
+from bench.speed.watchers import Impact
 
 __all__ = ["FLOOR", "run"]
 
@@ -113,11 +115,12 @@ async def run(counts: Counts, mode: str, workdir: Path, log: Log) -> dict[str, A
         progress: dict[tuple[str, int], dict[str, list[float]]] = {}
         progress_errors: dict[tuple[str, int], str] = {}
         curve: dict[str, dict[int, dict[str, list[float]]]] = {}
+        impact = Impact(counts, workdir)
         try:
             for index in range(counts.rounds):
                 log(f"round {index + 1}/{counts.rounds}: systems")
                 await run_round(entries, counts, index, log)
-                log(f"round {index + 1}/{counts.rounds}: progress and curve")
+                log(f"round {index + 1}/{counts.rounds}: progress, watchers' impact, curve")
                 for store in STORES:
                     for watchers in counts.watchers:
                         key = (store, watchers)
@@ -134,6 +137,9 @@ async def run(counts: Counts, mode: str, workdir: Path, log: Log) -> dict[str, A
                             continue
                         for name, value in numbers.items():
                             progress.setdefault(key, {}).setdefault(name, []).append(value)
+                for store in STORES:
+                    supervisor = stack.pid(stack.supervisors[store])
+                    await impact.round(store, stack.base[store], supervisor, index)
                 await run_curve(stack.base, counts, curve)
         finally:
             for entry in entries:
@@ -178,6 +184,7 @@ async def run(counts: Counts, mode: str, workdir: Path, log: Log) -> dict[str, A
             for s in STORES for n in counts.curve
         ],
         "memory": memory,
+        "watchers_impact": impact.section(STORES),
     }  # fmt: skip
     result["targets"] = evaluate(result)
     return result

@@ -20,7 +20,7 @@ from bench.chaos.waiting import wait_until
 __all__ = ["START_S", "Stack", "supervisor_proc", "wait_answers", "wait_capabilities"]
 
 START_S = 60.0
-CAPABILITIES = {"noop", "ticks", "hold"}
+CAPABILITIES = {"noop", "ticks", "paced", "hold"}
 
 
 async def wait_answers(proc: Proc, url: str, *, ok_below: int = 500) -> None:

@@ -20,7 +20,8 @@ class Missing(Exception):
 @dataclass(frozen=True)
 class Target:
     key: str
-    name: str
+    name: str | Callable[[dict[str, Any]], str]
+    """Or made from the run, when it depends on the run's counts."""
     target: str
     unit: str
     value: Callable[[dict[str, Any]], float]
@@ -54,6 +55,26 @@ def _memory(result: dict[str, Any], store: str) -> float:
     if row is None or row.get("unavailable"):
         raise Missing(f"memory {store}: {row['unavailable'] if row else 'not run'}")
     return float(row["rss_mb"])
+
+
+def _impact(result: dict[str, Any], store: str) -> float:
+    section = result.get("watchers_impact") or {}
+    row = next((r for r in section.get("rows", []) if r["store"] == store), None)
+    if row is None or row["unavailable"] or row["ratio"]["median"] is None:
+        reason = (row["unavailable"] or "no complete round") if row else "not run"
+        raise Missing(f"watchers' impact {store}: {reason}")
+    return float(row["ratio"]["median"])
+
+
+def _impact_name(store: str) -> Callable[[dict[str, Any]], str]:
+    """The target is set for 1,000 watchers; a run with fewer (--quick) says so."""
+
+    def name(result: dict[str, Any]) -> str:
+        watchers = result["counts"]["impact_watchers"]
+        fewer = "" if watchers >= 1000 else f" ({result['mode']} run: {watchers:,}, not 1,000)"
+        return f"job p50 with 1,000 SSE watchers ÷ with none, {store}://{fewer}"
+
+    return name
 
 
 def _ratio(a: str, b: str, metric: str = "jobs_s_inflight") -> Callable[[dict[str, Any]], float]:
@@ -118,6 +139,12 @@ def _targets() -> list[Target]:
                 "< 250 MB", "MB", lambda r, s=store: _memory(r, s), lambda v: v < 250,
             )
         )  # fmt: skip
+        out.append(
+            Target(
+                f"watchers_impact_{store}", _impact_name(store), "≤ 1.10×", "×",
+                lambda r, s=store: _impact(r, s), lambda v: v <= 1.10,
+            )
+        )  # fmt: skip
     return out
 
 
@@ -128,7 +155,8 @@ def evaluate(result: dict[str, Any]) -> list[dict[str, Any]]:
     """Every target: its value, PASS or MISS, and the reason when it could not be computed."""
     out = []
     for t in TARGETS:
-        row: dict[str, Any] = {"key": t.key, "name": t.name, "target": t.target, "unit": t.unit}
+        name = t.name(result) if callable(t.name) else t.name
+        row: dict[str, Any] = {"key": t.key, "name": name, "target": t.target, "unit": t.unit}
         try:
             value = t.value(result)
         except Missing as exc:

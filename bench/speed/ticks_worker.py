@@ -1,8 +1,10 @@
-"""A kit worker with the two tools the progress and memory measurements need.
+"""A kit worker with the tools the progress, watchers' impact and memory measurements need.
 
 - ``ticks(n, go)``: waits until the file ``go`` exists (so every watcher is connected before
   the first event), then reports progress ``n`` times through the kit's reporter, each message
   the wall time it was sent at.
+- ``paced(n, seconds, go)``: once ``go`` exists, reports progress ``n`` times evenly over
+  ``seconds`` (the last at the end): a job of known length that reports steadily.
 - ``hold(go)``: at most one runs at once; it waits for ``go`` (which never comes), so every
   other ``hold`` job stays queued.
 
@@ -43,6 +45,26 @@ async def ticks(
     for _ in range(n):
         await reporter.step(message=repr(time.time()))
     return {"n": n}
+
+
+@tools.tool(idempotent=True, read_only=True, estimated_duration_ms=2000, max_concurrency=256)
+async def paced(
+    n: Annotated[int, Field(ge=1, le=100_000)],
+    seconds: Annotated[float, Field(gt=0, le=600)],
+    go: str,
+    ctx: Context,
+) -> dict[str, float]:
+    """Once the file `go` exists, report progress n times evenly over `seconds`; `took_s` is
+    the time from the go to the last report, as this worker saw it."""
+    await _wait_for(go)
+    start = time.monotonic()
+    reporter = ProgressReporter(ctx, total=n)
+    for i in range(1, n + 1):
+        # Each step on a schedule from the start, so a late step does not push the rest back:
+        # the job lasts `seconds` unless this worker itself is starved.
+        await asyncio.sleep(max(0.0, start + i * seconds / n - time.monotonic()))
+        await reporter.step()
+    return {"n": n, "took_s": time.monotonic() - start}
 
 
 @tools.tool(idempotent=True, read_only=True, estimated_duration_ms=1000, max_concurrency=1)
