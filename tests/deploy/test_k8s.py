@@ -1,13 +1,12 @@
 """``deploy/k8s``, rendered offline and checked against the Kubernetes schemas and the code.
 
-There is no kubectl and no cluster here. :func:`build` renders an overlay with the part of
-kustomize its kustomizations use (``resources``, ``namespace``, ``labels``) and refuses any
-other field, so a kustomization that outgrows it fails here instead of rendering wrong. Every
-object is validated against the Kubernetes OpenAPI schemas (``kubernetes-validate``, strict:
-an unknown field fails), KEDA's ScaledObject against a schema of the fields it may use. The
-other tests check that the manifests and the code name the same things: each container's
-environment and flags go through its service's own settings parser and bind check, probes
-hit routes the apps serve, the scaler reads the queue key and group the dispatcher uses.
+There is no kubectl and no cluster here: :mod:`tests.deploy.kube` renders each overlay with
+the part of kustomize it uses. Every object is validated against the Kubernetes OpenAPI
+schemas (``kubernetes-validate``, strict: an unknown field fails), KEDA's ScaledObject against
+:mod:`tests.deploy.keda`. The other tests check that the manifests and the code name the same
+things: each container's environment and flags go through its service's own settings parser
+and bind check, probes hit routes the apps serve, the scaler reads the queue key and group the
+dispatcher uses, the network policies admit exactly who needs each port.
 """
 
 from __future__ import annotations
@@ -17,8 +16,7 @@ import importlib
 import os
 import re
 from collections import Counter
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -35,6 +33,18 @@ from shared.keys import DISPATCH_GROUP, Keys
 from shared.settings import SupervisorSettings, WorkerSettings
 from supervisor import server as supervisor_server
 from supervisor.app import create_app
+from tests.deploy.keda import SCALED_OBJECT_SCHEMA
+from tests.deploy.kube import (
+    Fleet,
+    Manifest,
+    UnsupportedKustomization,
+    build,
+    container_env,
+    container_port,
+    ingress,
+    name,
+    pod_spec,
+)
 from workers.kit import MCP_PATH
 from workers.kit import parse_settings as parse_worker_settings
 from workers.kit.server import check_worker_bind
@@ -50,146 +60,7 @@ EXAMPLE_WORKERS = sorted(
     f"workers.{p.name}" for p in (ROOT / "workers").iterdir() if (p / "__main__.py").is_file()
 )
 
-Manifest = dict[str, Any]
 Settings = SupervisorSettings | WorkerSettings
-
-
-# -- the kustomize subset --------------------------------------------------------------------------
-
-
-class UnsupportedKustomization(AssertionError):
-    """A kustomization uses what :func:`build` does not render: extend it, or simplify that."""
-
-
-_KUSTOMIZATION_FIELDS = frozenset({"apiVersion", "kind", "resources", "namespace", "labels"})
-_LABEL_FIELDS = frozenset({"pairs", "includeTemplates", "includeSelectors"})
-_POD_TEMPLATE_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"})
-_CLUSTER_SCOPED = frozenset({"Namespace"})
-
-
-def build(directory: Path) -> list[Manifest]:
-    """What ``kubectl kustomize directory`` renders, for the fields it accepts."""
-    spec = yaml.safe_load((directory / "kustomization.yaml").read_text())
-    beyond = set(spec) - _KUSTOMIZATION_FIELDS
-    if beyond:
-        raise UnsupportedKustomization(f"{directory}: {sorted(beyond)} is not rendered here")
-    objects: list[Manifest] = []
-    for entry in spec.get("resources", []):
-        path = (directory / entry).resolve()
-        if path.is_dir():
-            objects += build(path)
-        elif path.is_relative_to(directory.resolve()):
-            objects += [doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None]
-        else:  # kustomize's default load restrictor refuses it
-            raise UnsupportedKustomization(f"{directory}: the file {entry} is outside it")
-    for rule in spec.get("labels", []):
-        if set(rule) - _LABEL_FIELDS or rule.get("includeSelectors"):
-            raise UnsupportedKustomization(f"{directory}: labels {rule} is not rendered here")
-        for obj in objects:
-            obj["metadata"].setdefault("labels", {}).update(rule["pairs"])
-            if rule.get("includeTemplates") and obj["kind"] in _POD_TEMPLATE_KINDS:
-                template = obj["spec"]["template"]["metadata"]
-                template.setdefault("labels", {}).update(rule["pairs"])
-    if "namespace" in spec:
-        for obj in objects:
-            if obj["kind"] not in _CLUSTER_SCOPED:
-                obj["metadata"]["namespace"] = spec["namespace"]
-    ids = Counter(
-        (o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]) for o in objects
-    )
-    twice = [key for key, count in ids.items() if count > 1]
-    if twice:  # kustomize refuses two objects with one id
-        raise UnsupportedKustomization(f"{directory}: {twice} defined more than once")
-    return objects
-
-
-# -- the rendered fleet ----------------------------------------------------------------------------
-
-
-@dataclass
-class Fleet:
-    """One rendered overlay, with the look-ups the tests share."""
-
-    overlay: str
-    objects: list[Manifest]
-
-    def of(self, kind: str) -> list[Manifest]:
-        return [o for o in self.objects if o["kind"] == kind]
-
-    def named(self, kind: str, wanted: str) -> Manifest:
-        found = [o for o in self.of(kind) if name(o) == wanted]
-        assert len(found) == 1, f"{self.overlay}: no single {kind} {wanted}"
-        return found[0]
-
-    @property
-    def namespace(self) -> str:
-        (namespace,) = {o["metadata"].get("namespace") for o in self.objects} - {None}
-        return str(namespace)
-
-    @property
-    def workloads(self) -> list[Manifest]:
-        return [o for o in self.objects if o["kind"] in _POD_TEMPLATE_KINDS]
-
-    def selected(self, selector: dict[str, Any]) -> list[Manifest]:
-        """The workloads whose pods a label selector picks."""
-        return [w for w in self.workloads if selects(selector, pod_labels(w))]
-
-    def service_for(self, workload: Manifest) -> Manifest:
-        found = [s for s in self.of("Service") if self.behind(s) == [workload]]
-        assert len(found) == 1, f"{name(workload)}: not exactly one Service selects it alone"
-        return found[0]
-
-    def behind(self, service: Manifest) -> list[Manifest]:
-        """The workloads a Service sends to (its selector is a bare label map)."""
-        return self.selected({"matchLabels": service["spec"]["selector"]})
-
-    def fleet_containers(self) -> Iterator[tuple[Manifest, dict[str, Any], str]]:
-        """(workload, container, module) for each container running a fleet service."""
-        for workload in self.workloads:
-            for container in pod_spec(workload)["containers"]:
-                command = container.get("command", [])
-                if command[:2] == ["python", "-m"]:
-                    yield workload, container, command[2]
-
-
-def name(obj: Manifest) -> str:
-    return str(obj["metadata"]["name"])
-
-
-def pod_spec(workload: Manifest) -> dict[str, Any]:
-    spec: dict[str, Any] = workload["spec"]["template"]["spec"]
-    return spec
-
-
-def pod_labels(workload: Manifest) -> dict[str, str]:
-    labels: dict[str, str] = workload["spec"]["template"]["metadata"]["labels"]
-    return labels
-
-
-def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
-    """A Kubernetes LabelSelector: ``matchLabels`` and ``matchExpressions``; empty picks all."""
-    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
-        return False
-    for expression in selector.get("matchExpressions", []):
-        key, values = expression["key"], expression.get("values", [])
-        present = key in labels
-        ok = {
-            "In": present and labels.get(key) in values,
-            "NotIn": not present or labels.get(key) not in values,
-            "Exists": present,
-            "DoesNotExist": not present,
-        }[expression["operator"]]
-        if not ok:
-            return False
-    return True
-
-
-def container_port(container: dict[str, Any], port: int | str) -> int:
-    """A port as a probe, Service or policy names it (number or name), as a number."""
-    for entry in container.get("ports", []):
-        if port in (entry["containerPort"], entry.get("name")):
-            return int(entry["containerPort"])
-    raise AssertionError(f"{container['name']} declares no port {port!r}")
 
 
 @pytest.fixture(scope="module", params=OVERLAYS)
@@ -198,7 +69,7 @@ def fleet(request: pytest.FixtureRequest) -> Fleet:
     return Fleet(overlay, build(K8S / "overlays" / overlay))
 
 
-# -- what a container is given ---------------------------------------------------------------------
+# -- each service's own settings --------------------------------------------------------------
 
 
 def image_env() -> dict[str, str]:
@@ -210,38 +81,6 @@ def image_env() -> dict[str, str]:
     return env
 
 
-def placeholder(secret: str, key: str) -> str:
-    """A Secret's value: one per (Secret, key), so equal values mean the same reference. It
-    reads as one API token and is long enough for a registration secret."""
-    return f"placeholder.{secret}.{key}.0123456789abcdef"
-
-
-def container_env(container: dict[str, Any], *, namespace: str) -> dict[str, str]:
-    """The container's environment as the kubelet builds it: values in order, ``$(VAR)`` of an
-    earlier variable expanded (``$$`` is a literal ``$``), Secrets as placeholders."""
-    env: dict[str, str] = {}
-    downward = {"status.podIP": POD_IP, "metadata.namespace": namespace}
-
-    def expand(value: str) -> str:
-        return re.sub(
-            r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)",
-            lambda m: "$" if m.group(0) == "$$" else env.get(m.group(1), m.group(0)),
-            value,
-        )
-
-    for var in container.get("env", []):
-        if "value" in var:
-            env[var["name"]] = expand(str(var["value"]))
-            continue
-        source = var["valueFrom"]
-        if "secretKeyRef" in source:
-            ref = source["secretKeyRef"]
-            env[var["name"]] = placeholder(ref["name"], ref["key"])
-        else:
-            env[var["name"]] = downward[source["fieldRef"]["fieldPath"]]
-    return env
-
-
 def settings_of(
     container: dict[str, Any], module: str, *, namespace: str, monkeypatch: pytest.MonkeyPatch
 ) -> Settings:
@@ -250,7 +89,8 @@ def settings_of(
     with monkeypatch.context() as patch:
         for key in [k for k in os.environ if k.startswith("FLEET_")]:
             patch.delenv(key)
-        for key, value in {**image_env(), **container_env(container, namespace=namespace)}.items():
+        given = {**image_env(), **container_env(container, namespace=namespace, pod_ip=POD_IP)}
+        for key, value in given.items():
             patch.setenv(key, value)
         args = [str(arg) for arg in container.get("args", [])]
         settings: Settings
@@ -280,7 +120,7 @@ def supervisor_app() -> ASGIApp:
     return create_app(SupervisorSettings(redis_url="memory://"))
 
 
-# -- rendering and schemas -------------------------------------------------------------------------
+# -- rendering and schemas --------------------------------------------------------------------
 
 
 def _kubernetes_validate() -> ModuleType:
@@ -292,100 +132,6 @@ def _kubernetes_validate() -> ModuleType:
             f"(it is in the dev extra: pip install -e '.[dev]'): {exc}"
         )
     return kubernetes_validate
-
-
-_STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
-_COUNT = {"type": "string", "pattern": "^[1-9][0-9]*$"}
-SCALED_OBJECT_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["apiVersion", "kind", "metadata", "spec"],
-    "additionalProperties": False,
-    "properties": {
-        "apiVersion": {"const": "keda.sh/v1alpha1"},
-        "kind": {"const": "ScaledObject"},
-        "metadata": {
-            "type": "object",
-            "required": ["name"],
-            "properties": {
-                "name": {"type": "string"},
-                "namespace": {"type": "string"},
-                "labels": _STRING_MAP,
-                "annotations": _STRING_MAP,
-            },
-            "additionalProperties": False,
-        },
-        "spec": {
-            "type": "object",
-            "required": ["scaleTargetRef", "triggers"],
-            "additionalProperties": False,
-            "properties": {
-                "scaleTargetRef": {
-                    "type": "object",
-                    "required": ["name"],
-                    "additionalProperties": False,
-                    "properties": {
-                        "name": {"type": "string"},
-                        "kind": {"const": "Deployment"},
-                        "apiVersion": {"const": "apps/v1"},
-                        "envSourceContainerName": {"type": "string"},
-                    },
-                },
-                "pollingInterval": {"type": "integer", "minimum": 1},
-                "cooldownPeriod": {"type": "integer", "minimum": 0},
-                "initialCooldownPeriod": {"type": "integer", "minimum": 0},
-                "minReplicaCount": {"type": "integer", "minimum": 0},
-                "maxReplicaCount": {"type": "integer", "minimum": 1},
-                "idleReplicaCount": {"type": "integer", "minimum": 0},
-                "fallback": {"type": "object"},
-                "advanced": {"type": "object"},
-                "triggers": {
-                    "type": "array",
-                    "minItems": 1,
-                    "items": {
-                        "type": "object",
-                        "required": ["type", "metadata"],
-                        "additionalProperties": False,
-                        "properties": {
-                            "type": {"type": "string"},
-                            "name": {"type": "string"},
-                            "metricType": {"enum": ["AverageValue", "Value", "Utilization"]},
-                            "useCachedMetrics": {"type": "boolean"},
-                            # KEDA's trigger metadata is map[string]string: a bare 8 is refused
-                            "metadata": _STRING_MAP,
-                            "authenticationRef": {
-                                "type": "object",
-                                "required": ["name"],
-                                "properties": {"name": {"type": "string"}},
-                            },
-                        },
-                    },
-                    "prefixItems": [
-                        {
-                            "properties": {
-                                "type": {"const": "redis-streams"},
-                                "metadata": {
-                                    "required": ["stream", "consumerGroup"],
-                                    "anyOf": [
-                                        {"required": ["address"]},
-                                        {"required": ["addressFromEnv"]},
-                                    ],
-                                    "properties": {
-                                        "address": {"pattern": r"^[a-z0-9.-]+:[0-9]+$"},
-                                        "pendingEntriesCount": _COUNT,
-                                        "lagCount": _COUNT,
-                                        "activationLagCount": {"pattern": "^[0-9]+$"},
-                                        "databaseIndex": {"pattern": "^[0-9]+$"},
-                                        "enableTLS": {"enum": ["true", "false"]},
-                                    },
-                                },
-                            }
-                        }
-                    ],
-                },
-            },
-        },
-    },
-}
 
 
 def schema_errors(obj: Manifest, kubernetes_validate: ModuleType) -> list[str]:
@@ -463,7 +209,7 @@ def test_the_renderer_refuses_what_it_does_not_render(tmp_path: Path) -> None:
     assert build(tmp_path)[0]["metadata"] == {"name": "a", "namespace": "n"}
 
 
-# -- the manifests against the code ----------------------------------------------------------------
+# -- the manifests against the code -----------------------------------------------------------
 
 
 def test_every_example_worker_has_a_deployment(fleet: Fleet) -> None:
@@ -627,33 +373,6 @@ def test_supervisor_survives_a_drain(fleet: Fleet) -> None:
     assert fleet.selected(budget["spec"]["selector"]) == [supervisor]
     # at least one stays, and a drain can still evict the other
     assert 1 <= budget["spec"]["minAvailable"] < supervisor["spec"]["replicas"]
-
-
-def ingress(fleet: Fleet, workload: Manifest) -> dict[int, set[str]]:
-    """Who may connect to each port of the workload's pods under the overlay's policies:
-    workload names of this namespace, ``*`` for anyone, ``other-namespaces`` for peers picked
-    by a namespaceSelector."""
-    (container,) = pod_spec(workload)["containers"]
-    listening = [p["containerPort"] for p in container["ports"]]
-    allowed: dict[int, set[str]] = {}
-    for policy in fleet.of("NetworkPolicy"):
-        spec = policy["spec"]
-        if not selects(spec["podSelector"], pod_labels(workload)):
-            continue
-        assert "Ingress" in spec["policyTypes"], name(policy)
-        for rule in spec.get("ingress", []):
-            ports = [container_port(container, p["port"]) for p in rule.get("ports", [])]
-            peers: set[str] = set()
-            if "from" not in rule:
-                peers.add("*")
-            for peer in rule.get("from", []):
-                if "namespaceSelector" in peer:
-                    peers.add("other-namespaces")
-                else:
-                    peers |= {name(w) for w in fleet.selected(peer["podSelector"])}
-            for port in ports or listening:
-                allowed.setdefault(port, set()).update(peers)
-    return allowed
 
 
 def test_network_policies_admit_only_who_needs_each_port(
