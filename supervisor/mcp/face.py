@@ -26,6 +26,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
+import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from typing import Annotated, Any
@@ -85,28 +87,36 @@ class CatalogTool(Tool):
 
 
 class Catalog(Provider):
-    """The catalog's capabilities as tools, read from the registry at each list (the list
-    follows workers as they come and go)."""
+    """The catalog's capabilities as tools. Built from the registry at most once a second
+    (and at once when the names change), not per request: the list follows workers as they
+    come and go, and a call finds its tool without building the whole catalog."""
+
+    FRESH_S = 1.0
 
     def __init__(self, face: McpFace) -> None:
         super().__init__()
         self.face = face
+        self._tools: dict[str, CatalogTool] = {}
+        self._built = -math.inf
+
+    def invalidate(self) -> None:
+        self._built = -math.inf
+
+    def _current(self) -> dict[str, CatalogTool]:
+        services = self.face.services_or_none()
+        if services is None:
+            return {}
+        if time.monotonic() - self._built > self.FRESH_S:
+            tools = [self._tool(n, e) for n, e in services.registry.catalog().items()]
+            self._tools = {tool.name: tool for tool in tools}
+            self._built = time.monotonic()
+        return self._tools
 
     async def _list_tools(self) -> Sequence[Tool]:
-        services = self.face.services_or_none()
-        if services is None:
-            return []
-        return [self._tool(name, entry) for name, entry in services.registry.catalog().items()]
+        return list(self._current().values())
 
     async def _get_tool(self, name: str, version: VersionSpec | None = None) -> Tool | None:
-        services = self.face.services_or_none()
-        if services is None:
-            return None
-        catalog = services.registry.catalog()
-        for public, entry in catalog.items():
-            if self._name(public, entry) == name:
-                return self._tool(public, entry)
-        return None
+        return self._current().get(name)
 
     @staticmethod
     def _name(public: str, entry: dict[str, Any]) -> str:
@@ -170,10 +180,11 @@ class McpFace:
         self.app = app
         self.auth = auth
         self.sessions = Sessions()
+        self.catalog = Catalog(self)
         self.mcp = FastMCP(
             "mcp-fleet",
             instructions=INSTRUCTIONS,
-            providers=[Catalog(self)],
+            providers=[self.catalog],
             middleware=[self.sessions],
             mask_error_details=True,
         )
@@ -249,22 +260,28 @@ class McpFace:
 
     def catalog_changed(self) -> None:
         """Tell session-based hosts that the tool list changed (once per burst of changes)."""
+        self.catalog.invalidate()
         if self._notify is None or self._notify.done():
             self._notify = asyncio.get_running_loop().create_task(self.sessions.tools_changed())
 
     # -- a call is a job -------------------------------------------------------------------------
 
     async def call(self, capability: str, arguments: dict[str, Any]) -> ToolResult:
+        """Run the capability as a job and answer its outcome. With a progress token the
+        job's events are followed and relayed; without one the call waits for the job's end
+        alone (one read, then woken by the write that ends it)."""
         ctx = get_context()
         submitted = await self.start(capability, arguments, idempotency_key=_idempotency(ctx))
         job = submitted.job
-        if not job.status.terminal:
-            try:
+        try:
+            if _meta(ctx).get("progressToken") is not None and not job.status.terminal:
                 job = await self._relay(ctx, job)
-            except BaseException:  # the host cancelled (or went away): so is the job
-                with anyio.CancelScope(shield=True), anyio.move_on_after(10):
-                    await self._cancel_quietly(job.id)
-                raise
+            while not job.status.terminal:
+                job = await self.services.store.wait_ended(job.id, MAX_WAIT_S)
+        except BaseException:  # the host cancelled (or went away): so is the job
+            with anyio.CancelScope(shield=True), anyio.move_on_after(10):
+                await self._cancel_quietly(job.id)
+            raise
         return tool_result(job)
 
     async def start(self, capability: str, arguments: dict[str, Any], **fields: Any) -> Submitted:
@@ -415,18 +432,15 @@ def _view(job: Job) -> dict[str, Any]:
     return job.model_dump(mode="json", exclude_none=True)
 
 
-def _idempotency(ctx: Context) -> str | None:
+def _meta(ctx: Context) -> dict[str, Any]:
+    """The call's raw ``_meta`` (wire keys: ``progressToken``, ours)."""
     rc = ctx.request_context
-    meta = getattr(rc, "meta", None) if rc is not None else None
-    if meta is None:
-        return None
-    found = (
-        meta.get(IDEMPOTENCY_META)
-        if isinstance(meta, dict)
-        else getattr(meta, IDEMPOTENCY_META, None)
-    )
-    if found is None and not isinstance(meta, dict):
-        found = (getattr(meta, "model_extra", None) or {}).get(IDEMPOTENCY_META)
+    meta = rc.meta if rc is not None else None
+    return meta if isinstance(meta, dict) else {}
+
+
+def _idempotency(ctx: Context) -> str | None:
+    found = _meta(ctx).get(IDEMPOTENCY_META)
     return str(found) if found is not None else None
 
 
