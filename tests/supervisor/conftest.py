@@ -93,9 +93,10 @@ async def start_fleet(
     return fleet
 
 
-def store_of(request: pytest.FixtureRequest) -> dict[str, Any]:
-    """:func:`start_fleet`'s store arguments for a test parametrized ``memory``/``redis``."""
-    if request.param != "redis":
+def store_of(request: pytest.FixtureRequest, name: str | None = None) -> dict[str, Any]:
+    """:func:`start_fleet`'s store arguments for ``name`` (``memory``/``redis``; by default
+    the parametrized fixture's ``request.param``)."""
+    if (name or request.param) != "redis":
         return {}
     return {
         "redis_url": request.getfixturevalue("redis_url"),

@@ -17,7 +17,7 @@ from shared import Keys
 from supervisor.store.embedded import EmbeddedScripts
 from supervisor.store.lua import register
 from tests.helpers import wait_until
-from tests.supervisor.conftest import Fleet, start_fleet
+from tests.supervisor.conftest import Fleet, start_fleet, store_of
 
 pytestmark = pytest.mark.e2e
 
@@ -30,6 +30,18 @@ def client(stack: AsyncExitStack, fleet: Fleet, token: str) -> Any:
         httpx.AsyncClient(
             base_url=fleet.url, timeout=30, headers={"Authorization": f"Bearer {token}"}
         )
+    )
+
+
+async def one_in_flight(stack: AsyncExitStack, request: pytest.FixtureRequest, store: str) -> Fleet:
+    """One supervisor and one worker on ``store``, each tenant (or actor) one job in flight."""
+    return await start_fleet(
+        stack,
+        workers=1,
+        api_tokens=TOKENS,
+        token_tenants=TENANTS,
+        tenant_max_inflight=1,
+        **store_of(request, store),
     )
 
 
@@ -109,21 +121,8 @@ async def test_jobs_in_flight_are_shared_by_replicas(replicas: tuple[Fleet, Flee
 
 @pytest.mark.parametrize("store", ["memory", "redis"])
 async def test_limits_on_one_supervisor(store: str, request: pytest.FixtureRequest) -> None:
-    where: dict[str, Any] = {}
-    if store == "redis":
-        where = {
-            "redis_url": request.getfixturevalue("redis_url"),
-            "prefix": request.getfixturevalue("key_prefix"),
-        }
     async with AsyncExitStack() as stack:
-        fleet = await start_fleet(
-            stack,
-            workers=1,
-            api_tokens=TOKENS,
-            token_tenants=TENANTS,
-            tenant_max_inflight=1,
-            **where,
-        )
+        fleet = await one_in_flight(stack, request, store)
         acme, ops = await client(stack, fleet, "a-tok"), await client(stack, fleet, "o-tok")
         try:
             body = {"capability": "hold", "idempotency_key": "k1"}
@@ -154,21 +153,8 @@ async def test_a_redriven_job_counts_in_flight_again(
 ) -> None:
     """A dead letter left its tenant's budget when it failed; redriven, it is in flight again
     and counted: the tenant's next submission waits for it."""
-    where: dict[str, Any] = {}
-    if store == "redis":
-        where = {
-            "redis_url": request.getfixturevalue("redis_url"),
-            "prefix": request.getfixturevalue("key_prefix"),
-        }
     async with AsyncExitStack() as stack:
-        fleet = await start_fleet(
-            stack,
-            workers=1,
-            api_tokens=TOKENS,
-            token_tenants=TENANTS,
-            tenant_max_inflight=1,
-            **where,
-        )
+        fleet = await one_in_flight(stack, request, store)
         acme, ops = await client(stack, fleet, "a-tok"), await client(stack, fleet, "o-tok")
         try:
             body = {"capability": "fail", "input": {"code": "NOPE"}, "max_attempts": 1}

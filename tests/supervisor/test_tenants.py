@@ -215,7 +215,6 @@ async def test_one_tenant_filling_a_queue_leaves_room_for_the_others(
 ) -> None:
     """A queue of 4, a share of 0.5: with the worker's 8 slots held, acme queues 2 and is
     refused (429 QUEUE_FULL naming it); globex still gets in; every accepted job runs."""
-    request.param = store
     async with AsyncExitStack() as stack:
         fleet = await start_fleet(
             stack,
@@ -224,7 +223,7 @@ async def test_one_tenant_filling_a_queue_leaves_room_for_the_others(
             token_tenants=TENANTS,
             queue_limit=4,
             tenant_queue_share=0.5,
-            **store_of(request),
+            **store_of(request, store),
         )
 
         def caller(token: str) -> httpx.AsyncClient:
