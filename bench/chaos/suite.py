@@ -24,7 +24,8 @@ from bench.chaos.api import TERMINAL, Api, Replay, Tally
 from bench.chaos.checks import COUNTS, Evidence, durable_logs, judge, read_ledger
 from bench.chaos.config import Config
 from bench.chaos.procs import KEY_PREFIX, Fleet
-from bench.chaos.scenarios import SCENARIOS, Run, Scenario
+from bench.chaos.rounds import Run, Scenario
+from bench.chaos.scenarios import SCENARIOS
 from shared.keys import Keys
 
 __all__ = ["ScenarioResult", "run_scenario", "run_suite"]
