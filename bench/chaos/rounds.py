@@ -1,7 +1,8 @@
 """What every scenario is made of: the run in progress, the scenario record, the ledger tail.
 
-A scenario is a coroutine over a :class:`Run` (:mod:`bench.chaos.scenarios` has them);
-:mod:`bench.chaos.suite` runs each in a fleet of its own.
+A scenario is a coroutine over a :class:`Run` (:mod:`bench.chaos.scenarios` has the process
+faults, :mod:`bench.chaos.cuts` the link cuts); :mod:`bench.chaos.suite` runs each in a fleet
+of its own.
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ class Run:
     notes: list[str] = field(default_factory=list)
     measured: dict[str, list[float | None]] = field(default_factory=dict)
     """Other per-fault durations, reported as information."""
+    cut_off: dict[int, list[tuple[float, float]]] = field(default_factory=dict)
+    """Per worker port, the wall-clock spans (``time.time()``) its link was cut: what it
+    completed then, nobody heard of (:func:`bench.chaos.checks.judge`)."""
 
     async def submit_all(
         self, specs: list[tuple[str, dict[str, Any]]], label: str, round_no: int
@@ -87,6 +91,9 @@ class Scenario:
     supervisors: int
     body: Callable[[Run], Awaitable[None]]
     rounds: Callable[[Config], int]
+    hosts: bool = False
+    """Each process on a host of its own (:mod:`bench.chaos.netns`: needs root), for faults
+    of the network between them."""
 
 
 class LedgerTail:

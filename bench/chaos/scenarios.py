@@ -1,4 +1,5 @@
-"""The four faults, each a coroutine over a running :class:`~bench.chaos.procs.Fleet`.
+"""The faults, each a coroutine over a running :class:`~bench.chaos.procs.Fleet`: four of
+processes here, two of links in :mod:`bench.chaos.cuts`, and the list of them all.
 
 Every loop has a count and every wait a deadline. A scenario only injects faults and keeps
 the load coming; :mod:`bench.chaos.suite` then waits for the jobs, replays their logs and
@@ -13,6 +14,7 @@ import functools
 import time
 from typing import Any
 
+from bench.chaos.cuts import supervisor_cut, worker_cut
 from bench.chaos.ledger_worker import LEDGER_TOOLS
 from bench.chaos.rounds import LedgerTail, Run, Scenario, holds, idle, running_both
 from bench.chaos.waiting import TimedOut, wait_until
@@ -209,5 +211,22 @@ SCENARIOS = (
         2,
         redis_kill,
         lambda cfg: cfg.redis_kills,
+    ),
+    Scenario(
+        "worker-cut",
+        "a worker host's link cut mid-job (idempotent and non-idempotent tools), each process "
+        "on a host of its own, 1 supervisor",
+        1,
+        worker_cut,
+        lambda cfg: cfg.worker_cuts,
+        hosts=True,
+    ),
+    Scenario(
+        "supervisor-cut",
+        "the link of one of two supervisor hosts cut while it holds jobs, then mended",
+        2,
+        supervisor_cut,
+        lambda cfg: cfg.supervisor_cuts,
+        hosts=True,
     ),
 )
