@@ -1,6 +1,6 @@
 """The chaos suite: real processes, real faults, and counts that must be 0.
 
-    ./run chaos                 # the full suite (~8 minutes on 2 cores)
+    ./run chaos                 # the full suite (~10 minutes on 2 cores)
     ./run chaos --quick         # the short one CI runs (~2 minutes; tests/test_chaos.py)
     ./run chaos --json          # machine-readable; --only worker-kill,redis-kill; --keep
 
