@@ -191,6 +191,7 @@ def _redis_server(host: Host) -> Iterator[None]:
     if server is None:
         pytest.fail("the multi-host tests run their own redis-server: it is not installed")
     with tempfile.TemporaryDirectory(prefix="fleet-hosts-redis-") as workdir:
+        # --protected-mode no: clients from other hosts, no password, on a private network
         argv = [server, "--port", str(REDIS_PORT), "--bind", host.ip, "--save", "",
                 "--appendonly", "no", "--protected-mode", "no", "--dir", workdir]  # fmt: skip
         proc = subprocess.Popen(
