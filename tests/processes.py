@@ -68,6 +68,11 @@ def worker_env(**env: str) -> dict[str, str]:
     return _env(env)
 
 
+def process_env(**env: str) -> dict[str, str]:
+    """The environment of any fleet process: this one's without ``FLEET_*``, plus ``env``."""
+    return _env(env)
+
+
 @contextmanager
 def worker(name: str = "echo", port: int | None = None, **env: str) -> Iterator[Proc]:
     port = port or free_port()

@@ -21,7 +21,14 @@ HARNESS_TIMEOUT_S = 300
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(HARNESS_TIMEOUT_S + 90)]
 
 ROOT = Path(__file__).resolve().parent.parent
-SCENARIOS = {"worker-kill", "supervisor-kill", "supervisor-pause", "redis-kill"}
+SCENARIOS = {
+    "worker-kill",
+    "supervisor-kill",
+    "supervisor-pause",
+    "redis-kill",
+    "worker-cut",
+    "supervisor-cut",
+}
 COUNTS = {"lost", "double_executions", "gaps", "events_after_done", "http_5xx"}
 
 

@@ -1,14 +1,18 @@
 """The chaos suite: real processes, real faults, and counts that must be 0.
 
-    ./run chaos                 # the full suite (~6.5 minutes on 2 cores)
-    ./run chaos --quick         # the short one CI runs (~1.5 minutes; tests/test_chaos.py)
+    ./run chaos                 # the full suite (~10 minutes on 2 cores)
+    ./run chaos --quick         # the short one CI runs (~2 minutes; tests/test_chaos.py)
     ./run chaos --json          # machine-readable; --only worker-kill,redis-kill; --keep
 
 Each scenario gets a fresh work dir with its own ``redis-server`` (AOF, ``appendfsync
 always``, on a free loopback port; never the shared Redis), two replicas of the ledger worker
 (:mod:`bench.chaos.ledger_worker`, de-duplicating through that Redis and self-registering, as
-compose runs workers) and one or two supervisors (``python -m supervisor.server``). The
-scenarios (:mod:`bench.chaos.scenarios`, sizes in :mod:`bench.chaos.config`):
+compose runs workers) and one or two supervisors (``python -m supervisor.server``), all on
+loopback; for the link cuts each on a host of its own, a Linux network namespace
+(:mod:`bench.chaos.netns`, which needs root: as any other user those two scenarios end in
+an error, exit status 2, and ``--only`` leaves them out). The scenarios
+(:mod:`bench.chaos.scenarios` and :mod:`bench.chaos.cuts`, sizes in
+:mod:`bench.chaos.config`):
 
 1. **worker-kill** — ``kill -9`` of a worker replica while it runs both an idempotent
    (``ledger_idem``) and a non-idempotent (``ledger_once``) job, then a restart on its port;
@@ -19,6 +23,11 @@ scenarios (:mod:`bench.chaos.scenarios`, sizes in :mod:`bench.chaos.config`):
    then ``SIGCONT``; the other reclaims meanwhile. Full: 6 pauses.
 4. **redis-kill** — ``kill -9`` of Redis during a stream of submissions, down 3 s, restarted
    on the same port and directory. Full: 3 kills.
+5. **worker-cut** — the link of a worker host running both an idempotent and a
+   non-idempotent job cut (no RST: the call's ``timeout_s`` notices) until the round's jobs
+   end, then mended; one supervisor. Full: 4 cuts.
+6. **supervisor-cut** — the link of one of two supervisor hosts cut while it holds jobs,
+   until the other has reclaimed and ended them, then mended. Full: 4 cuts.
 
 What is counted, per scenario (precisely in :mod:`bench.chaos.checks`):
 
@@ -27,7 +36,8 @@ What is counted, per scenario (precisely in :mod:`bench.chaos.checks`):
   whose tool (either kind) *completed* more than once, from the ledger the workers fsync.
   An idempotent tool starting again after a crash is at-least-once delivery working, not a
   double execution; a re-delivery answered from the worker's idempotency store never starts
-  the tool (it shows as ``re-delivered`` only);
+  the tool (it shows as ``re-delivered`` only). A completion on a worker whose link was cut
+  at the time is not counted either: its answer reached nobody (``completed while cut off``);
 - **gaps**: terminal jobs whose SSE replay is not exactly seq 1..n ending in ``done``, or
   whose durable log skips or repeats a seq;
 - **events after done**: durable-log entries past the first ``done`` of their run;
@@ -39,7 +49,8 @@ What is counted, per scenario (precisely in :mod:`bench.chaos.checks`):
 Exit status: 0 when every count is 0, 1 when one is not, 2 when a scenario could not run.
 
 Modules: :mod:`~bench.chaos.suite` runs scenarios (``run_suite(QUICK)``), with sizes from
-:mod:`~bench.chaos.config`; :mod:`~bench.chaos.report` prints them. Nothing is imported here,
+:mod:`~bench.chaos.config`, each a :class:`~bench.chaos.rounds.Scenario`;
+:mod:`~bench.chaos.report` prints them. Nothing is imported here,
 so ``python -m bench.chaos.ledger_worker`` starts without loading the harness.
 """
 

@@ -110,6 +110,7 @@ class Api:
         self.client = httpx.AsyncClient(
             timeout=httpx.Timeout(15.0, connect=2.0),
             limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+            headers=fleet.headers,
         )
         self.jobs: dict[str, Submitted] = {}
         self.refused: collections.Counter[str] = collections.Counter()

@@ -5,7 +5,9 @@ The definitions (the package docstring repeats them for people):
 - **lost**: an accepted job (a 2xx carried its id) that is not ``succeeded``, ``failed`` or
   ``cancelled`` when the scenario's deadline passes, or that the API no longer knows (404);
 - **double execution**: a job whose ``ledger_once`` body *started* more than once, or any job
-  whose body *completed* more than once (ledger ``start`` / ``complete`` lines);
+  whose body *completed* more than once (ledger ``start`` / ``complete`` lines), not counting
+  a completion on a worker whose link was cut at the time (its answer reached nobody, and
+  the job's retry elsewhere was right to run; :mod:`bench.chaos.cuts`);
 - **gap**: a terminal job whose event log, replayed from the start by
   ``GET /v1/jobs/{id}/events``, is not exactly seq 1, 2, …, n ending in its first ``done``;
   or whose durable log (the Redis stream behind it) skips or repeats a number, is missing,
@@ -52,6 +54,8 @@ class JobLedger:
     completes: int = 0
     tool: str = ""
     start_ports: list[int] = field(default_factory=list)
+    completed_at: list[tuple[int, float]] = field(default_factory=list)
+    """(worker port, wall-clock time) of each completion."""
 
 
 @dataclass
@@ -66,6 +70,8 @@ class Evidence:
     tally: Tally
     refused: collections.Counter[str]
     unanswered: int
+    cut_off: dict[int, list[tuple[float, float]]] = field(default_factory=dict)
+    """Per worker port, the wall-clock spans its link was cut (``Run.cut_off``)."""
 
 
 @dataclass
@@ -93,6 +99,7 @@ def read_ledger(path: Path) -> dict[str, JobLedger]:
             entry.start_ports.append(int(record.get("port", 0)))
         elif record["e"] == "complete":
             entry.completes += 1
+            entry.completed_at.append((int(record.get("port", 0)), float(record.get("t", 0))))
     return dict(out)
 
 
@@ -186,12 +193,18 @@ def judge(ev: Evidence) -> Findings:
         if runs > int(final.get("max_attempts") or 0):
             over_max += 1
     double_by_tool: collections.Counter[str] = collections.Counter()
-    redelivered = 0
+    redelivered = unheard = 0
+
+    def cut_off(port: int, at: float) -> bool:
+        return any(start <= at <= end for start, end in ev.cut_off.get(port, ()))
+
     for job_id, entry in ev.ledger.items():
         if job_id not in ev.jobs:
             continue
         redelivered += entry.calls > 1
-        if (entry.tool == "ledger_once" and entry.starts > 1) or entry.completes > 1:
+        muted = sum(1 for port, at in entry.completed_at if cut_off(port, at))
+        unheard += muted
+        if (entry.tool == "ledger_once" and entry.starts > 1) or entry.completes - muted > 1:
             counts["double_executions"] += 1
             double_by_tool[entry.tool] += 1
             note(
@@ -210,6 +223,7 @@ def judge(ev: Evidence) -> Findings:
         "outcomes": dict(outcomes),
         "double_executions_by_tool": dict(double_by_tool),
         "redelivered_jobs": redelivered,
+        "completed_while_cut_off": unheard,
         "attempts_undercounted": undercount,
         "runs_over_max_attempts": over_max,
         "executions_of_unknown_jobs": sum(

@@ -21,6 +21,11 @@ class Config:
     redis_kills: int
     job_timeout_s: float
     """``timeout_s`` of every job (per attempt)."""
+    worker_cuts: int = 1
+    """Rounds of the worker-cut scenario (a worker host's link cut mid-job)."""
+    supervisor_cuts: int = 1
+    """Rounds of the supervisor-cut scenario (a supervisor host's link cut while it holds
+    jobs)."""
     pause_factor: float = 2.5
     """A pause lasts this many leases."""
     outage_s: float = 2.0
@@ -57,6 +62,8 @@ FULL = Config(
     pauses=6,
     redis_kills=3,
     job_timeout_s=30.0,
+    worker_cuts=4,
+    supervisor_cuts=4,
     outage_s=3.0,
     settle_s=240.0,
     recovery_deadline_s=90.0,
@@ -71,6 +78,8 @@ QUICK = Config(
     pauses=2,
     redis_kills=2,
     job_timeout_s=8.0,
+    worker_cuts=1,
+    supervisor_cuts=1,
     outage_s=2.0,
     settle_s=75.0,
     recovery_deadline_s=45.0,

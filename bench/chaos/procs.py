@@ -1,11 +1,16 @@
 """Real processes for the chaos suite: a private Redis, ledger workers and supervisors.
 
-A :class:`Fleet` owns one scenario's processes, all on loopback and on ports fixed when it
-starts (so a restarted process comes back at the same address): one ``redis-server`` of its
-own (AOF, ``appendfsync always``, in the fleet's work dir; never the shared Redis), ledger
-worker replicas that de-duplicate through that Redis and register themselves as compose runs
-them, and supervisor replicas (``python -m supervisor.server``). Leaving the fleet stops and
-reaps every process it started, paused ones included.
+A :class:`Fleet` owns one scenario's processes, on ports fixed when it starts (so a restarted
+process comes back at the same address): one ``redis-server`` of its own (AOF, ``appendfsync
+always``, in the fleet's work dir; never the shared Redis), ledger worker replicas that
+de-duplicate through that Redis and register themselves as compose runs them, and supervisor
+replicas (``python -m supervisor.server``). Leaving the fleet stops and reaps every process it
+started, paused ones included.
+
+All on loopback, or, given a :class:`~bench.chaos.netns.Network`, each process on a host of
+its own (a network namespace) so that a link can be cut. Off loopback the bind rules apply:
+the supervisors take an API token (which the fleet's clients send) and supervisors and
+workers share a worker token.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from typing import Any
 import httpx
 import redis.asyncio as aioredis
 
+from bench.chaos.netns import Host, Network
 from bench.chaos.waiting import wait_until
 from shared.serving import free_port
 
@@ -42,6 +48,8 @@ ROOT = Path(__file__).resolve().parents[2]
 KEY_PREFIX = "chaos"
 _START_S = 40.0
 """How long a process may take to become healthy (imports alone take ~1.5 s on 2 cores)."""
+_API_TOKEN = "chaos-api-token"
+_WORKER_TOKEN = "chaos-worker-token"
 
 
 def redis_server() -> str | None:
@@ -146,12 +154,13 @@ def stop_all(procs: list[Proc]) -> None:
 
 
 class Service:
-    """A process at a fixed loopback port, restartable there."""
+    """A process at a fixed address and port (loopback, or its ``host``), restartable there."""
 
-    def __init__(self, proc: Proc, port: int, health: str) -> None:
+    def __init__(self, proc: Proc, port: int, health: str, host: Host | None = None) -> None:
         self.proc = proc
         self.port = port
-        self.url = f"http://127.0.0.1:{port}"
+        self.host = host
+        self.url = f"http://{host.ip if host else '127.0.0.1'}:{port}"
         self.health = self.url + health
 
     @property
@@ -169,13 +178,20 @@ class Fleet:
         workers: int,
         supervisors: int,
         supervisor_env: Mapping[str, str],
+        network: Network | None = None,
     ) -> None:
         self.workdir = workdir
         self.logs = workdir / "logs"
         self.ledger = workdir / "ledger.jsonl"
+        self.network = network
+        self.headers = {"authorization": f"Bearer {_API_TOKEN}"} if network else {}
+        """What every request to a supervisor carries."""
+        # Ports stay distinct across hosts too: the ledger tells workers apart by port.
         self.redis_port = free_port()
-        self.redis_url = f"redis://127.0.0.1:{self.redis_port}/0"
-        self.http = httpx.AsyncClient(timeout=httpx.Timeout(3.0, connect=1.0))
+        self._redis_host = self._host("redis")
+        address = self._redis_host.ip if self._redis_host else "127.0.0.1"
+        self.redis_url = f"redis://{address}:{self.redis_port}/0"
+        self.http = httpx.AsyncClient(timeout=httpx.Timeout(3.0, connect=1.0), headers=self.headers)
         self.redis = self._redis_proc()
         self.workers = [self._worker(i) for i in range(workers)]
         self.supervisors = [self._supervisor(i, supervisor_env) for i in range(supervisors)]
@@ -184,6 +200,9 @@ class Fleet:
 
     # -- building ----------------------------------------------------------------------------
 
+    def _host(self, name: str) -> Host | None:
+        return self.network.add_host(name) if self.network else None
+
     def _redis_proc(self) -> Proc:
         binary = redis_server()
         if binary is None:
@@ -191,52 +210,65 @@ class Fleet:
         data = self.workdir / "redis"
         data.mkdir(parents=True, exist_ok=True)
         self.logs.mkdir(parents=True, exist_ok=True)
+        host = self._redis_host
         args = [
             binary,
             "--port", str(self.redis_port),
-            "--bind", "127.0.0.1",
+            "--bind", host.ip if host else "127.0.0.1",
             "--save", "",
             "--appendonly", "yes",
             "--appendfsync", "always",
             "--dir", str(data),
         ]  # fmt: skip
-        return Proc("redis", args, dict(os.environ), self.logs / "redis.log")
+        if host:  # a client from another host, without a password: the test network's own
+            args += ["--protected-mode", "no"]
+        return Proc("redis", _inside(host, args), dict(os.environ), self.logs / "redis.log")
 
     def _worker(self, i: int) -> Service:
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
+        name, port = f"worker-{i + 1}", free_port()
+        host = self._host(name)
+        address = host.ip if host else "127.0.0.1"
         args = [
             sys.executable, "-m", "bench.chaos.ledger_worker",
-            "--ledger", str(self.ledger), "--host", "127.0.0.1", "--port", str(port),
+            "--ledger", str(self.ledger), "--host", address, "--port", str(port),
         ]  # fmt: skip
+        extra = {"FLEET_WORKER_TOKEN": _WORKER_TOKEN} if host else {}
         env = _env(
             {
                 "FLEET_REDIS_URL": self.redis_url,
-                "FLEET_ADVERTISE_URL": f"{url}/mcp",
-                "FLEET_KEY_PREFIX": KEY_PREFIX,
-            }
-        )
-        proc = Proc(f"worker-{i + 1}", args, env, self.logs / f"worker-{i + 1}.log")
-        return Service(proc, port, "/health")
-
-    def _supervisor(self, i: int, extra: Mapping[str, str]) -> Service:
-        port = free_port()
-        env = _env(
-            {
-                "FLEET_HOST": "127.0.0.1",
-                "FLEET_PORT": str(port),
-                "FLEET_REDIS_URL": self.redis_url,
+                "FLEET_ADVERTISE_URL": f"http://{address}:{port}/mcp",
                 "FLEET_KEY_PREFIX": KEY_PREFIX,
                 **extra,
             }
         )
-        proc = Proc(
-            f"supervisor-{'ABCD'[i]}",
-            [sys.executable, "-m", "supervisor.server"],
-            env,
-            self.logs / f"supervisor-{'ABCD'[i]}.log",
+        proc = Proc(name, _inside(host, args), env, self.logs / f"{name}.log")
+        return Service(proc, port, "/health", host)
+
+    def _supervisor(self, i: int, extra: Mapping[str, str]) -> Service:
+        letter, port = "ABCD"[i], free_port()
+        host = self._host(f"supervisor-{letter.lower()}")
+        tokens = (
+            {"FLEET_API_TOKENS": f"chaos={_API_TOKEN}", "FLEET_WORKER_TOKEN": _WORKER_TOKEN}
+            if host
+            else {}
         )
-        return Service(proc, port, "/healthz")
+        env = _env(
+            {
+                "FLEET_HOST": host.ip if host else "127.0.0.1",
+                "FLEET_PORT": str(port),
+                "FLEET_REDIS_URL": self.redis_url,
+                "FLEET_KEY_PREFIX": KEY_PREFIX,
+                **tokens,
+                **extra,
+            }
+        )
+        proc = Proc(
+            f"supervisor-{letter}",
+            _inside(host, [sys.executable, "-m", "supervisor.server"]),
+            env,
+            self.logs / f"supervisor-{letter}.log",
+        )
+        return Service(proc, port, "/healthz", host)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -328,6 +360,10 @@ class Fleet:
             return response.json()
         except ValueError:
             return None
+
+
+def _inside(host: Host | None, args: list[str]) -> list[str]:
+    return host.run(args) if host else args
 
 
 async def redis_answers(proc: Proc, url: str, *, timeout: float) -> None:

@@ -92,6 +92,11 @@ def _details(r: dict[str, Any]) -> list[str]:
             f"attempts under-counted {info['attempts_undercounted']}, "
             f"runs over max_attempts {info['runs_over_max_attempts']}"
         )
+        if info.get("completed_while_cut_off"):  # absent from runs saved before link cuts
+            lines.append(
+                f"  completed on a cut-off worker (answer lost, not counted as double) "
+                f"{info['completed_while_cut_off']}"
+            )
         lines.append(
             f"  refused submissions {info['refused_submissions'] or 0}, "
             f"outage 503s {info['outage_503']}, "

@@ -1,4 +1,5 @@
-"""The four faults, each a coroutine over a running :class:`~bench.chaos.procs.Fleet`.
+"""The faults, each a coroutine over a running :class:`~bench.chaos.procs.Fleet`: four of
+processes here, two of links in :mod:`bench.chaos.cuts`, and the list of them all.
 
 Every loop has a count and every wait a deadline. A scenario only injects faults and keeps
 the load coming; :mod:`bench.chaos.suite` then waits for the jobs, replays their logs and
@@ -10,115 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
-import random
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from bench.chaos.api import TERMINAL, Api, Submitted
-from bench.chaos.config import Config
+from bench.chaos.cuts import supervisor_cut, worker_cut
 from bench.chaos.ledger_worker import LEDGER_TOOLS
-from bench.chaos.procs import Fleet, Service
+from bench.chaos.rounds import LedgerTail, Run, Scenario, holds, idle, running_both
 from bench.chaos.waiting import TimedOut, wait_until
 
-__all__ = ["SCENARIOS", "Run", "Scenario"]
-
-IDEM, ONCE = LEDGER_TOOLS
-
-
-@dataclass
-class Run:
-    """One scenario in progress: its fleet, its client, and what each fault measured."""
-
-    cfg: Config
-    fleet: Fleet
-    api: Api
-    rnd: random.Random
-    recoveries: list[float | None] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    measured: dict[str, list[float | None]] = field(default_factory=dict)
-    """Other per-fault durations, reported as information."""
-
-    async def submit_all(
-        self, specs: list[tuple[str, dict[str, Any]]], label: str, round_no: int
-    ) -> list[Submitted]:
-        deadline = time.monotonic() + 30.0
-        results = await asyncio.gather(
-            *(
-                self.api.submit(
-                    tool,
-                    job_input,
-                    timeout_s=self.cfg.job_timeout_s,
-                    label=label,
-                    round_no=round_no,
-                    deadline=deadline,
-                )
-                for tool, job_input in specs
-            )
-        )
-        return [accepted for accepted, _ in results if accepted is not None]
-
-    async def probe(self, since: float, round_no: int) -> None:
-        took = await self.api.probe(since, since + self.cfg.recovery_deadline_s, round_no)
-        self.recoveries.append(took)
-        if took is None:
-            self.notes.append(f"round {round_no}: no new job succeeded after the fault")
-
-    async def restored(self, worker: Service, since: float, round_no: int) -> None:
-        """Seconds from ``since`` until a job pinned to ``worker`` succeeds there."""
-        deadline = since + self.cfg.recovery_deadline_s
-        took = await self.api.probe(since, deadline, round_no, worker=f"{worker.url}/mcp")
-        self.measured.setdefault("replica_serves_again_s", []).append(
-            None if took is None else round(took, 2)
-        )
-        if took is None:
-            self.notes.append(f"round {round_no}: {worker.name} served no pinned job again")
-
-    async def all_terminal(self, jobs: list[Submitted], timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        finals = await asyncio.gather(*(self.api.wait_job(j.id, deadline) for j in jobs))
-        stuck = sum(1 for f in finals if not f or f.get("status") not in TERMINAL | {"gone"})
-        if stuck:
-            self.notes.append(f"{stuck} job(s) still running {timeout:g}s after a fault")
-
-
-@dataclass(frozen=True)
-class Scenario:
-    name: str
-    title: str
-    supervisors: int
-    body: Callable[[Run], Awaitable[None]]
-    rounds: Callable[[Config], int]
-
-
-class LedgerTail:
-    """Reads the ledger as it grows: which jobs run on which worker right now."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.offset = 0
-        self.running: dict[str, tuple[int, str]] = {}  # job → (worker port, tool)
-
-    def poll(self) -> None:
-        if not self.path.exists():
-            return
-        with open(self.path, "rb") as f:
-            f.seek(self.offset)
-            data = f.read()
-        end = data.rfind(b"\n") + 1
-        self.offset += end
-        for line in data[:end].splitlines():
-            record = json.loads(line)
-            if record["e"] == "start":
-                self.running[record["job"]] = (record["port"], record["tool"])
-            elif record["e"] == "complete":
-                self.running.pop(record["job"], None)
-
-    def tools_on(self, port: int, jobs: set[str]) -> set[str]:
-        return {tool for job, (p, tool) in self.running.items() if p == port and job in jobs}
+__all__ = ["SCENARIOS"]
 
 
 # -- 1. a worker killed mid-job ------------------------------------------------------------------
@@ -130,29 +31,10 @@ async def worker_kill(run: Run) -> None:
     restarted replica has run a job pinned to it and the round's jobs have ended, so every
     kill hits a fleet of two usable replicas."""
     tail = LedgerTail(run.fleet.ledger)
-    workers = run.fleet.workers
     for r in range(run.cfg.worker_kills):
         specs = [(LEDGER_TOOLS[i % 2], {"ms": 2000, "steps": 10}) for i in range(6)]
         jobs = await run.submit_all(specs, "batch", r)
-        ids = {j.id for j in jobs}
-        preferred = workers[r % 2]
-
-        def both_kinds(ids: set[str] = ids, preferred: Service = preferred) -> Service | None:
-            tail.poll()
-            for w in sorted(workers, key=lambda w: w is not preferred):
-                if tail.tools_on(w.port, ids) == {IDEM, ONCE}:
-                    return w
-            return None
-
-        try:
-            victim: Service = await wait_until(
-                both_kinds, timeout=15, what="a worker running both kinds of job"
-            )
-        except TimedOut:
-            victim = max(workers, key=lambda w: len(tail.tools_on(w.port, ids)))
-            run.notes.append(
-                f"round {r}: killed {victim.name} running {sorted(tail.tools_on(victim.port, ids))}"
-            )
+        victim = await running_both(run, tail, {j.id for j in jobs}, r)
         victim.proc.kill9()
         since = time.monotonic()
         await run.probe(since, r)
@@ -193,7 +75,7 @@ async def supervisor_kill(run: Run) -> None:
         feeding = asyncio.create_task(stream(part, r))
         try:
             await wait_until(
-                functools.partial(_holds, fleet, victim, 2), timeout=15, what=f"{victim.name} busy"
+                functools.partial(holds, fleet, victim, 2), timeout=15, what=f"{victim.name} busy"
             )
         except TimedOut:
             run.notes.append(f"round {r}: {victim.name} held < 2 jobs when killed")
@@ -203,11 +85,6 @@ async def supervisor_kill(run: Run) -> None:
         await fleet.restart(victim)
         await fleet.wait_sees_workers(victim)
     await stream(cfg.batch - part * cfg.supervisor_kills, cfg.supervisor_kills)
-
-
-async def _holds(fleet: Fleet, sup: Service, n: int) -> bool:
-    held = await fleet.held(sup)
-    return held is not None and held >= n
 
 
 # -- 3. a supervisor paused past its lease ------------------------------------------------------
@@ -227,7 +104,7 @@ async def supervisor_pause(run: Run) -> None:
         jobs = await run.submit_all(specs, "batch", r)
         try:
             await wait_until(
-                functools.partial(_holds, fleet, victim, 2), timeout=15, what=f"{victim.name} busy"
+                functools.partial(holds, fleet, victim, 2), timeout=15, what=f"{victim.name} busy"
             )
         except TimedOut:
             run.notes.append(f"round {r}: {victim.name} held < 2 jobs when paused")
@@ -242,16 +119,12 @@ async def supervisor_pause(run: Run) -> None:
         await run.all_terminal(jobs, timeout=cfg.settle_s)
         try:
             await wait_until(
-                functools.partial(_idle, fleet, victim),
+                functools.partial(idle, fleet, victim),
                 timeout=cfg.settle_s,
                 what=f"{victim.name} to let go of its stale jobs",
             )
         except TimedOut:
             run.notes.append(f"round {r}: {victim.name} still held jobs after the round")
-
-
-async def _idle(fleet: Fleet, sup: Service) -> bool:
-    return await fleet.held(sup) == 0
 
 
 # -- 4. Redis killed during a stream of submissions -------------------------------------------
@@ -338,5 +211,22 @@ SCENARIOS = (
         2,
         redis_kill,
         lambda cfg: cfg.redis_kills,
+    ),
+    Scenario(
+        "worker-cut",
+        "a worker host's link cut mid-job (idempotent and non-idempotent tools), each process "
+        "on a host of its own, 1 supervisor",
+        1,
+        worker_cut,
+        lambda cfg: cfg.worker_cuts,
+        hosts=True,
+    ),
+    Scenario(
+        "supervisor-cut",
+        "the link of one of two supervisor hosts cut while it holds jobs, then mended",
+        2,
+        supervisor_cut,
+        lambda cfg: cfg.supervisor_cuts,
+        hosts=True,
     ),
 )

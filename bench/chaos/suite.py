@@ -11,6 +11,7 @@ After a scenario's faults, in this order (each step a barrier for the next):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import shutil
 import tempfile
@@ -23,8 +24,10 @@ from typing import Any
 from bench.chaos.api import TERMINAL, Api, Replay, Tally
 from bench.chaos.checks import COUNTS, Evidence, durable_logs, judge, read_ledger
 from bench.chaos.config import Config
+from bench.chaos.netns import Network
 from bench.chaos.procs import KEY_PREFIX, Fleet
-from bench.chaos.scenarios import SCENARIOS, Run, Scenario
+from bench.chaos.rounds import Run, Scenario
+from bench.chaos.scenarios import SCENARIOS
 from shared.keys import Keys
 
 __all__ = ["ScenarioResult", "run_scenario", "run_suite"]
@@ -80,13 +83,20 @@ async def _run(
             log(f"[{scenario.name}] {message}")
 
     tally = Tally()
-    say(f"starting Redis, {_WORKERS} workers, {scenario.supervisors} supervisor(s)")
-    async with Fleet(
-        workdir,
-        workers=_WORKERS,
-        supervisors=scenario.supervisors,
-        supervisor_env=cfg.supervisor_env(),
-    ) as fleet:
+    where = ", each on a host of its own" if scenario.hosts else ""
+    say(f"starting Redis, {_WORKERS} workers, {scenario.supervisors} supervisor(s){where}")
+    async with contextlib.AsyncExitStack() as stack:
+        # Entered first, left last: the processes stop before their hosts go.
+        network = stack.enter_context(Network()) if scenario.hosts else None
+        fleet = await stack.enter_async_context(
+            Fleet(
+                workdir,
+                workers=_WORKERS,
+                supervisors=scenario.supervisors,
+                supervisor_env=cfg.supervisor_env(),
+                network=network,
+            )
+        )
         api = Api(fleet, tally)
         try:
             run = Run(cfg, fleet, api, random.Random(f"{cfg.seed}-{scenario.name}"))
@@ -97,6 +107,7 @@ async def _run(
                 result.recovery_s = [None if r is None else round(r, 2) for r in run.recoveries]
                 result.notes.extend(run.notes)
                 measured = dict(run.measured)
+                cut_off = dict(run.cut_off)
             say(f"waiting up to {cfg.settle_s:g}s for {len(api.jobs)} accepted jobs to end")
             deadline = time.monotonic() + cfg.settle_s
             finals = await _gather_limited(
@@ -114,7 +125,17 @@ async def _run(
         logs = await durable_logs(fleet.redis_url, Keys(KEY_PREFIX), list(api.jobs))
     ledger = read_ledger(fleet.ledger)
     findings = judge(
-        Evidence(api.jobs, finals, replays, logs, ledger, tally, api.refused, api.unanswered)
+        Evidence(
+            api.jobs,
+            finals,
+            replays,
+            logs,
+            ledger,
+            tally,
+            api.refused,
+            api.unanswered,
+            cut_off=cut_off,
+        )
     )
     result.accepted = len(api.jobs)
     result.counts = findings.counts
