@@ -64,6 +64,9 @@ async def test_sigterm_drains_an_in_flight_call_then_exits_cleanly() -> None:
     with worker_process("echo", port, "--grace-s", "15") as proc:
         await wait_until(lambda: healthy(port), 30, message="worker up")
         async with Client(f"http://127.0.0.1:{port}/mcp") as client:
+            # The client lists the tools after a result whose output schema it has not seen: a
+            # second request that would race the server's shutdown. Seen now, before the call.
+            await client.list_tools()
             started = asyncio.Event()
 
             async def on_progress(*_: Any) -> None:
