@@ -54,6 +54,7 @@ def test_every_configuration_has_its_numbers(report: tuple[str, dict[str, Any]])
         assert _positive(metrics["jobs_s"]["median"]), key
         for group in GROUPS:
             assert _positive(metrics[f"cpu_{group}_ms"]["median"]), (key, group)
+        assert _positive(metrics["supervisor_core"]["median"]), key
         assert len(metrics["jobs_s"]["rounds"]) == QUICK.rounds, key
 
 
