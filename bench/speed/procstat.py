@@ -7,7 +7,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["cpu_seconds", "descendants", "rss_mb"]
+__all__ = ["cpu_seconds", "descendants", "own_cpu_seconds", "rss_mb"]
 
 _TICK = os.sysconf("SC_CLK_TCK")
 
@@ -42,6 +42,15 @@ def cpu_seconds(pids: Iterable[int]) -> float:
             if fields is not None:
                 total += int(fields[11]) + int(fields[12])
     return total / _TICK
+
+
+def own_cpu_seconds(pid: int) -> float:
+    """utime + stime of ``pid`` alone, in seconds: a process that started the others (a
+    bench's driver) without what its children spent."""
+    fields = _stat(pid)
+    if fields is None:
+        raise RuntimeError(f"no /proc/{pid}/stat")
+    return (int(fields[11]) + int(fields[12])) / _TICK
 
 
 def rss_mb(pid: int) -> float:
