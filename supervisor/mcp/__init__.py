@@ -2,6 +2,7 @@
 
 - :mod:`~supervisor.mcp.face` — the server: the catalog as tools (a call is a job), fleet
   tools, resources, authentication
+- :mod:`~supervisor.mcp.catalog` — the catalog as tools; session hosts told of changes
 - :mod:`~supervisor.mcp.tasks` — the tasks extension over jobs
 - :mod:`~supervisor.mcp.results` — a job as a tool result and as a task
 """

@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from shared import FleetError, JobFinished
 from supervisor.api.auth import JOBS_READ, JOBS_WRITE
 from supervisor.api.submission import cancel
+from supervisor.mcp.catalog import CatalogTool
 from supervisor.mcp.results import surfaced, task_detail, task_fields
 
 if TYPE_CHECKING:
@@ -94,8 +95,6 @@ class FleetTasks(ServerExtension):
         call_next: ToolCallContinuation,
     ) -> ToolCallOutcome:
         """A catalog tool called by a host that asked for a task: submit, answer the task."""
-        from supervisor.mcp.face import CatalogTool  # the face imports this module
-
         rc = context.request_context
         opted_in = (
             rc is not None
