@@ -8,6 +8,7 @@ Exit codes (also in ``fleet --help``):
     3  the followed job was cancelled
     4  the supervisor is unreachable
     5  any other API error (401/403, 404 unknown job, 409, 429, 5xx)
+    6  the wait ended before the job did (``status --wait``): it is still queued or running
     130 interrupted: Ctrl-C (a watched job keeps running)
 """
 
@@ -54,13 +55,14 @@ class Exit(IntEnum):
     CANCELLED = 3
     UNREACHABLE = 4
     API_ERROR = 5
+    STILL_RUNNING = 6
     INTERRUPTED = 130
 
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 ok/succeeded, 1 job failed, 2 bad input or usage, 3 job cancelled, "
-    "4 supervisor unreachable, 5 other API error, 130 interrupted (Ctrl-C; a watched job "
-    "keeps running)."
+    "4 supervisor unreachable, 5 other API error, 6 the wait ended before the job, "
+    "130 interrupted (Ctrl-C; a watched job keeps running)."
 )
 
 
@@ -150,10 +152,13 @@ def print_json(value: Any) -> None:
 
 
 def exit_for_status(status: str | None) -> Exit:
+    """A followed job's exit code; one not ended yet (a wait that ran out) is not a success."""
     return {
         JobStatus.SUCCEEDED.value: Exit.OK,
         JobStatus.FAILED.value: Exit.FAILED,
         JobStatus.CANCELLED.value: Exit.CANCELLED,
+        JobStatus.QUEUED.value: Exit.STILL_RUNNING,
+        JobStatus.RUNNING.value: Exit.STILL_RUNNING,
     }.get(status or "", Exit.OK)
 
 

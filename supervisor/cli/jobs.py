@@ -200,7 +200,7 @@ def status(
     wait: Annotated[
         float,
         typer.Option(min=0, max=60, help="Wait up to S seconds for the job to end; then exit "
-                     "with its outcome (0 succeeded, 1 failed, 3 cancelled)."),
+                     "with its outcome (0 succeeded, 1 failed, 3 cancelled, 6 not ended yet)."),
     ] = 0,
     json_out: JsonOpt = False,
 ) -> None:  # fmt: skip

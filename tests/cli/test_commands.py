@@ -175,6 +175,10 @@ def test_status_human_json_and_wait_outcome(cli_fleet: CliFleet) -> None:
     assert json.loads(as_json.stdout)["status"] == "succeeded"
     failed = cli_fleet.submit("fail", {}, max_attempts=1)
     assert cli_fleet.invoke("status", failed, "--wait", "10").exit_code == 1
+    slow = cli_fleet.submit("sleep", {"seconds": 30})
+    still = cli_fleet.invoke("status", slow, "--wait", "0.2")  # ends before the job: not 0
+    assert still.exit_code == 6, still.output
+    cli_fleet.invoke("cancel", slow)
 
 
 def test_jobs_table_json_and_filters(cli_fleet: CliFleet) -> None:
