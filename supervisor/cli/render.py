@@ -122,7 +122,8 @@ def job_detail(job: dict[str, Any]) -> Table:
     pct = percent(p)
     progress = ""
     if p:
-        progress = f"{p.get('progress'):g}/{p.get('total') or '?'}"
+        total = p.get("total")
+        progress = f"{p.get('progress'):g}/{total:g}" if total else f"{p.get('progress'):g}/?"
         progress += f" ({pct:.0f}%)" if pct is not None else ""
         progress += f"  {p['message']}" if p.get("message") else ""
     rows: list[tuple[str, RenderableType]] = [

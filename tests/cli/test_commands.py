@@ -3,15 +3,18 @@ and exit codes that follow the outcome."""
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from pathlib import Path
 
 import httpx
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
 from supervisor.cli import app
+from supervisor.cli.render import job_detail
 from supervisor.client import FleetApi
 from tests.cli.conftest import CliFleet
 
@@ -254,3 +257,16 @@ def test_help_documents_exit_codes() -> None:
     result = CliRunner().invoke(app, ["--help"])
     assert result.exit_code == 0
     assert "4 supervisor unreachable" in result.stdout
+
+
+def test_progress_reads_as_the_worker_counted() -> None:
+    """``3/10``, not ``3/10.0``: progress numbers come over JSON as floats."""
+    job = {"id": "a" * 32, "status": "running", "capability": "sleep",
+           "progress": {"progress": 3.0, "total": 10.0, "message": "step 3"}}  # fmt: skip
+    console = Console(width=120, file=io.StringIO(), record=True)
+    console.print(job_detail(job))
+    text = console.export_text()
+    assert "3/10 (30%)  step 3" in text and "10.0" not in text
+    job["progress"] = {"progress": 2.5, "total": None}
+    console.print(job_detail(job))
+    assert "2.5/?" in console.export_text()
