@@ -85,20 +85,22 @@ async def test_a_watcher_behind_the_window_catches_up_from_the_store(
     job = make_job()
     await store.submit(job, fingerprint="f", queue_limit=10)
     front: list[Event] = []
-    first = asyncio.create_task(_watch(store, job.id, front))
-    await wait_until(lambda: front, message="first watcher joined")
-    await store.append_many(job.id, [("progress", {"n": n}) for n in range(30)])
-    await wait_until(lambda: len(front) == 31, message="the front watcher has all")
-    tail = store._tails._tails[job.id]
-    assert tail.start > 1  # the window moved past the start of the log
     late: list[Event] = []
-    second = asyncio.create_task(_watch(store, job.id, late, after=0))
-    await store.append(job.id, "log", {"message": "one more"})
-    await wait_until(lambda: len(late) == 32, message="the late watcher caught up")
-    assert [e.seq for e in late] == list(range(1, 33))
-    for task in (first, second):
-        task.cancel()
-    await asyncio.gather(first, second, return_exceptions=True)
+    watchers = [asyncio.create_task(_watch(store, job.id, front))]
+    try:
+        await wait_until(lambda: front, message="first watcher joined")
+        await store.append_many(job.id, [("progress", {"n": n}) for n in range(30)])
+        await wait_until(lambda: len(front) == 31, message="the front watcher has all")
+        tail = store._tails._tails[job.id]
+        assert tail.start > 1  # the window moved past the start of the log
+        watchers.append(asyncio.create_task(_watch(store, job.id, late, after=0)))
+        await store.append(job.id, "log", {"message": "one more"})
+        await wait_until(lambda: len(late) == 32, message="the late watcher caught up")
+        assert [e.seq for e in late] == list(range(1, 33))
+    finally:  # also when an assertion failed: a watcher left running would outlive the store
+        for task in watchers:
+            task.cancel()
+        await asyncio.wait_for(asyncio.gather(*watchers, return_exceptions=True), 10)
 
 
 async def test_an_ended_jobs_stream_is_whole_for_a_watcher_joining_a_live_tail(
