@@ -24,20 +24,15 @@ assumes linear scaling and no network cost.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import math
 import os
-import shutil
-import signal
 import sys
-import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import aiohttp
@@ -49,11 +44,10 @@ from rich.table import Table
 from bench.chaos.procs import Proc, _env, free_port, redis_answers, redis_server, stop_all
 from bench.chaos.report import revision
 from bench.chaos.waiting import wait_until
+from bench.harness import bench_main
 from bench.speed.procstat import cpu_seconds, own_cpu_seconds
-from bench.speed.report import write_json
 from bench.speed.stack import START_S, supervisor_proc, wait_answers
 from bench.speed.stats import spread
-from shared import configure_logging
 
 __all__ = ["CONFIGS", "FULL", "GROUPS", "PAPER_SUPERVISORS", "QUICK", "Counts", "main"]
 
@@ -428,41 +422,16 @@ def _print_capacity(paper: dict[str, Any] | None, console: Console) -> None:
     )
 
 
-def _on_sigterm(_signum: int, _frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
-    """Exit 0 once the run finished (an unavailable configuration is in the report), 1 when
-    the run itself failed, 130 on Ctrl-C or SIGTERM; every process started is stopped."""
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.scale", description=(__doc__ or "").split("\n\n")[0]
+    return bench_main(
+        argv,
+        prog="python -m bench.scale",
+        description=(__doc__ or "").split("\n\n")[0],
+        prefix="fleet-scale-",
+        counts=(FULL, QUICK),
+        run=run,
+        report=print_report,
     )
-    parser.add_argument("--quick", action="store_true", help="the short version (CI)")
-    parser.add_argument("--json", type=Path, metavar="FILE", help="write every number here")
-    parser.add_argument("--keep", action="store_true", help="keep the work dir and its logs")
-    args = parser.parse_args(argv)
-    configure_logging("console", "WARNING")  # the tables alone on stdout
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    err = Console(stderr=True)
-    workdir = Path(tempfile.mkdtemp(prefix="fleet-scale-"))
-    counts, mode = (QUICK, "quick") if args.quick else (FULL, "full")
-    failed = True
-    try:
-        result = asyncio.run(run(counts, mode, workdir, lambda line: err.print(line)))
-        failed = False
-    except KeyboardInterrupt:
-        err.print("interrupted; every process was stopped")
-        return 130
-    finally:
-        if args.keep or failed:
-            err.print(f"logs: {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
-    print_report(result)
-    if args.json:
-        write_json(result, args.json)
-    return 0
 
 
 if __name__ == "__main__":
