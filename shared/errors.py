@@ -182,6 +182,12 @@ class JobFinished(Conflict):
     code = "JOB_FINISHED"
 
 
+class AmbiguousJobId(Conflict):
+    """A short id that more than one job's id starts with; ``details.candidates`` lists them."""
+
+    code = "AMBIGUOUS_JOB_ID"
+
+
 class PayloadTooLarge(FleetError):
     code = "PAYLOAD_TOO_LARGE"
     status = 413

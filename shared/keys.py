@@ -8,6 +8,7 @@ Data model (``{p}`` is the prefix, ``fleet`` by default):
 | ``{p}:job:{id}:events``     | stream | retention after finish   | the job's event log; entry id ``{seq}-1`` |
 | ``{p}:jobs``                | zset   | permanent index          | job ids scored by creation time (listing) |
 | ``{p}:jobs:{status}``       | zset   | permanent index          | the same, of the jobs in that status now |
+| ``{p}:ids``                 | zset   | permanent index          | the same ids, all scored 0: a short id's lookup by prefix |
 | ``{p}:queue``               | stream | permanent                | dispatch queue; consumer group ``dispatchers`` |
 | ``{p}:queued``              | hash   | permanent                | queued-job count per capability (admission) |
 | ``{p}:idem:{key}``          | string | idempotency window       | job id first submitted with that key |
@@ -22,7 +23,7 @@ Data model (``{p}`` is the prefix, ``fleet`` by default):
 | ``{p}:wdone:{svc}:{key}``   | string | worker idempotency TTL   | a worker's stored result for an idempotency key |
 | ``{p}:wlock:{svc}:{key}``   | string | 5 s, renewed every 1.5 s | a worker's in-progress marker for that key |
 
-Indexes (``jobs``, ``jobs:{status}``, ``dead``) are trimmed of ids whose record has expired
+Indexes (``jobs``, ``jobs:{status}``, ``ids``, ``dead``) are trimmed of ids whose record has expired
 when read, and by the janitor. The status indexes are kept by the scripts that change a
 job's status (SUBMIT, TRANSITION, REQUEUE), so ``?status=running`` reads only running jobs.
 """
@@ -57,6 +58,10 @@ class Keys:
     @property
     def jobs(self) -> str:
         return f"{self.prefix}:jobs"
+
+    @property
+    def ids(self) -> str:
+        return f"{self.prefix}:ids"
 
     def by_status(self, status: str) -> str:
         return f"{self.prefix}:jobs:{status}"

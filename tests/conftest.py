@@ -18,7 +18,15 @@ REDIS_URL = os.environ.get("FLEET_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 REQUIRE_REDIS = os.environ.get("FLEET_REQUIRE_REDIS") == "1"
 
 # Keys that are permanent records by design (shared/keys.py); any other key must carry a TTL.
-PERMANENT_SUFFIXES = (":jobs", ":queue", ":queued", ":dead", ":by_status_built")
+PERMANENT_SUFFIXES = (
+    ":jobs",
+    ":queue",
+    ":queued",
+    ":dead",
+    ":by_status_built",
+    ":ids",
+    ":ids:built",
+)
 PERMANENT_SUFFIXES += tuple(f":jobs:{status}" for status in STATUS_ORDER)  # status indexes
 
 

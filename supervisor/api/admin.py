@@ -17,6 +17,7 @@ from shared import (
     ValidationFailed,
     now,
 )
+from shared.errors import AmbiguousJobId
 from supervisor.api.auth import ADMIN, JOBS_READ, audited, principal_of, tenant_budget
 from supervisor.api.deps import JobId, Svc, job_response
 from supervisor.api.openapi import DeadLetters, Queues, errors
@@ -64,7 +65,7 @@ async def dead_letters(
     "/dead-letters/{job_id}/redrive",
     status_code=202,
     response_model=Job,
-    responses=errors(JobNotFound, JobFinished, StoreUnavailable),
+    responses=errors(JobNotFound, AmbiguousJobId, JobFinished, StoreUnavailable),
     dependencies=[needs(ADMIN)],
 )
 async def redrive(job_id: JobId, svc: Svc, request: Request) -> Response:

@@ -7,10 +7,10 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Path, Request, Response
 
-from shared import HEADER_CORRELATION_ID, Job, JobNotFound
+from shared import HEADER_CORRELATION_ID, Job
 from supervisor.api.auth import principal_of
-from supervisor.api.limits import CORRELATION_ID_PATTERN, is_job_id
-from supervisor.api.submission import seen_by
+from supervisor.api.limits import CORRELATION_ID_PATTERN, MIN_JOB_ID_PREFIX, is_job_id
+from supervisor.api.submission import resolve_job_id, seen_by
 from supervisor.services import Services
 
 __all__ = ["JobId", "Svc", "correlation_header", "job_response", "visible"]
@@ -46,12 +46,20 @@ def _echo(value: str) -> str:
 
 
 async def _job_id(
-    job_id: Annotated[str, Path(description="A job id: 32 lowercase hex digits.")],
+    job_id: Annotated[
+        str,
+        Path(
+            description="A job id (32 lowercase hex digits) or a unique prefix of it of at "
+            f"least {MIN_JOB_ID_PREFIX} (409 AMBIGUOUS_JOB_ID lists the candidates)."
+        ),
+    ],
+    request: Request,
 ) -> str:
-    """The path's job id, or 404 at once for a shape we never mint (no store access)."""
-    if not is_job_id(job_id):
-        raise JobNotFound(f"no job with id {_echo(job_id)!r}", details={"job_id": _echo(job_id)})
-    return job_id
+    """The whole id the path names: itself, or the one visible job a short id starts; 404 at
+    once for a shape we never mint (no store access)."""
+    if is_job_id(job_id):
+        return job_id
+    return await resolve_job_id(request.app.state.services, principal_of(request), job_id)
 
 
 JobId = Annotated[str, Depends(_job_id)]

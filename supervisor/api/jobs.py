@@ -26,7 +26,7 @@ from shared import (
     UnknownCapability,
     ValidationFailed,
 )
-from shared.errors import RateLimited
+from shared.errors import AmbiguousJobId, RateLimited
 from supervisor.api.auth import JOBS_READ, JOBS_WRITE, audited, principal_of
 from supervisor.api.deps import JobId, Svc, job_response, visible
 from supervisor.api.limits import (
@@ -153,7 +153,7 @@ async def _wait_terminal(
 @router.get(
     "/jobs/{job_id}",
     response_model=Job,
-    responses=errors(JobNotFound, StoreUnavailable),
+    responses=errors(JobNotFound, AmbiguousJobId, StoreUnavailable),
     dependencies=[needs(JOBS_READ)],
 )
 async def get_job(
@@ -173,7 +173,7 @@ async def get_job(
     "/jobs/{job_id}/events",
     response_model=None,
     response_class=EventSourceResponse,
-    responses={**SSE_RESPONSE, **errors(JobNotFound, StoreUnavailable)},
+    responses={**SSE_RESPONSE, **errors(JobNotFound, AmbiguousJobId, StoreUnavailable)},
     dependencies=[needs(JOBS_READ)],
 )
 async def job_events(
@@ -255,7 +255,7 @@ def _frame(event: Event) -> bytes:
     responses={
         200: {"description": "The job, ended `cancelled`."},
         202: {"model": Job, "description": "Cancellation requested; the call is still stopping."},
-        **errors(JobNotFound, JobFinished, StoreUnavailable),
+        **errors(JobNotFound, AmbiguousJobId, JobFinished, StoreUnavailable),
     },
     dependencies=[needs(JOBS_WRITE)],
 )

@@ -40,7 +40,9 @@ __all__ = [
     "JOB_ID_PATTERN",
     "LAST_EVENT_ID_PATTERN",
     "MAX_EVENT_SEQ",
+    "MIN_JOB_ID_PREFIX",
     "is_job_id",
+    "is_job_id_prefix",
     "new_job_id",
     "parse_json_body",
 ]
@@ -60,6 +62,9 @@ CORRELATION_ID_PATTERN = r"^[\x21-\x7e]{0,128}$"
 """``X-Correlation-ID``: up to 128 visible ASCII characters; empty or absent, one is generated."""
 
 _JOB_ID = re.compile(JOB_ID_PATTERN)
+MIN_JOB_ID_PREFIX = 6
+"""The shortest id prefix that names a job (what the CLI prints is 12)."""
+_JOB_ID_PREFIX = re.compile(rf"[0-9a-fA-F]{{{MIN_JOB_ID_PREFIX},31}}")
 _MAX_INT_DIGITS = len(str(MAX_SAFE_INT)) + 1  # longer literals are refused unparsed
 # Unpaired surrogates can only come from \u escapes in the UTF-8 text: skip the scan without one.
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
@@ -73,6 +78,11 @@ def new_job_id() -> str:
 
 def is_job_id(value: str) -> bool:
     return _JOB_ID.fullmatch(value) is not None  # fullmatch: `$` also matches before "\n"
+
+
+def is_job_id_prefix(value: str) -> bool:
+    """A short id: :data:`MIN_JOB_ID_PREFIX` to 31 hex digits (any case)."""
+    return _JOB_ID_PREFIX.fullmatch(value) is not None
 
 
 class _HugeInt:

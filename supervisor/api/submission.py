@@ -4,10 +4,12 @@ job is validated, admitted, stored and cancelled the same way on both.
 
     submitted = await submit(svc, who, JobSubmit(capability="noop"), correlation_id=cid)
     job = await cancel(svc, who, job_id)
+    job_id = await resolve_job_id(svc, who, "504145ff60e7")   # a short id, as the CLI prints
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
@@ -22,14 +24,20 @@ from shared import (
     JobSubmit,
     now,
 )
+from shared.errors import AmbiguousJobId
 from supervisor.api.auth import Principal
-from supervisor.api.limits import new_job_id
+from supervisor.api.limits import MIN_JOB_ID_PREFIX, is_job_id, is_job_id_prefix, new_job_id
 from supervisor.api.quotas import admitted
 from supervisor.api.validation import check_capability
 from supervisor.services import Services
 from supervisor.store import AdmissionFull
 
-__all__ = ["Submitted", "cancel", "seen_by", "submit"]
+__all__ = ["Submitted", "cancel", "resolve_job_id", "seen_by", "submit"]
+
+MAX_CANDIDATES = 10
+"""How many jobs an ambiguous short id lists."""
+MAX_ECHO = 64
+"""Longest piece of a client's value repeated in an error message."""
 
 
 @dataclass
@@ -116,6 +124,53 @@ def seen_by(who: Principal, job: Job) -> Job:
     if who.sees(job.tenant):
         return job
     raise JobNotFound(f"no job with id {job.id!r}", details={"job_id": job.id})
+
+
+def _echo(value: str) -> str:
+    return value if len(value) <= MAX_ECHO else value[:MAX_ECHO] + "…"
+
+
+async def resolve_job_id(svc: Services, who: Principal, value: str) -> str:
+    """The job id ``value`` names: a whole id as it is, or the one job ``who`` may see whose
+    id starts with it (at least :data:`MIN_JOB_ID_PREFIX` hex digits, any case). None:
+    :class:`JobNotFound` (no store access for a shape we never mint); several:
+    :class:`AmbiguousJobId` listing them. Another tenant's jobs are not candidates: a short id
+    tells nothing about jobs the caller cannot see."""
+    if is_job_id(value):
+        return value
+    if not is_job_id_prefix(value):
+        short = bool(value) and len(value) < MIN_JOB_ID_PREFIX
+        hint = f" (a short id needs at least {MIN_JOB_ID_PREFIX} hex digits)" if short else ""
+        echo = _echo(value)
+        raise JobNotFound(f"no job with id {echo!r}{hint}", details={"job_id": echo})
+    prefix = value.lower()
+    ids = await svc.store.ids_with_prefix(prefix, limit=MAX_CANDIDATES * 4)
+
+    async def read(job_id: str) -> Job | None:
+        with contextlib.suppress(JobNotFound):  # expired since the index was read
+            return await svc.store.get(job_id)
+        return None
+
+    jobs = await asyncio.gather(*map(read, ids))
+    mine = [j for j in jobs if j is not None and who.sees(j.tenant)]
+    if not mine:
+        raise JobNotFound(
+            f"no job with id {prefix!r} or starting with it", details={"job_id": prefix}
+        )
+    if len(mine) > 1:
+        raise AmbiguousJobId(
+            f"{len(mine)}{'+' if len(mine) > MAX_CANDIDATES else ''} jobs start with {prefix!r}: "
+            "give more of the id",
+            details={
+                "job_id": prefix,
+                "candidates": [
+                    {"id": j.id, "capability": j.capability, "status": j.status.value,
+                     "created_at": j.created_at}
+                    for j in mine[:MAX_CANDIDATES]
+                ],
+            },
+        )  # fmt: skip
+    return mine[0].id
 
 
 async def cancel(svc: Services, who: Principal, job_id: str, *, wait: float = 10.0) -> Job:

@@ -42,11 +42,10 @@ from starlette.datastructures import Headers
 from starlette.types import Receive, Scope, Send
 
 from shared import HEADER_CORRELATION_ID, FleetError, Job, JobSubmit, get_logger
-from shared.errors import InsufficientScope, JobNotFound, ValidationFailed
+from shared.errors import InsufficientScope, ValidationFailed
 from supervisor.api.auth import JOBS_READ, JOBS_WRITE, Authenticator, Principal, principal_of
 from supervisor.api.guards import send_error
-from supervisor.api.limits import is_job_id
-from supervisor.api.submission import Submitted, cancel, seen_by, submit
+from supervisor.api.submission import Submitted, cancel, resolve_job_id, seen_by, submit
 from supervisor.api.validation import validation_details
 from supervisor.mcp.catalog import Catalog, Sessions
 from supervisor.mcp.results import surfaced, tool_result
@@ -216,8 +215,8 @@ class McpFace:
             log.info("mcp.cancel_not_needed", job_id=job_id, reason=exc.code)
 
     async def job(self, job_id: str, who: Principal) -> Job:
-        if not is_job_id(job_id):
-            raise JobNotFound(f"no job with id {job_id[:80]!r}", details={"job_id": job_id[:80]})
+        """The job ``job_id`` names (a whole id or a unique short one) if ``who`` sees it."""
+        job_id = await resolve_job_id(self.services, who, job_id)
         return seen_by(who, await self.services.store.get(job_id))
 
     # -- fleet tools and resources -------------------------------------------------------------
@@ -260,7 +259,7 @@ class McpFace:
             who = await self.caller(JOBS_READ)
             job = await self.job(job_id, who)
             if wait_s and not job.status.terminal:
-                job = await self.services.store.wait_ended(job_id, wait_s)
+                job = await self.services.store.wait_ended(job.id, wait_s)
             return _view(job)
 
         @mcp.tool(annotations=ToolAnnotations(destructive_hint=True, idempotent_hint=True))
@@ -270,8 +269,8 @@ class McpFace:
         ) -> dict[str, Any]:
             """Cancel a queued or running job; the job as it ended (or still stopping)."""
             who = await self.caller(JOBS_WRITE)
-            await self.job(job_id, who)
-            return _view(await cancel(self.services, who, job_id))
+            job = await self.job(job_id, who)
+            return _view(await cancel(self.services, who, job.id))
 
         @mcp.tool(annotations=ToolAnnotations(read_only_hint=True))
         @surfaced(ToolError)
@@ -308,8 +307,8 @@ class McpFace:
         async def job_events(job_id: str) -> str:
             """A job's event log (its first 1,000 events): status, progress, log, done."""
             who = await self.caller(JOBS_READ)
-            await self.job(job_id, who)
-            events = await self.services.store.events(job_id, count=EVENTS_PER_READ)
+            job = await self.job(job_id, who)
+            events = await self.services.store.events(job.id, count=EVENTS_PER_READ)
             return "[" + ",".join(e.wire() for e in events) + "]"
 
 

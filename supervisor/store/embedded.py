@@ -38,7 +38,7 @@ class EmbeddedScripts:
 
     async def submit(self, keys: list[str], a: list[str]) -> Any:
         r = self.r
-        idem, job, jobs, queue, queued, events, queued_index = keys
+        idem, job, jobs, queue, queued, events, queued_index, ids = keys
         if a[1] == "1":
             existing = await r.get(idem)
             if existing is not None:
@@ -56,6 +56,7 @@ class EmbeddedScripts:
         await r.hset(job, mapping=dict(zip(a[10::2], a[11::2], strict=True)))
         await r.zadd(jobs, {a[0]: float(a[5])})
         await r.zadd(queued_index, {a[0]: float(a[5])})
+        await r.zadd(ids, {a[0]: 0.0})
         await r.hincrby(queued, a[4], 1)
         if share is not None:
             await r.hincrby(queued, share, 1)

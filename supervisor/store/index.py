@@ -59,7 +59,33 @@ class JobIndex(JobRecords):
                     break
             if stale:
                 await self._call("zrem", index, *stale)
+                if index == self.keys.jobs:
+                    await self._call("zrem", self.keys.ids, *stale)
         return jobs, cursor
+
+    async def ids_with_prefix(self, prefix: str, limit: int = 10) -> list[str]:
+        """Up to ``limit`` retained job ids starting with ``prefix``, in id order: a short id's
+        lookup, O(log n + limit) on Redis (``ids`` is ordered by the id itself). Ids whose record
+        has expired are dropped from the index on the way."""
+        if self.embedded:  # burner-redis has no ZRANGEBYLEX: filter the in-process index
+            every = await self._call("zrange", self.keys.ids, 0, -1)
+            found = [i for i in map(text, every) if i.startswith(prefix)][: limit + 1]
+        else:  # ids are hex, all below "g": [prefix, prefix + "g") is every id it starts
+            rows = await self._call(
+                "zrangebylex", self.keys.ids, f"[{prefix}", f"({prefix}g", start=0, num=limit + 1
+            )
+            found = [text(i) for i in rows]
+        if not found:
+            return []
+
+        def exists(pipe: Any) -> object:
+            return [pipe.exists(self.keys.job(j)) for j in found]
+
+        alive = await self._run_pipeline(exists)
+        gone = [i for i, a in zip(found, alive, strict=True) if not a]
+        if gone:
+            await self._call("zrem", self.keys.ids, *gone)
+        return [i for i, a in zip(found, alive, strict=True) if a][:limit]
 
     async def _ids_before(self, key: str, top: str, n: int) -> list[tuple[str, float]]:
         if hasattr(self._r, "zrevrangebyscore"):

@@ -43,6 +43,7 @@ class JobRecords(StoreBase):
                 k.queued,
                 k.events(job.id),
                 k.by_status("queued"),
+                k.ids,
             ],
             job_id=job.id,
             args=[

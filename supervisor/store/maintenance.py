@@ -40,6 +40,8 @@ class Maintenance(StoreBase):
             gone = [i for i, a in zip(ids, alive, strict=True) if not a]
             if gone:
                 removed[name] += int(await self._call("zrem", key, *gone))
+                if key == self.keys.jobs:  # every retained id is in both
+                    await self._call("zrem", self.keys.ids, *gone)
         consumers: list[dict[str, Any]] = []
         if not self.embedded:  # the engine lives and dies with its one process and consumer
             with contextlib.suppress(RedisError, OSError):  # no group yet: nothing to trim
@@ -85,11 +87,24 @@ class Maintenance(StoreBase):
         await self._call("set", marker, "1")
         return done
 
+    async def index_ids(self, batch: int = 1000) -> int:
+        """Put every retained job id in the ``ids`` index (short ids), once per store written
+        before it existed; returns the ids added. SUBMIT keeps it after."""
+        marker = f"{self.keys.ids}:built"
+        if await self._call("exists", marker):
+            return 0
+        ids = [text(i) for i in await self._call("zrange", self.keys.jobs, 0, -1)]
+        for start in range(0, len(ids), batch):
+            await self._call("zadd", self.keys.ids, dict.fromkeys(ids[start : start + batch], 0))
+        await self._call("set", marker, "1")
+        return len(ids)
+
     async def janitor(self, interval_s: float = 60.0) -> None:
         """Run :meth:`trim` forever (a supervised loop); a store outage only skips a pass.
-        The first pass builds the status indexes of a store written before them."""
+        The first pass builds the status and id indexes of a store written before them."""
         with contextlib.suppress(StoreUnavailable):
             await self.index_by_status()
+            await self.index_ids()
         while True:
             try:
                 removed = await self.trim()

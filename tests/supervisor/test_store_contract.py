@@ -218,6 +218,31 @@ async def test_status_indexes_are_built_for_a_store_written_before_them(store: S
     assert await store.index_by_status() == 0  # once per store
 
 
+async def test_short_ids_find_jobs_by_the_start_of_their_id(store: Store) -> None:
+    ids = ["abcdef01" + "0" * 24, "abcdef02" + "0" * 24, "abcdff00" + "0" * 24]
+    for job_id in ids:
+        await store.submit(make_job("u", id=job_id), fingerprint="x", queue_limit=100)
+    assert await store.ids_with_prefix("abcdef") == ids[:2]  # in id order
+    assert await store.ids_with_prefix("abcdef02") == [ids[1]]
+    assert await store.ids_with_prefix("abcd", limit=1) == [ids[0]]
+    assert await store.ids_with_prefix("abcdf0") == []
+    assert await store.ids_with_prefix(ids[2]) == [ids[2]]  # a whole id starts itself
+    await store.client.delete(store.keys.job(ids[0]))  # its record expired
+    assert await store.ids_with_prefix("abcdef") == [ids[1]]
+    assert text(ids[0]) not in {text(m) for m in await store.client.zrange(store.keys.ids, 0, -1)}
+
+
+async def test_short_id_index_is_built_for_a_store_written_before_it(store: Store) -> None:
+    jobs = [make_job("u") for _ in range(3)]
+    for job in jobs:
+        await store.submit(job, fingerprint="x", queue_limit=100)
+    await store.client.delete(store.keys.ids)  # as an older version left it
+    assert await store.ids_with_prefix(jobs[0].id[:12]) == []
+    assert await store.index_ids() == 3
+    assert await store.ids_with_prefix(jobs[0].id[:12]) == [jobs[0].id]
+    assert await store.index_ids() == 0  # once per store
+
+
 async def test_dead_letters(store: Store) -> None:
     job = make_job()
     await store.submit(job, fingerprint="x", queue_limit=10)
@@ -313,5 +338,7 @@ async def test_trim_drops_expired_index_entries_and_gone_consumers(store: Store)
     assert removed["jobs"] == 1 and removed["dead"] == 1
     listed = {j.id for j in (await store.list_jobs(limit=100))[0]}
     assert old_alive.id in listed and old_gone.id not in listed
+    in_ids = {text(m) for m in await store.client.zrange(store.keys.ids, 0, -1)}
+    assert old_alive.id in in_ids and old_gone.id not in in_ids  # the short-id index too
     if not store.embedded:  # the engine has no XINFO CONSUMERS
         assert removed["consumers"] >= 1

@@ -50,7 +50,7 @@ def submit(
     job = make_job(id=job_id, key=idem, correlation_id="corr", created_at=float(T))
     fields = {**job.model_dump(mode="json"), "fingerprint": "f"}
     keys = [k.idempotency(idem or "-"), k.job(job_id), k.jobs, k.queue, k.queued, k.events(job_id)]
-    keys.append(k.by_status("queued"))
+    keys += [k.by_status("queued"), k.ids]
     args = [job_id, "1" if idem else "0", "60", "2", "echo", T, '{"status":"queued"}', "corr"]
     args += [tenant, "1"]
     return "SUBMIT", keys, [*args, *encode_fields(fields)]

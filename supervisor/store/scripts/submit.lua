@@ -1,7 +1,7 @@
 -- SUBMIT: persist a new job and enqueue it, unless its idempotency key was used, its
 -- capability's queue is full, or its tenant holds its share of that queue already.
 -- Returns {'ok', ''}, {'exists', first_job_id}, {'full', depth} or {'share', tenant's count}.
--- KEYS: idem, job, jobs, queue, queued, events, jobs:queued
+-- KEYS: idem, job, jobs, queue, queued, events, jobs:queued, ids
 -- ARGV: job_id, has_idem, idem_ttl, queue_limit, capability, created_at, event_data, corr,
 --       tenant ('' for none), tenant_limit, pairs...
 -- `queued` counts per capability and per capability@tenant; the job keeps its tenant in `qt`
@@ -22,6 +22,7 @@ if ARGV[2] == '1' then redis.call('set', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[3
 for i = 11, #ARGV, 2 do redis.call('hset', KEYS[2], ARGV[i], ARGV[i + 1]) end
 redis.call('zadd', KEYS[3], tonumber(ARGV[6]), ARGV[1])
 redis.call('zadd', KEYS[7], tonumber(ARGV[6]), ARGV[1])
+redis.call('zadd', KEYS[8], 0, ARGV[1])  -- by id, for a short id's lookup (ZRANGEBYLEX)
 redis.call('hincrby', KEYS[5], ARGV[5], 1)
 if share then
   redis.call('hincrby', KEYS[5], share, 1)
