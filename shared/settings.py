@@ -128,7 +128,8 @@ class SupervisorSettings(_Serving):
     port: int = Field(default=8700, ge=0, le=65535)
     """Port to bind."""
     redis_url: str = "memory://"
-    """The job store: ``memory://`` (in process) or ``redis://host:port/db``."""
+    """The job store: ``memory://`` (in process), ``redis://host:port/db`` or a Redis Cluster,
+    ``redis+cluster://host:port,host:port`` (any of its nodes; see :mod:`shared.redis_urls`)."""
     workers: str = ""
     """Comma-separated worker MCP URLs (``http://host:port/mcp``), each optionally named
     ``service=URL`` (the service name then qualifies its capabilities: ``service.tool``)."""

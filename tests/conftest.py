@@ -72,3 +72,33 @@ def key_prefix(redis_url: str) -> Iterator[str]:
         assert not leaked, f"keys without TTL leaked: {leaked}"
     finally:
         client.close()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[str]:
+    """A real 3-master Redis Cluster on loopback for the whole session (started on first
+    use): its ``redis+cluster://`` URL. Fails with the reason when it cannot be started."""
+    from bench.cluster import RedisClusterProcs
+
+    with RedisClusterProcs(masters=3) as cluster:
+        yield cluster.url
+
+
+@pytest.fixture
+def cluster_prefix(redis_cluster: str) -> Iterator[str]:
+    """A private key prefix on the session's cluster; its keys are deleted afterwards (they
+    all share the prefix's hash tag, so one node holds them)."""
+    import redis.cluster
+
+    from shared.redis_urls import cluster_nodes
+
+    prefix = f"fleet-test-{uuid.uuid4().hex[:12]}"
+    yield prefix
+    (host, port), *_ = cluster_nodes(redis_cluster)[0]
+    client = redis.cluster.RedisCluster(host=host, port=port)
+    try:
+        keys = list(client.scan_iter(match="{" + prefix + "}:*", count=1000))
+        for key in keys:
+            client.delete(key)
+    finally:
+        client.close()

@@ -11,6 +11,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
 from shared import Keys, StoreUnavailable
+from shared.redis_urls import is_cluster_url, redis_client, store_prefix
 from supervisor.store.admission import Admission
 from supervisor.store.events import EventLog
 from supervisor.store.index import JobIndex
@@ -38,12 +39,18 @@ async def open_store(
     max_connections: int = 256,
     watch_connections: int = 64,
 ) -> AsyncIterator[Store]:
-    """Open the store named by ``url`` (``memory://`` or ``redis://...``). On Redis, event
-    watchers read through a pool of their own (``watch_connections``)."""
+    """Open the store named by ``url`` (``memory://``, ``redis://...`` or
+    ``redis+cluster://host:port,...``). On Redis, event watchers read through a pool of their
+    own (``watch_connections``). On a cluster the keys' prefix is hash-tagged (see
+    :mod:`shared.redis_urls`)."""
     keys = keys or Keys()
     client: Any
     watch: Any = None
-    if url.startswith("memory://"):
+    if is_cluster_url(url):
+        keys = Keys(store_prefix(url, keys.prefix))
+        client = _cluster(url, max_connections)
+        watch = _cluster(url, watch_connections)
+    elif url.startswith("memory://"):
         from burner_redis import BurnerRedis
 
         client = BurnerRedis()
@@ -61,7 +68,10 @@ async def open_store(
         client = aioredis.Redis.from_pool(_pool(url, max_connections))
         watch = aioredis.Redis.from_pool(_pool(url, watch_connections))
     else:
-        raise ValueError(f"unsupported store URL {url!r}: use memory:// or redis://host:port/db")
+        raise ValueError(
+            f"unsupported store URL {url!r}: use memory://, redis://host:port/db or "
+            "redis+cluster://host:port,host:port"
+        )
     store = Store(
         client,
         keys,
@@ -84,6 +94,19 @@ async def open_store(
             result = closer()
             if hasattr(result, "__await__"):
                 await result
+
+
+def _cluster(url: str, max_connections: int) -> Any:
+    """A cluster client: ``max_connections`` per node; the same timeouts and quick retries as
+    a single server's pool (it also follows MOVED/ASK and a failover's new master)."""
+    return redis_client(
+        url,
+        max_connections=max_connections,
+        socket_connect_timeout=5,
+        socket_timeout=10,
+        health_check_interval=30,
+        retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 2),
+    )
 
 
 def _pool(url: str, max_connections: int) -> aioredis.BlockingConnectionPool:

@@ -18,7 +18,7 @@ from supervisor.store import AdmissionFull, Fenced, Store, open_store
 from supervisor.store.codec import text
 
 
-@pytest.fixture(params=["memory", "memory-lua", "redis"])
+@pytest.fixture(params=["memory", "memory-lua", "redis", "cluster"])
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
     if request.param == "memory":
         async with open_store("memory://", Keys("t")) as s:
@@ -28,6 +28,11 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
             yield Store(
                 s.client, s.keys, retention_s=s.retention_s, idempotency_ttl_s=60, twins=False
             )
+    elif request.param == "cluster":
+        url = request.getfixturevalue("redis_cluster")
+        prefix = request.getfixturevalue("cluster_prefix")
+        async with open_store(url, Keys(prefix), retention_s=120) as s:
+            yield s
     else:
         url = request.getfixturevalue("redis_url")
         prefix = request.getfixturevalue("key_prefix")

@@ -35,6 +35,7 @@ from shared.keys import Keys
 from shared.logs import get_logger
 from shared.models import CapabilitiesReport
 from shared.protocol import CAPABILITIES_TOOL
+from shared.redis_urls import redis_client, store_prefix
 from shared.serving import Running
 from shared.serving import serving as serve_http
 from shared.settings import WorkerSettings
@@ -99,7 +100,7 @@ class Worker:
         self.settings = settings if settings is not None else WorkerSettings()
         self.name = self.settings.name or name
         self.version = version
-        self.keys = Keys(self.settings.key_prefix)
+        self.keys = Keys(store_prefix(self.settings.redis_url, self.settings.key_prefix))
         self.url: str | None = None
         self._lock_ttl_s = lock_ttl_s
         self.max_request_bytes = max_request_bytes
@@ -176,7 +177,7 @@ class Worker:
         async with contextlib.AsyncExitStack() as stack:
             url = self.settings.redis_url
             if url:
-                client = aioredis.Redis.from_url(
+                client = redis_client(  # redis:// or redis+cluster://
                     url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30
                 )
                 stack.push_async_callback(client.aclose)
