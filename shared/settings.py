@@ -233,6 +233,10 @@ class SupervisorSettings(_Serving):
     """Base delay before a failed attempt is retried; it grows exponentially, with jitter."""
     backoff_max_s: float = Field(default=10.0, gt=0)
     """Longest retry delay."""
+    busy_wait_s: float = Field(default=120.0, ge=0)
+    """How long a job keeps retrying (with the backoff) workers that answer ``BUSY`` — all
+    their slots taken, e.g. by other supervisors — before it fails with ``BUSY``. Such an
+    answer is not an attempt: the call never reached the tool."""
     retention_s: int = Field(default=7 * 86_400, ge=60)
     """How long finished jobs and their events are kept."""
     idempotency_ttl_s: int = Field(default=86_400, ge=1)

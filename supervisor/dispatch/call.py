@@ -128,6 +128,8 @@ class Calls:
         except WorkerCallError as exc:
             await writer.flush()  # the attempt's events before whatever follows it
             outcome = exc.code
+            if isinstance(exc, WorkerBusy):  # refused before the tool: not an attempt
+                job.attempts -= 1
             if isinstance(exc, ToolFailed | WorkerBusy):
                 worker.breaker.success()  # it answered: alive (maybe just full)
             else:

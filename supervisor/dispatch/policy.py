@@ -8,26 +8,38 @@ when the worker marks it retryable. (A worker that de-duplicates on the idempote
 only finished results, so it does not make a cut-off call of a non-idempotent tool safe to
 send again: the chaos suite measured such re-runs.)
 
+A ``BUSY`` answer (the worker's slots are all taken, e.g. by other supervisors sharing it) is
+not an attempt: the call never reached the tool. It is retried with the same backoff for up to
+``busy_wait_s`` without spending the job's attempts (:class:`AttemptBudget`).
+
 A job reclaimed from a supervisor that stopped is one more attempt, under the same rule
 (:func:`refuse_rerun`). Everything here is pure: no store, no workers.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
     retry_if_exception,
-    stop_after_attempt,
     wait_exponential_jitter,
 )
 
-from shared import Job, JobError, JobStatus, SupervisorSettings, ToolFailed, WorkerCallError
+from shared import (
+    Job,
+    JobError,
+    JobStatus,
+    SupervisorSettings,
+    ToolFailed,
+    WorkerBusy,
+    WorkerCallError,
+)
 
-__all__ = ["RetryPolicy", "may_retry", "refuse_rerun"]
+__all__ = ["AttemptBudget", "RetryPolicy", "may_retry", "refuse_rerun"]
 
 
 def may_retry(exc: BaseException, *, idempotent: bool) -> bool:
@@ -67,14 +79,36 @@ def refuse_rerun(job: Job, *, idempotent: bool) -> JobError | None:
     )
 
 
+@dataclass
+class AttemptBudget:
+    """tenacity's ``stop`` for one run: stop after ``attempts`` failed attempts, where a
+    ``BUSY`` answer is no attempt but counts against ``busy_wait_s`` of retrying."""
+
+    attempts: int
+    busy_wait_s: float
+    clock: Callable[[], float] = time.monotonic
+    spent: int = 0
+    busy_since: float | None = field(default=None)
+
+    def __call__(self, state: RetryCallState) -> bool:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, WorkerBusy):
+            self.busy_since = self.busy_since if self.busy_since is not None else self.clock()
+            return self.clock() - self.busy_since >= self.busy_wait_s
+        self.busy_since = None
+        self.spent += 1
+        return self.spent >= max(1, self.attempts)
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     backoff_initial_s: float
     backoff_max_s: float
+    busy_wait_s: float = 120.0
 
     @classmethod
     def from_settings(cls, settings: SupervisorSettings) -> RetryPolicy:
-        return cls(settings.backoff_initial_s, settings.backoff_max_s)
+        return cls(settings.backoff_initial_s, settings.backoff_max_s, settings.busy_wait_s)
 
     def retrying(
         self,
@@ -83,14 +117,15 @@ class RetryPolicy:
         idempotent: bool,
         before_sleep: Callable[[RetryCallState], Awaitable[None]] | None = None,
     ) -> AsyncRetrying:
-        """The attempts of one run: at most ``budget`` (at least one), retried as
-        :func:`may_retry` allows, the last error re-raised."""
+        """The attempts of one run: at most ``budget`` (at least one; ``BUSY`` answers aside,
+        see :class:`AttemptBudget`), retried as :func:`may_retry` allows, the last error
+        re-raised."""
 
         def retryable(exc: BaseException) -> bool:
             return may_retry(exc, idempotent=idempotent)
 
         return AsyncRetrying(
-            stop=stop_after_attempt(max(1, budget)),
+            stop=AttemptBudget(budget, self.busy_wait_s),
             wait=wait_exponential_jitter(
                 multiplier=self.backoff_initial_s,
                 max=self.backoff_max_s,

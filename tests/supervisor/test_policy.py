@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from tenacity import AsyncRetrying, RetryCallState
 
@@ -21,7 +23,7 @@ from shared import (
     now,
 )
 from supervisor.dispatch import NoWorker
-from supervisor.dispatch.policy import RetryPolicy, may_retry, refuse_rerun
+from supervisor.dispatch.policy import AttemptBudget, RetryPolicy, may_retry, refuse_rerun
 
 NEVER_DELIVERED = [
     WorkerUnreachable("down"),
@@ -155,10 +157,25 @@ async def test_the_budget_bounds_the_attempts_and_the_last_error_is_raised() -> 
 
 
 async def test_a_used_up_budget_still_makes_one_attempt() -> None:
-    call = Flaky(WorkerBusy("full"))
-    with pytest.raises(WorkerBusy):
+    call = Flaky(WorkerUnreachable("down"))
+    with pytest.raises(WorkerUnreachable):
         await run(POLICY.retrying(budget=0, idempotent=True), call)
     assert call.calls == 1
+
+
+async def test_busy_answers_spend_no_attempts_but_run_out_of_patience() -> None:
+    # Two supervisors share a worker: it answers BUSY more often than the job has attempts.
+    call = Flaky(*(WorkerBusy("full") for _ in range(6)), WorkerUnreachable("down"))
+    result, _ = await run(POLICY.retrying(budget=2, idempotent=True), call)
+    assert result == "ok" and call.calls == 8  # 6 BUSY + 1 failure (of 2 allowed) + ok
+    clock = iter(float(t) for t in range(100))
+    budget = AttemptBudget(attempts=3, busy_wait_s=4, clock=lambda: next(clock))
+    busy = Flaky(*(WorkerBusy("full") for _ in range(50)))
+    policy = dataclasses.replace(POLICY, busy_wait_s=4)
+    retrying = policy.retrying(budget=3, idempotent=True).copy(stop=budget)
+    with pytest.raises(WorkerBusy):
+        await run(retrying, busy)
+    assert busy.calls == 4 and budget.spent == 0  # 4 s of (fake) patience, no attempt spent
 
 
 async def test_a_failure_the_rule_refuses_ends_the_run_at_once() -> None:
