@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from starlette.routing import Route
 
 from shared import Keys, SupervisorSettings, get_logger
@@ -111,12 +112,15 @@ def create_app(
             finally:
                 await authenticator.aclose()
 
-    app = FastAPI(
+    # /docs and /redoc load their scripts and styles from the package's bundled copies,
+    # served under /static-offline-docs, not from a CDN: they work offline and air-gapped.
+    app = FastAPIOffline(
         title="mcp-fleet supervisor",
         version="0.1.0",
         description="Submit jobs, watch their progress, inspect workers. "
         'Errors are {"error": {"code", "message", "details"}}.',
         lifespan=lifespan,
+        swagger_ui_parameters={"validatorUrl": None},  # Swagger UI's default is a remote service
     )
     app.state.auth = authenticator  # who is calling: static tokens, JWTs (api/scopes.py)
     app.state.watchers = Watchers(settings.tenant_max_watchers)  # open SSE streams per tenant

