@@ -66,8 +66,8 @@ def _slots(svc: Services, depths: dict[str, int]) -> dict[str, dict[str, int]]:
                 entry["healthy_workers"] += 1
                 entry["limit"] += max(1, spec.max_concurrency)
     for (url, tool), calls in svc.dispatcher.placement.inflight.items():
-        worker = registry.workers.get(url)
-        name = registry.public_name(worker.service, tool) if worker is not None else tool
+        serving = registry.workers.get(url)
+        name = registry.public_name(serving.service, tool) if serving is not None else tool
         row(name)["in_flight"] += calls
     for name, depth in depths.items():
         row(name)["queued"] += depth
