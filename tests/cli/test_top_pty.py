@@ -23,7 +23,7 @@ import redis
 
 from shared.serving import free_port
 from tests.helpers import wait_until_sync
-from tests.processes import ROOT, Proc, process_env, start_supervisor, worker
+from tests.processes import ROOT, Proc, process_env, start_supervisor, supervisor, worker
 
 pytestmark = pytest.mark.e2e
 
@@ -157,9 +157,11 @@ class PtyFleet:
 
 @pytest.fixture(scope="module")
 def pty_fleet() -> Iterator[PtyFleet]:
-    from tests.conftest import REDIS_URL, _redis_available
+    from tests.conftest import REDIS_URL, REQUIRE_REDIS, _redis_available
 
-    if not _redis_available():
+    if not _redis_available():  # as the redis_url fixture, for a whole module
+        if REQUIRE_REDIS:
+            pytest.fail(f"Redis required at {REDIS_URL} but unreachable")
         pytest.skip(f"no Redis at {REDIS_URL}")
     prefix = f"fleet-test-{uuid.uuid4().hex[:12]}"
     port = str(free_port())
@@ -345,3 +347,16 @@ def test_top_off_a_terminal_prints_one_snapshot(
     assert "\x1b" not in out.stdout
     assert busy["failed"][0][:12] in out.stdout and "TOP_BOOM" in out.stdout
     assert re.search(r"^sleep\s+\d+/4\s", out.stdout, re.M), out.stdout
+
+
+def test_top_exits_5_with_one_line_when_the_token_is_refused() -> None:
+    """A refused token is not a blip: no "reconnecting…", one line, exit 5."""
+    with supervisor(FLEET_API_TOKENS="s3cret", **FAST) as sup:
+        term = Term(["--token", "wrong", "top"], sup.url)
+        try:
+            assert term.exit_code() == 5
+            lines = [line for line in term.text.splitlines() if line.strip()]
+            assert len(lines) == 1 and lines[0].startswith("error: "), term.text
+            assert "reconnecting" not in term.text
+        finally:
+            term.close()
