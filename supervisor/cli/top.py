@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 from typing import Annotated, Any
 
+import httpx
 import typer
 from rich.live import Live
 from rich.text import Text
@@ -37,6 +38,8 @@ from supervisor.client import ApiError, FleetApi, Unreachable
 __all__ = ["Top", "snapshot"]
 
 RATE_WINDOW_S = 20.0
+_PASSING = (ApiError, Unreachable, httpx.HTTPError)
+"""What a snapshot may fail with while the supervisor restarts or is away."""
 _MESSAGE_S = 8.0
 
 
@@ -106,7 +109,9 @@ class Top:
         while True:
             try:
                 snap = await guarded(self.api, timeout=max(5.0, 3 * self.interval))
-            except (ApiError, Unreachable) as exc:
+            except (*_PASSING, ValueError, KeyError, TypeError) as exc:
+                # Not only the client's errors: something at the URL that is not (yet) the
+                # supervisor (an answer that is not its JSON) is also waited out, not a crash.
                 if fatal(exc):
                     raise
                 link.down_since = link.down_since or time.time()

@@ -104,6 +104,8 @@ def describe(exc: BaseException) -> str:
     """One line for the reconnecting banner."""
     if isinstance(exc, ApiError):
         return exc.one_line()
+    if isinstance(exc, (ValueError, KeyError, TypeError)):
+        return f"not a supervisor's answer ({type(exc).__name__}: {exc})"
     text = (str(exc) or type(exc).__name__).splitlines()[0]
     # The URL is on the line above; the reason is what is worth the width.
     found = re.match(r"supervisor unreachable at \S+: (.*)", text)
