@@ -132,6 +132,7 @@ class Top:
             return
         if self.view.message is not None and time.monotonic() - self._message_at > _MESSAGE_S:
             self.view.message = None
+            self.pending = None  # a question no longer on the screen is not answered by a key
         width, height = self.st.out.size
         frame = render(self.snap, self.view, width, height, self.rates.now(), RATE_WINDOW_S)
         self._live.update(frame, refresh=True)
@@ -254,7 +255,8 @@ class Top:
                 raise
             self.say(f"watch {job_id[:12]}: {describe(exc)}", "red")
         else:
-            self.say(f"watched {job_id[:12]} to its end (exit {int(code)})", "dim")
+            outcome = Exit(code).name.lower().replace("_", " ")
+            self.say(f"watched {job_id[:12]} to its end: {outcome} (exit {int(code)})", "dim")
         finally:
             signal.signal(signal.SIGINT, previous)
 

@@ -360,3 +360,21 @@ def test_top_exits_5_with_one_line_when_the_token_is_refused() -> None:
             assert "reconnecting" not in term.text
         finally:
             term.close()
+
+
+def test_top_watch_comes_back_to_top_when_the_job_ends(pty_fleet: PtyFleet) -> None:
+    job_id = pty_fleet.submit("sleep", {"seconds": 4, "steps": 8})
+    wait_until_sync(lambda: pty_fleet.running(job_id), timeout=30, message="running")
+    term = Term(["top", "--interval", "0.5"], pty_fleet.url)
+    try:
+        term.wait_for(job_id[:12])
+        _select(term, job_id)
+        term.send("\r")  # Enter watches, as w does
+        term.wait_for(f"watching {job_id}")
+        term.wait_for(f"watched {job_id[:12]} to its end: ok (exit 0)", timeout=30)
+        term.wait_for(_slots_line("sleep"))
+        assert pty_fleet.job(job_id)["status"] == "succeeded"
+        term.send("q")
+        assert term.exit_code() == 0
+    finally:
+        term.close()
