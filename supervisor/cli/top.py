@@ -62,11 +62,21 @@ class Top:
     # -- the loops --------------------------------------------------------------------------
 
     async def run(self) -> None:
-        while True:
-            watch = await self._screen()
-            if watch is None:
-                return
-            await self._watch(watch)
+        loop = asyncio.get_running_loop()
+        # Killed or hung up: leave as Ctrl-C does, through every cleanup (the terminal's
+        # modes, the normal screen, the cursor), not with a terminal left in cbreak mode.
+        ends = (signal.SIGTERM, signal.SIGHUP)
+        for sig in ends:
+            loop.add_signal_handler(sig, signal.raise_signal, signal.SIGINT)
+        try:
+            while True:
+                watch = await self._screen()
+                if watch is None:
+                    return
+                await self._watch(watch)
+        finally:
+            for sig in ends:
+                loop.remove_signal_handler(sig)
 
     async def _screen(self) -> str | None:
         """Top on the alternate screen until ``q`` (None) or ``w`` (the job to watch)."""

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import copy
 import re
+import signal
 import sys
+import termios
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,6 +22,7 @@ import pexpect
 import pyte
 import pytest
 import redis
+from pyte import modes as mo
 
 from shared.serving import free_port
 from tests.helpers import wait_until_sync
@@ -47,6 +50,10 @@ class StrictScreen(pyte.Screen):
         super().__init__(columns, lines)
         self.overflows: list[str] = []
         self._normal: object = None
+
+    @property
+    def on_normal(self) -> bool:
+        return self._normal is None
 
     def draw(self, data: str) -> None:
         for char in data:
@@ -120,9 +127,15 @@ class Term:
         self.child.expect(pexpect.EOF, timeout=timeout)
         if isinstance(self.child.before, bytes):  # what it printed last, read by expect
             self.stream.feed(self.child.before)
+        self.modes_after = termios.tcgetattr(self.child.child_fd)[3]  # the line's, as left
         self.child.close()
         status = self.child.exitstatus
         return int(status if status is not None else 128 + (self.child.signalstatus or 0))
+
+    def left_clean(self) -> bool:
+        """The terminal as it was: echo and line mode back, normal screen, cursor shown."""
+        line_mode = self.modes_after & termios.ECHO and self.modes_after & termios.ICANON
+        return bool(line_mode) and self.screen.on_normal and mo.DECTCEM in self.screen.mode
 
     def close(self) -> None:
         if self.child.isalive():
@@ -288,6 +301,7 @@ def test_top_at_80x24_acts_and_rides_out_a_restart(
         assert not term.screen.overflows, term.screen.overflows
         term.send("q")
         assert term.exit_code() == 0
+        assert term.left_clean()
     finally:
         term.close()
 
@@ -376,5 +390,21 @@ def test_top_watch_comes_back_to_top_when_the_job_ends(pty_fleet: PtyFleet) -> N
         assert pty_fleet.job(job_id)["status"] == "succeeded"
         term.send("q")
         assert term.exit_code() == 0
+    finally:
+        term.close()
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_top_leaves_the_terminal_as_it_found_it(pty_fleet: PtyFleet, how: str) -> None:
+    term = Term(["top", "--interval", "0.5"], pty_fleet.url)
+    try:
+        term.wait_for(_slots_line("sleep"))
+        assert not term.screen.on_normal  # it took the alternate screen
+        if how == "ctrl-c":
+            term.send("\x03")
+        else:
+            term.child.kill(signal.SIGTERM)
+        assert term.exit_code() == 0
+        assert term.left_clean(), (term.modes_after, term.screen.mode)
     finally:
         term.close()
