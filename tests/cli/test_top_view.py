@@ -145,3 +145,11 @@ def test_describe_keeps_the_reason() -> None:
     assert describe(ApiError(503, "STORE_UNAVAILABLE", "redis down", {})) == (
         "STORE_UNAVAILABLE: redis down"
     )
+
+
+def test_a_supervisor_without_slots_or_counts_still_renders() -> None:
+    """An older supervisor answers /v1/queues with depths only: top shows those, no rates."""
+    old = {k: v for k, v in SNAP.items() if k not in ("slots", "by_status", "failures")}
+    lines = _lines(render(old, View(), 80, 24, Rates().now()), 80)
+    assert any(line.split()[:2] == ["sleep", "0/0"] for line in lines), lines
+    assert lines[1].startswith("rates: measuring")
