@@ -278,6 +278,8 @@ def _rate(value: float) -> str:
 
 
 def _title(snap: dict[str, Any], width: int) -> Text:
+    if "at" not in snap:
+        return _line(Text.assemble(("fleet top", "bold"), f"  {snap.get('url', '')}"), width)
     workers = snap.get("workers") or []
     healthy = sum(1 for w in workers if w.get("healthy"))
     counts = snap.get("by_status") or {}
@@ -338,6 +340,10 @@ def render(
     bottom: list[Text] = []
     if view.interactive:
         bottom.append(_line(view.message or Text(KEY_HELP, style="dim"), width))
+    if "at" not in snap:  # nothing read yet: no empty tables that look like an idle fleet
+        if link is None:
+            top[1] = _line(Text(f"connecting to {snap.get('url', '')}…", style="dim"), width)
+        return Group(*top, *bottom)
     _share(sections, None if height is None else height - len(top) - len(bottom), view)
     lines = list(top)
     marker = 2 if view.interactive else 0

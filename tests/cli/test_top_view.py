@@ -40,6 +40,7 @@ def _job(i: int, status: str = "running", **kw: Any) -> dict[str, Any]:
 
 
 SNAP: dict[str, Any] = {
+    "at": time.time(),
     "url": "http://supervisor.example.internal:8700",
     "workers": [
         {
@@ -153,3 +154,12 @@ def test_a_supervisor_without_slots_or_counts_still_renders() -> None:
     lines = _lines(render(old, View(), 80, 24, Rates().now()), 80)
     assert any(line.split()[:2] == ["sleep", "0/0"] for line in lines), lines
     assert lines[1].startswith("rates: measuring")
+
+
+def test_before_the_first_answer_it_says_connecting_not_empty() -> None:
+    lines = _lines(render({"url": "http://fleet:8700"}, View(), 80, 24), 80)
+    assert lines[:2] == ["fleet top  http://fleet:8700", "connecting to http://fleet:8700…"]
+    assert len(lines) == 3  # and the keys
+    link = Link(down_since=time.time(), attempts=1, reason="unreachable: refused")
+    lines = _lines(render({"url": "http://fleet:8700"}, View(link=link), 80, 24), 80)
+    assert lines[1].startswith("reconnecting… since")
