@@ -38,11 +38,41 @@ router = APIRouter()
     dependencies=[needs(JOBS_READ)],
 )
 async def queues(svc: Svc) -> dict[str, Any]:
-    """Queued jobs per capability, and how many jobs this supervisor holds right now."""
+    """Queued jobs per capability, how many jobs this supervisor holds right now, each
+    capability's slots (queued, in flight, limit) and the retained jobs per status."""
+    depths = await svc.store.queue_depths()
     return {
-        "queues": await svc.store.queue_depths(),
+        "queues": depths,
         "held_by_this_supervisor": len(svc.dispatcher.held),
+        "slots": _slots(svc, depths),
+        "by_status": await svc.store.status_counts(),
     }
+
+
+def _slots(svc: Services, depths: dict[str, int]) -> dict[str, dict[str, int]]:
+    """Per public capability name: its queue, this supervisor's calls in flight (the
+    dispatcher's per-(worker, tool) slots) and the limit its healthy workers declare."""
+    registry = svc.registry
+    slots: dict[str, dict[str, int]] = {}
+
+    def row(name: str) -> dict[str, int]:
+        empty = {"queued": 0, "in_flight": 0, "limit": 0, "workers": 0, "healthy_workers": 0}
+        return slots.setdefault(name, empty)
+
+    for worker in registry.workers.values():
+        for tool, spec in worker.capabilities.items():
+            entry = row(registry.public_name(worker.service, tool))
+            entry["workers"] += 1
+            if worker.healthy:
+                entry["healthy_workers"] += 1
+                entry["limit"] += max(1, spec.max_concurrency)
+    for (url, tool), calls in svc.dispatcher.placement.inflight.items():
+        serving = registry.workers.get(url)
+        name = registry.public_name(serving.service, tool) if serving is not None else tool
+        row(name)["in_flight"] += calls
+    for name, depth in depths.items():
+        row(name)["queued"] += depth
+    return dict(sorted(slots.items()))
 
 
 @router.get(

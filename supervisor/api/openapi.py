@@ -45,6 +45,7 @@ __all__ = [
     "JobPage",
     "Queues",
     "Readiness",
+    "Slots",
     "WorkerList",
     "errors",
 ]
@@ -96,9 +97,30 @@ class Catalog(BaseModel):
     )
 
 
+class Slots(BaseModel):
+    queued: int = Field(description="Jobs waiting in the queue (the fleet's, all replicas).")
+    in_flight: int = Field(description="Calls this supervisor has running on its workers now.")
+    limit: int = Field(
+        description="Calls the healthy workers take at once: the sum of their declared "
+        "`max_concurrency` for it (0: no healthy worker)."
+    )
+    workers: int = Field(description="Workers serving it.")
+    healthy_workers: int
+
+
 class Queues(BaseModel):
     queues: dict[str, int] = Field(description="Queued jobs per capability.")
     held_by_this_supervisor: int
+    slots: dict[str, Slots] = Field(
+        default_factory=dict,
+        description="Per capability (every one served, and every one with queued jobs): "
+        "queued, in flight, and the concurrency limit of its healthy workers.",
+    )
+    by_status: dict[str, int] = Field(
+        default_factory=dict,
+        description="Retained jobs per status (the status indexes). Two reads give rates: "
+        "the difference is what reached that status in between, less records expired.",
+    )
 
 
 class Health(BaseModel):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from shared import Job, JobNotFound, JobStatus, WorkerRegistration, now
+from shared.keys import STATUS_ORDER
 from supervisor.store.codec import decode_job, text
 from supervisor.store.jobs import JobRecords
 
@@ -103,6 +104,18 @@ class JobIndex(JobRecords):
         # capability@tenant fields are the tenants' shares (SUBMIT), not capabilities
         depths = {text(k): max(0, int(text(v))) for k, v in (raw or {}).items()}
         return {name: n for name, n in depths.items() if "@" not in name}
+
+    async def status_counts(self) -> dict[str, int]:
+        """Retained jobs per status, from the status indexes (one round trip, O(1) each).
+
+        Read twice, they give rates: the difference is what changed status in between,
+        less the ids the janitor trimmed (expired records) meanwhile."""
+
+        def count(pipe: Any) -> object:
+            return [pipe.zcard(key) for key in self.keys.status_indexes()]
+
+        counts = await self._run_pipeline(count)
+        return {s: int(n or 0) for s, n in zip(STATUS_ORDER, counts, strict=True)}
 
     async def dead_letter(self, job_id: str) -> None:
         await self._call("zadd", self.keys.dead, {job_id: now()})
