@@ -26,6 +26,7 @@ from rich.text import Text
 
 from supervisor.cli.base import Exit, JsonOpt, app, print_json, state
 from supervisor.cli.batch import CANCEL_JOB, INVALID_JOB, DemoJob, batch, dataset, sample_text
+from supervisor.cli.hints import examples
 from supervisor.cli.procs import reap, start_fleet
 from supervisor.cli.render import STATUS_STYLE, duration, job_duration
 from supervisor.cli.watch import Watch
@@ -191,7 +192,7 @@ def summary_table(report: DemoReport) -> Table:
     return table
 
 
-@app.command()
+@app.command(epilog=examples("fleet demo", "fleet demo --quiet", "fleet demo --json | jq .ok"))
 def demo(
     ctx: typer.Context,
     quiet: Annotated[

@@ -19,12 +19,10 @@ import httpx
 import typer
 
 from supervisor.cli.base import Exit, JsonOpt, State, app, print_json, state
-from supervisor.cli.hints import examples
+from supervisor.cli.hints import auth_hint, examples
 from supervisor.cli.render import duration
 
 __all__ = ["Check", "diagnose"]
-
-_SET_TOKEN = "set FLEET_TOKEN (or --token) to a token the supervisor accepts"
 
 
 @dataclass
@@ -47,18 +45,12 @@ def _error(response: httpx.Response) -> tuple[str, str, dict[str, Any]]:
         return f"HTTP_{response.status_code}", response.text.strip()[:200], {}
 
 
-def _auth_problem(response: httpx.Response, scope: str) -> str | None:
+def _auth_problem(response: httpx.Response) -> str | None:
     """What to do when ``response`` refused the token; None when it did not."""
     if response.status_code not in (401, 403):
         return None
     code, message, details = _error(response)
-    if response.status_code == 401:
-        reason = details.get("reason") or message
-        return f"{code} ({reason}): {_SET_TOKEN}"
-    needed = details.get("required_scope") or scope
-    if code == "INSUFFICIENT_SCOPE":
-        return f"token lacks scope {needed}: set FLEET_TOKEN (or --token) to a token with it"
-    return f"{code}: {message}"
+    return auth_hint(response.status_code, code, message, details) or f"{code}: {message}"
 
 
 async def _supervisor(client: httpx.AsyncClient, url: str) -> list[Check]:
@@ -100,7 +92,7 @@ async def _token(client: httpx.AsyncClient, st: State) -> Check:
     """Reading (``GET /v1/workers``) and submitting: a body-less submit is refused for its
     scope before its body is looked at, and otherwise for the body: nothing is queued."""
     read = await client.get("/v1/workers")
-    problem = _auth_problem(read, "jobs:read")
+    problem = _auth_problem(read)
     if problem:
         return Check("token", False, problem, Exit.API_ERROR)
     if read.status_code != 200:
@@ -109,7 +101,7 @@ async def _token(client: httpx.AsyncClient, st: State) -> Check:
     write = await client.post(
         "/v1/jobs", content=b"{}", headers={"Content-Type": "application/json"}
     )
-    problem = _auth_problem(write, "jobs:write")
+    problem = _auth_problem(write)
     sent = "accepted" if st.settings.token else "none sent, none needed"
     if problem:
         return Check("token", False, f"reads work, submits do not: {problem}", Exit.API_ERROR)
