@@ -25,6 +25,7 @@ from supervisor.cli.base import (
 from supervisor.cli.hints import examples
 from supervisor.cli.render import (
     capabilities_table,
+    down_lines,
     fields_table,
     job_detail,
     jobs_table,
@@ -324,8 +325,17 @@ def _show(
 )
 def workers(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     """Workers the supervisor knows: health, load, breaker, capabilities."""
-    _show(ctx, json_out, "workers", lambda api: api.workers(),
-          "no workers (start one: fleet worker echo)", workers_table)  # fmt: skip
+    st = state(ctx)
+    found = run_api(st, lambda api: api.workers())
+    if st.wants_json(json_out):
+        print_json({"workers": found})
+    elif not found:
+        st.err.print("no workers (start one: fleet worker echo)", markup=False)
+    else:  # piped, the reasons are a column; on a terminal, lines that wrap under the table
+        print_table(st.out, workers_table(found, why_column=not st.out.is_terminal))
+        if st.out.is_terminal:
+            for line in down_lines(found):
+                st.out.print(line)
 
 
 @app.command(

@@ -188,7 +188,6 @@ async def start_fleet(
     }
     # The embedded supervisor logs only errors: the command's own output tells the story.
     configure_logging("console", "ERROR")
-    extra = {"key_prefix": key_prefix} if key_prefix else {}
     settings = SupervisorSettings(
         redis_url=redis_url,
         workers=",".join(c.url for c in children.values()),
@@ -196,8 +195,9 @@ async def start_fleet(
         backoff_initial_s=0.2,
         backoff_max_s=1.0,
         sse_keepalive_s=5,
-        **extra,
     )
+    if key_prefix:
+        settings = settings.model_copy(update={"key_prefix": key_prefix})
     url = await stack.enter_async_context(embedded_supervisor(settings, port))
     deadline = time.monotonic() + _START_DEADLINE_S
     await asyncio.gather(*(c.wait_healthy(deadline) for c in children.values()))

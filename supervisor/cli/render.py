@@ -16,6 +16,7 @@ __all__ = [
     "STATUS_STYLE",
     "ago",
     "capabilities_table",
+    "down_lines",
     "duration",
     "fields_table",
     "job_detail",
@@ -181,18 +182,20 @@ def job_detail(job: dict[str, Any]) -> Table:
     return grid
 
 
-def workers_table(workers: list[dict[str, Any]]) -> Table:
+def workers_table(workers: list[dict[str, Any]], *, why_column: bool = False) -> Table:
+    """``why_column``: the reason a worker is down, as a last column (for a pipe: every cell
+    whole); a terminal shows the reasons under the table instead (:func:`down_lines`)."""
     table = Table(title=None)
-    table.add_column("NAME", no_wrap=True)
-    table.add_column("URL", no_wrap=True)
-    table.add_column("HEALTH", no_wrap=True)
+    table.add_column("NAME", overflow="fold")
+    table.add_column("URL", overflow="fold")
+    table.add_column("HEALTH", no_wrap=True, min_width=7)
     table.add_column("LOAD", justify="right", no_wrap=True)
-    table.add_column("BREAKER", no_wrap=True)
+    table.add_column("BREAKER", no_wrap=True, min_width=6)
     table.add_column("CAPABILITIES")
     table.add_column("SEEN", no_wrap=True)
-    why = any(w.get("down_reason") for w in workers)
-    if why:  # only when something is down: the reason, and since when
-        table.add_column("WHY DOWN", max_width=60, overflow="fold")
+    why = why_column and any(w.get("down_reason") for w in workers)
+    if why:  # only when something is down
+        table.add_column("WHY DOWN")
     for w in workers:
         health = w.get("health") or ("healthy" if w.get("healthy") else "down")
         style = "green" if w.get("healthy") else "red"
@@ -212,12 +215,21 @@ def workers_table(workers: list[dict[str, Any]]) -> Table:
     return table
 
 
+def down_lines(workers: list[dict[str, Any]]) -> list[Text]:
+    """One line per worker that is down: its name, for how long, and why."""
+    return [
+        Text(f"✗ {w.get('name', '?')} {_why_down(w)}", style="red")
+        for w in workers
+        if w.get("down_reason")
+    ]
+
+
 def _why_down(worker: dict[str, Any]) -> str:
     reason = worker.get("down_reason")
     if not reason:
         return ""
     since = worker.get("down_since")
-    return f"{reason} (down for {duration(time.time() - since)})" if since else str(reason)
+    return f"down for {duration(time.time() - since)}: {reason}" if since else f"down: {reason}"
 
 
 def capabilities_table(caps: dict[str, dict[str, Any]]) -> Table:

@@ -174,7 +174,8 @@ def _sample(schema: dict[str, Any], root: dict[str, Any], depth: int = 0) -> Any
     if kind == "null":
         return None
     if kind == "array":
-        items = schema.get("items") if isinstance(schema.get("items"), dict) else {}
+        items = schema.get("items")
+        items = items if isinstance(items, dict) else {}
         count = max(1, int(schema.get("minItems", 1)))
         return [] if depth > 3 else [_sample(items, root, depth + 1) for _ in range(count)]
     if kind == "object":

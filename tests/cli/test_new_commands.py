@@ -4,12 +4,18 @@ and the errors that used to mislead (no scheme, tokens, a worker that is down)."
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import pty
 import queue
+import re
 import shlex
 import signal
+import struct
 import subprocess
 import sys
+import termios
 import threading
 import time
 from collections.abc import Iterator
@@ -350,8 +356,49 @@ def test_workers_table_says_why_a_worker_is_down(secured: Secured) -> None:
     assert rows[0][-1] == "WHY DOWN"
     down = next(r for r in rows if r[1] == secured.dead_url)
     up = next(r for r in rows if r[1] == secured.echo.url)
-    assert down[2] == "down" and down[-1].startswith("unreachable: cannot connect to")
-    assert " (down for " in down[-1] and up[-1] == ""
+    assert down[2] == "down" and down[-1].startswith("down for ")
+    assert ": unreachable: cannot connect to 127.0.0.1:" in down[-1] and up[-1] == ""
+
+
+def _on_a_terminal(*args: str) -> str:
+    """``fleet ARGS`` with its output on a real pseudo-terminal of 80 columns."""
+    main, child = pty.openpty()
+    fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    env = {**process_env(), "TERM": "xterm", "COLUMNS": "80", "LINES": "24"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "supervisor", *args],
+        cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=child, stderr=child,
+    )  # fmt: skip
+    os.close(child)
+    chunks = []
+    try:
+        while True:
+            try:
+                chunk = os.read(main, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(main)
+        assert proc.wait(60) == 0
+    return b"".join(chunks).decode()
+
+
+@pytest.mark.e2e
+def test_workers_on_a_terminal_show_a_table_then_why_each_is_down(secured: Secured) -> None:
+    text = _on_a_terminal("--url", secured.supervisor.url, "--token", READER, "workers")
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", text)
+    assert "┃" in plain and "WHY DOWN" not in plain
+    *table, last = plain.strip().splitlines()
+    assert all(len(line) <= 80 for line in table), table  # the table fits; the reason wraps
+    port = secured.dead_url.split(":")[2].split("/")[0]
+    assert re.fullmatch(
+        rf"✗ \?@127\.0\.0\.1:{port} down for [0-9.]+s: unreachable: cannot connect to "
+        rf"127\.0\.0\.1:{port} \(nothing listening there\?\)",
+        last,
+    ), last
 
 
 # -- fleet dev ------------------------------------------------------------------------------
