@@ -34,7 +34,7 @@ from supervisor.cli.render import (
 )
 from supervisor.cli.schema_input import example, fields, submit_commands, typed_input
 from supervisor.cli.watch import Watch
-from supervisor.client import FleetApi
+from supervisor.client import ApiError, FleetApi
 
 __all__ = ["parse_input", "parse_labels"]
 
@@ -90,9 +90,15 @@ def _print_outcome(st: State, job: dict[str, Any]) -> None:
 
 
 async def _typed(api: FleetApi, capability: str, pairs: list[str]) -> dict[str, Any]:
-    """``key=value`` arguments typed by the capability's schema, fetched from the catalog; for
-    a name the catalog lacks, the supervisor's own answer (UNKNOWN_CAPABILITY …) is best."""
-    spec = _find(await api.capabilities(), capability)
+    """``key=value`` arguments typed by the capability's schema, fetched from the catalog.
+    Without it (a name the catalog lacks, a token that cannot read it) each value is JSON if
+    it reads as JSON, else a string, and the supervisor's own answer is the check."""
+    try:
+        spec = _find(await api.capabilities(), capability)
+    except ApiError as exc:  # a token that may submit but not read the catalog
+        if exc.status != 403:
+            raise
+        spec = None
     if spec is None:
         return typed_input({}, pairs, capability)
     return typed_input(spec.get("input_schema") or {}, pairs, capability)

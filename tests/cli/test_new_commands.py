@@ -269,7 +269,7 @@ class Secured:
     dead_url: str
 
 
-ADMIN, READER = "adm1n-t0ken", "r3ader-t0ken"
+ADMIN, READER, WRITER = "adm1n-t0ken", "r3ader-t0ken", "wr1ter-t0ken"
 
 
 @pytest.fixture(scope="module")
@@ -278,7 +278,7 @@ def secured() -> Iterator[Secured]:
     never answers (nothing listens at its port)."""
     dead = f"http://127.0.0.1:{free_port()}/mcp"
     with worker("echo") as echo:
-        tokens = f"admin={ADMIN},reader={READER}:jobs:read"
+        tokens = f"admin={ADMIN},reader={READER}:jobs:read,writer={WRITER}:jobs:write"
         with supervisor(
             FLEET_WORKERS=f"{echo.url},{dead}",
             FLEET_API_TOKENS=tokens,
@@ -346,6 +346,18 @@ def test_auth_errors_speak_of_fleet_token(secured: Secured) -> None:
         "error: INSUFFICIENT_SCOPE: token lacks scope jobs:write: set FLEET_TOKEN (or --token) "
         "to a token with jobs:write"
     ]
+
+
+@pytest.mark.e2e
+def test_typed_submit_with_a_token_that_cannot_read_the_catalog(secured: Secured) -> None:
+    result = run("submit", "sleep", "seconds=0.1", "steps=1", url=secured.supervisor.url,
+                 token=WRITER)  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    job = httpx.get(
+        f"{secured.supervisor.url}/v1/jobs/{result.stdout.strip()}",
+        headers={"Authorization": f"Bearer {ADMIN}"},
+    ).json()
+    assert job["input"] == {"seconds": 0.1, "steps": 1}
 
 
 @pytest.mark.e2e
