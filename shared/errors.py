@@ -21,6 +21,7 @@
     ├── AdmissionRefused            429 QUEUE_FULL (carries retry_after)
     │   └── RateLimited             429 RATE_LIMITED (a tenant's limit; names it)
     ├── StoreUnavailable            503 STORE_UNAVAILABLE
+    ├── NoHealthyWorker             503 NO_HEALTHY_WORKER (names the workers down and why)
     ├── KeysUnavailable             503 JWKS_UNAVAILABLE (the JWT issuer's keys)
     └── WorkerCallError             502 (never sent as an HTTP error: ends up in job.error)
         ├── WorkerBusy              BUSY          never delivered; retryable
@@ -61,6 +62,7 @@ __all__ = [
     "JobFinished",
     "JobNotFound",
     "KeysUnavailable",
+    "NoHealthyWorker",
     "NotFound",
     "OriginNotAllowed",
     "PayloadTooLarge",
@@ -237,6 +239,15 @@ class RateLimited(AdmissionRefused):
 
 class StoreUnavailable(FleetError):
     code = "STORE_UNAVAILABLE"
+    status = 503
+
+
+class NoHealthyWorker(FleetError):
+    """No healthy worker can say whether it serves the capability right now: the workers that
+    might are down and were never heard from (``details.workers``: each one's name, url and
+    why it is down). Unlike ``UNKNOWN_CAPABILITY``, retrying once they are up can succeed."""
+
+    code = "NO_HEALTHY_WORKER"
     status = 503
 
 

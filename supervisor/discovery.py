@@ -24,6 +24,7 @@ import time
 from typing import Any
 
 import httpx
+from pydantic import ValidationError
 
 from shared import (
     CAPABILITIES_TOOL,
@@ -47,6 +48,7 @@ TASKS_REQUIRED = (
     "requires MCP tasks (execution.taskSupport: required), which the fleet does not drive"
 )
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.:/-]+")
+_CONNECT_FAILED = re.compile(r"Cannot connect to host (\S+) ssl:\S+ \[Connect call failed [^\]]*\]")
 
 
 def parse_worker_entry(entry: str) -> tuple[str | None, str]:
@@ -151,15 +153,15 @@ class Discovery:
         try:
             await self._probe_capabilities(worker)
             worker.health = await self._probe_health(worker)
-            worker.healthy = worker.health == "healthy"
+            worker.set_healthy(worker.health == "healthy", now())
             worker.last_seen = now()
             worker.error = None
             worker.failures = 0
         except Exception as exc:  # one bad worker reply never stops discovery
             worker.failures += 1
-            worker.error = exc.message if isinstance(exc, WorkerCallError) else repr(exc)
+            worker.error = probe_error(exc, worker.url)
             if not was or worker.failures >= self.down_after:
-                worker.healthy = False
+                worker.set_healthy(False, now())
                 worker.health = "down"
             else:
                 log.info("registry.probe_failed", worker=worker.name, failures=worker.failures)
@@ -224,6 +226,20 @@ class Discovery:
             started = time.monotonic()
             await self.refresh()
             await asyncio.sleep(max(0.0, self.probe_interval_s - (time.monotonic() - started)))
+
+
+def probe_error(exc: Exception, url: str) -> str:
+    """A failed probe as one line for ``fleet workers``: the worker's error as the caller
+    classified it (without the URL, which is shown beside it), or what was wrong with its
+    answer."""
+    if isinstance(exc, WorkerCallError):
+        message = exc.message.removeprefix(f"worker {url} ")
+        return _CONNECT_FAILED.sub(r"cannot connect to \1 (nothing listening there?)", message)
+    if isinstance(exc, ValidationError):
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        return f"bad capabilities report: {where}: {first['msg']}"[:300]
+    return f"{type(exc).__name__}: {exc}"[:300] if str(exc) else type(exc).__name__
 
 
 def _spec(tool: dict[str, Any], concurrency: int) -> CapabilitySpec:

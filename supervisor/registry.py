@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from shared import CapabilitySpec, Load, UnknownCapability, get_logger
+from shared import CapabilitySpec, Load, UnknownCapability, get_logger, now
 from supervisor.dispatch.breaker import Breaker
 
 __all__ = ["Registry", "Target", "WorkerState", "instance_name", "schema_digest"]
@@ -71,6 +71,8 @@ class WorkerState:
     error: str | None = None
     failures: int = 0
     downs: int = 0  # times it went from healthy to down: a flap counter
+    down_since: float | None = None
+    """When it was last seen going down (or first failed, if never up); None while healthy."""
     probes: int = 0
     fixed_service: str | None = None
 
@@ -84,6 +86,22 @@ class WorkerState:
             and tool in self.capabilities
             and (digest is None or self.digests.get(tool) == digest)
         )
+
+    def set_healthy(self, healthy: bool, at: float) -> None:
+        """Health and, when it is down, since when: ``fleet workers`` shows both."""
+        self.healthy = healthy
+        self.down_since = None if healthy else (self.down_since or at)
+
+    @property
+    def down_reason(self) -> str | None:
+        """Why it is not healthy, for people: the probe's or the call's error."""
+        if self.healthy:
+            return None
+        if self.error:
+            return self.error
+        if self.health == "degraded":
+            return "its /health does not answer 200"
+        return "not probed yet" if not self.probes else self.health
 
     def view(self, in_flight: int) -> dict[str, Any]:
         return {
@@ -106,6 +124,8 @@ class WorkerState:
             "consecutive_failures": self.failures,
             "downs": self.downs,
             "probes": self.probes,
+            "down_reason": self.down_reason,
+            "down_since": self.down_since,
         }
 
 
@@ -186,6 +206,11 @@ class Registry:
         spec = best.capabilities[tool]
         return Target(self.public_name(service, tool), service, tool, spec, best.digests[tool])
 
+    def unheard(self) -> list[WorkerState]:
+        """Workers that are down and were never heard from: any of them might serve a name
+        the catalog does not know."""
+        return [w for w in self.workers.values() if not w.healthy and not w.capabilities]
+
     def spec(self, capability: str) -> CapabilitySpec | None:
         try:
             return self.resolve(capability).spec
@@ -222,7 +247,7 @@ class Registry:
     def mark_down(self, url: str, reason: str) -> None:
         worker = self.workers.get(url)
         if worker is not None and worker.healthy:
-            worker.healthy = False
+            worker.set_healthy(False, now())
             worker.downs += 1
             worker.health = "down"
             worker.error = reason

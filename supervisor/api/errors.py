@@ -50,6 +50,7 @@ from shared.errors import (
     InsufficientScope,
     InvalidToken,
     KeysUnavailable,
+    NoHealthyWorker,
     NotFound,
     OriginNotAllowed,
     RateLimited,
@@ -201,6 +202,11 @@ RULES: dict[type[FleetError], Rule] = {
         (_RETRY_AFTER,),
     ),
     StoreUnavailable: Rule("The store is unreachable."),
+    NoHealthyWorker: Rule(
+        "The capability is not in the catalog, but a worker that might serve it is down and "
+        "was never heard from; the message and `details.workers` say which and why. "
+        "(A capability a worker served before it went down is accepted and waits for it.)"
+    ),
     KeysUnavailable: Rule("The JWT issuer's key set (FLEET_JWKS_URL) could not be fetched."),
     FleetError: Rule("An unexpected failure; the supervisor logs it."),
 }

@@ -26,7 +26,7 @@ from shared import (
     UnknownCapability,
     ValidationFailed,
 )
-from shared.errors import AmbiguousJobId, RateLimited
+from shared.errors import AmbiguousJobId, NoHealthyWorker, RateLimited
 from supervisor.api.auth import JOBS_READ, JOBS_WRITE, audited, principal_of
 from supervisor.api.deps import JobId, Svc, job_response, visible
 from supervisor.api.limits import (
@@ -66,6 +66,7 @@ router = APIRouter()
             AdmissionRefused,
             RateLimited,
             StoreUnavailable,
+            NoHealthyWorker,
         ),
     },
     openapi_extra={

@@ -82,7 +82,9 @@ class DeadLetters(BaseModel):
 
 class WorkerList(BaseModel):
     workers: list[dict[str, Any]] = Field(
-        description="Per worker: name, url, version, health, capabilities, in_flight, breaker…"
+        description="Per worker: name, url, version, health, capabilities, in_flight, breaker, "
+        "and when it is not healthy, down_reason (the probe's or the call's error) and "
+        "down_since (epoch seconds)…"
     )
     refused: list[dict[str, Any]] = Field(
         default_factory=list,
@@ -125,6 +127,7 @@ class Queues(BaseModel):
 
 class Health(BaseModel):
     status: Literal["ok"]
+    version: str = Field(description="The supervisor's version (the mcp-fleet package's).")
 
 
 class Readiness(BaseModel):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import importlib.metadata
+
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
@@ -14,9 +17,17 @@ __all__ = ["router"]
 router = APIRouter()
 
 
+@functools.cache
+def _version() -> str:
+    try:
+        return importlib.metadata.version("mcp-fleet")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree, not installed
+        return "unknown"
+
+
 @router.get("/healthz", response_model=Health)
 async def healthz() -> dict[str, str]:
-    return {"status": "ok"}
+    return {"status": "ok", "version": _version()}
 
 
 @router.get(

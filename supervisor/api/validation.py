@@ -23,6 +23,7 @@ from shared import (
     ValidationFailed,
     get_logger,
 )
+from shared.errors import NoHealthyWorker
 from supervisor.api.limits import parse_json_body
 from supervisor.registry import Target
 from supervisor.services import Services
@@ -92,6 +93,21 @@ async def check_capability(svc: Services, body: JobSubmit) -> Target:
                 "the store is unreachable, so self-registered workers cannot be listed: "
                 f"{registry.registrations_error}",
                 details={"capability": body.capability},
+            ) from None
+        unheard = registry.unheard()
+        if unheard:  # a worker that never answered may well serve it: not "unknown"
+            raise NoHealthyWorker(
+                f"no healthy worker offers capability {body.capability!r} right now: "
+                + "; ".join(f"worker {w.url} is down ({w.down_reason})" for w in unheard[:3])
+                + ("; …" if len(unheard) > 3 else "")
+                + "; it may serve it once it is up: start it, or check FLEET_WORKERS",
+                details={
+                    "field": "capability",
+                    "workers": [
+                        {"name": w.name, "url": w.url, "down_reason": w.down_reason}
+                        for w in unheard
+                    ],
+                },
             ) from None
         raise
     spec = target.spec

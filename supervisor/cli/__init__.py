@@ -5,9 +5,9 @@ cancel, workers, capabilities, dead-letters, redrive), top, services (supervisor
 and demo.
 """
 
-from supervisor.cli import demo, jobs, services, top
+from supervisor.cli import demo, dev, doctor, jobs, services, top
 from supervisor.cli.base import app
 
 __all__ = ["app"]
 
-del demo, jobs, services, top  # imported for their commands
+del demo, dev, doctor, jobs, services, top  # imported for their commands

@@ -91,7 +91,7 @@ class State:
 app = typer.Typer(
     name="fleet",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion SHELL
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     help="mcp-fleet: submit jobs to MCP workers, watch their progress, run the services.\n\n"
@@ -99,6 +99,14 @@ app = typer.Typer(
 )
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+
+
+def _version(wanted: bool) -> None:
+    if wanted:
+        from importlib.metadata import version
+
+        typer.echo(f"fleet (mcp-fleet) {version('mcp-fleet')}")
+        raise typer.Exit(0)
 
 
 @app.callback()
@@ -113,6 +121,10 @@ def main(
         typer.Option(help="API token, sent as 'Authorization: Bearer' [env FLEET_TOKEN]."),
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="JSON output for scripts.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", is_eager=True, callback=_version, help="Print it and exit."),
+    ] = False,
 ) -> None:
     """Global options go before the command: fleet --url URL jobs."""
     overrides: dict[str, Any] = {"url": url, "token": token}
@@ -176,7 +188,9 @@ def run_api(st: State, work: Callable[[FleetApi], Awaitable[T]]) -> T:
     try:
         return asyncio.run(go())
     except ApiError as exc:
-        die(exc.one_line(), api_error_exit(exc), st.err)
+        from supervisor.cli.hints import error_line
+
+        die(error_line(exc), api_error_exit(exc), st.err)
     except Unreachable as exc:
         die(str(exc), Exit.UNREACHABLE, st.err)
     except CliError as exc:

@@ -26,15 +26,13 @@ from rich.text import Text
 
 from supervisor.cli.base import Exit, JsonOpt, app, print_json, state
 from supervisor.cli.batch import CANCEL_JOB, INVALID_JOB, DemoJob, batch, dataset, sample_text
-from supervisor.cli.procs import ChildProcess, embedded_supervisor, reap, worker_process
+from supervisor.cli.hints import examples
+from supervisor.cli.procs import reap, start_fleet
 from supervisor.cli.render import STATUS_STYLE, duration, job_duration
 from supervisor.cli.watch import Watch
 from supervisor.client import ApiError, FleetApi
 
 __all__ = ["DemoReport", "run_demo"]
-
-DEMO_WORKERS = ("echo", "data", "text")
-_START_DEADLINE_S = 30.0
 
 
 @dataclass
@@ -90,43 +88,6 @@ def _say(console: Console, quiet: bool, *parts: Any) -> None:
         console.print(*parts, highlight=False)
 
 
-async def _start(
-    log_dir: Path, spawned: set[int], stack: contextlib.AsyncExitStack
-) -> tuple[str, dict[str, ChildProcess]]:
-    from shared import SupervisorSettings, configure_logging
-
-    children = {
-        name: await stack.enter_async_context(worker_process(name, log_dir, spawned))
-        for name in DEMO_WORKERS
-    }
-    # The embedded supervisor logs only errors: the demo's own output tells the story.
-    configure_logging("console", "ERROR")
-    settings = SupervisorSettings(
-        redis_url="memory://",
-        key_prefix=f"demo-{uuid.uuid4().hex[:8]}",
-        workers=",".join(c.url for c in children.values()),
-        probe_interval_s=0.5,
-        backoff_initial_s=0.2,
-        backoff_max_s=1.0,
-        sse_keepalive_s=5,
-    )
-    url = await stack.enter_async_context(embedded_supervisor(settings))
-    deadline = time.monotonic() + _START_DEADLINE_S
-    await asyncio.gather(*(c.wait_healthy(deadline) for c in children.values()))
-    return url, children
-
-
-async def _registered(api: FleetApi, expected: int) -> None:
-    deadline = time.monotonic() + _START_DEADLINE_S
-    while True:
-        workers = await api.workers()
-        if sum(1 for w in workers if w.get("healthy")) >= expected:
-            return
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"the supervisor sees {len(workers)} workers, not {expected}")
-        await asyncio.sleep(0.1)
-
-
 async def _cancel_when_running(api: FleetApi, outcome: Outcome) -> None:
     """Cancel the long job once it runs and has reported some progress."""
     assert outcome.id is not None
@@ -157,9 +118,10 @@ async def run_demo(console: Console, *, quiet: bool, spawned: set[int]) -> DemoR
         async with contextlib.AsyncExitStack() as stack:
             _say(console, quiet, Text("Starting workers echo, data, text and a supervisor…",
                                       style="bold"))  # fmt: skip
-            url, children = await _start(Path(tmp), spawned, stack)
+            url, children = await start_fleet(
+                Path(tmp), spawned, stack, key_prefix=f"demo-{uuid.uuid4().hex[:8]}"
+            )
             api = await stack.enter_async_context(FleetApi(url))
-            await _registered(api, len(children))
             report.supervisor = url
             report.workers = {name: c.url for name, c in children.items()}
             _say(console, quiet, f"supervisor {url} (memory store); workers "
@@ -230,7 +192,7 @@ def summary_table(report: DemoReport) -> Table:
     return table
 
 
-@app.command()
+@app.command(epilog=examples("fleet demo", "fleet demo --quiet", "fleet demo --json | jq .ok"))
 def demo(
     ctx: typer.Context,
     quiet: Annotated[

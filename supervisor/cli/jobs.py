@@ -16,19 +16,25 @@ from supervisor.cli.base import (
     JsonOpt,
     State,
     app,
+    die,
     exit_for_status,
     print_json,
     run_api,
     state,
 )
+from supervisor.cli.hints import examples
 from supervisor.cli.render import (
     capabilities_table,
+    down_lines,
+    fields_table,
     job_detail,
     jobs_table,
+    print_table,
     workers_table,
 )
+from supervisor.cli.schema_input import example, fields, submit_commands, typed_input
 from supervisor.cli.watch import Watch
-from supervisor.client import FleetApi
+from supervisor.client import ApiError, FleetApi
 
 __all__ = ["parse_input", "parse_labels"]
 
@@ -83,6 +89,29 @@ def _print_outcome(st: State, job: dict[str, Any]) -> None:
     st.err.print(f"job {job['id']} {status}: {reason}", markup=False, highlight=False)
 
 
+async def _typed(api: FleetApi, capability: str, pairs: list[str]) -> dict[str, Any]:
+    """``key=value`` arguments typed by the capability's schema, fetched from the catalog.
+    Without it (a name the catalog lacks, a token that cannot read it) each value is JSON if
+    it reads as JSON, else a string, and the supervisor's own answer is the check."""
+    try:
+        spec = _find(await api.capabilities(), capability)
+    except ApiError as exc:  # a token that may submit but not read the catalog
+        if exc.status != 403:
+            raise
+        spec = None
+    if spec is None:
+        return typed_input({}, pairs, capability)
+    return typed_input(spec.get("input_schema") or {}, pairs, capability)
+
+
+def _find(catalog: dict[str, dict[str, Any]], name: str) -> dict[str, Any] | None:
+    """A capability by its public or its qualified (``service.tool``) name."""
+    found = catalog.get(name)
+    if found is None:
+        found = next((c for c in catalog.values() if c.get("qualified_name") == name), None)
+    return found
+
+
 def _detached(st: State, job_id: str) -> None:
     st.err.print(
         f"detached from job {job_id}; it keeps running "
@@ -93,13 +122,29 @@ def _detached(st: State, job_id: str) -> None:
     raise typer.Exit(int(Exit.INTERRUPTED))
 
 
-@app.command()
+@app.command(
+    epilog=examples(
+        "fleet submit sleep seconds=3 --watch     # typed by the schema: 3 is a number",
+        "fleet submit echo 'value=[1, 2]'         # JSON for arrays and objects",
+        "fleet submit sleep --input '{\"seconds\": 3}'",
+        "fleet submit echo --input @input.json       # or @- to read stdin",
+        "id=$(fleet submit noop) && fleet status $id --wait 10",
+    )
+)
 def submit(
     ctx: typer.Context,
     capability: Annotated[str, typer.Argument(help="Capability (tool) to run, e.g. sleep.")],
+    fields: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="KEY=VALUE",
+            help="Input fields, typed by the capability's schema (fleet capabilities NAME).",
+            show_default=False,
+        ),
+    ] = None,
     input: Annotated[
-        str, typer.Option("--input", "-i", help="JSON object, @file or @- for stdin.")
-    ] = "{}",
+        str | None, typer.Option("--input", "-i", help="JSON object, @file or @- for stdin.")
+    ] = None,
     watch: Annotated[bool, typer.Option("--watch", "-w", help="Follow it to the end.")] = False,
     idempotency_key: Annotated[str | None, typer.Option(help="Submit at most once.")] = None,
     timeout: Annotated[float | None, typer.Option(help="Per-attempt timeout, seconds.")] = None,
@@ -112,7 +157,9 @@ def submit(
     st = state(ctx)
     as_json = st.wants_json(json_out)
     try:
-        body: dict[str, Any] = {"capability": capability, "input": parse_input(input)}
+        if fields and input is not None:
+            raise CliError("give the input as KEY=VALUE arguments or as --input, not both")
+        body: dict[str, Any] = {"capability": capability, "input": parse_input(input or "{}")}
         labels = parse_labels(label or [])
     except CliError as exc:
         st.err.print(f"error: {exc.message}", markup=False, highlight=False)
@@ -128,6 +175,8 @@ def submit(
     submitted: dict[str, str] = {}
 
     async def go(api: FleetApi) -> Exit:
+        if fields:
+            body["input"] = await _typed(api, capability, fields)
         job = await api.submit(body)
         submitted["id"] = job["id"]
         if not watch:
@@ -146,7 +195,13 @@ def submit(
     raise typer.Exit(int(code))
 
 
-@app.command("watch")
+@app.command(
+    "watch",
+    epilog=examples(
+        "fleet watch 504145ff60e7b1c2a8d4e6f0a1b2c3d4",
+        "fleet watch $id --json | jq .type    # one event per line",
+    ),
+)
 def watch_cmd(
     ctx: typer.Context,
     job_id: Annotated[str, typer.Argument(help="The job to follow.")],
@@ -166,7 +221,14 @@ def watch_cmd(
     raise typer.Exit(int(code))
 
 
-@app.command()
+@app.command(
+    epilog=examples(
+        "fleet jobs",
+        "fleet jobs --status failed --capability sleep",
+        "fleet jobs | cut -f1,3             # piped: tab-separated",
+        "fleet --json jobs --limit 500",
+    )
+)
 def jobs(
     ctx: typer.Context,
     status: Annotated[
@@ -188,12 +250,17 @@ def jobs(
     if not page["jobs"]:
         st.err.print("no jobs", markup=False)
         return
-    st.out.print(jobs_table(page["jobs"]))
+    print_table(st.out, jobs_table(page["jobs"]))
     if page.get("next_cursor"):
         st.err.print(f"more: fleet jobs --cursor {page['next_cursor']}", markup=False)
 
 
-@app.command()
+@app.command(
+    epilog=examples(
+        "fleet status $id",
+        "fleet status $id --wait 30    # exit 0 succeeded, 1 failed, 6 still running",
+    )
+)
 def status(
     ctx: typer.Context,
     job_id: Annotated[str, typer.Argument(help="The job.")],
@@ -215,7 +282,11 @@ def status(
         raise typer.Exit(int(exit_for_status(job.get("status"))))
 
 
-@app.command()
+@app.command(
+    epilog=examples(
+        "fleet cancel $id",
+    )
+)
 def cancel(
     ctx: typer.Context,
     job_id: Annotated[str, typer.Argument(help="The job to cancel.")],
@@ -248,24 +319,89 @@ def _show(
     elif not items:
         st.err.print(empty, markup=False)
     else:
-        st.out.print(render(items))
+        print_table(st.out, render(items))
 
 
-@app.command()
+@app.command(
+    epilog=examples(
+        "fleet workers                    # health, load, and why a worker is down",
+        "fleet workers | awk -F'\\t' '$3 != \"healthy\"'",
+        "fleet --json workers",
+    )
+)
 def workers(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     """Workers the supervisor knows: health, load, breaker, capabilities."""
-    _show(ctx, json_out, "workers", lambda api: api.workers(),
-          "no workers (start one: fleet worker echo)", workers_table)  # fmt: skip
+    st = state(ctx)
+    found = run_api(st, lambda api: api.workers())
+    if st.wants_json(json_out):
+        print_json({"workers": found})
+    elif not found:
+        st.err.print("no workers (start one: fleet worker echo)", markup=False)
+    else:  # piped, the reasons are a column; on a terminal, lines that wrap under the table
+        print_table(st.out, workers_table(found, why_column=not st.out.is_terminal))
+        if st.out.is_terminal:
+            for line in down_lines(found):
+                st.out.print(line)
 
 
-@app.command()
-def capabilities(ctx: typer.Context, json_out: JsonOpt = False) -> None:
-    """The merged capability catalog and which workers serve each."""
-    _show(ctx, json_out, "capabilities", lambda api: api.capabilities(),
-          "no capabilities (no healthy workers yet)", capabilities_table)  # fmt: skip
+@app.command(
+    epilog=examples(
+        "fleet capabilities                 # the catalog: every capability, its workers",
+        "fleet capabilities sleep           # its input fields, an example, how to submit it",
+        "fleet capabilities sleep --json    # the spec, with the input schema and the example",
+    )
+)
+def capabilities(
+    ctx: typer.Context,
+    name: Annotated[
+        str | None, typer.Argument(help="One capability: its input schema and an example.")
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """The merged capability catalog and which workers serve each; with NAME, its input."""
+    if name is None:
+        _show(ctx, json_out, "capabilities", lambda api: api.capabilities(),
+              "no capabilities (no healthy workers yet)", capabilities_table)  # fmt: skip
+        return
+    st = state(ctx)
+    catalog = run_api(st, lambda api: api.capabilities())
+    spec = _find(catalog, name)
+    if spec is None:
+        known = ", ".join(catalog) or "none (no healthy workers yet)"
+        die(f"no capability {name!r} in the catalog (known: {known})", Exit.API_ERROR, st.err)
+    schema = spec.get("input_schema") or {}
+    sample = example(schema)
+    if st.wants_json(json_out):
+        print_json({"name": name, **spec, "example": sample})
+        return
+    workers_ = spec.get("workers") or []
+    healthy = sum(1 for w in workers_ if w.get("healthy"))
+    about = [
+        f"{name} ({spec.get('qualified_name', name)}), served by "
+        f"{', '.join(w.get('name', '?') for w in workers_) or 'no worker'} "
+        f"({healthy}/{len(workers_)} healthy); idempotent: "
+        f"{'yes' if spec.get('idempotent') else 'no'}",
+        (spec.get("description") or "").strip(),
+        "",
+        "input fields:" if schema.get("properties") else "input: no fields",
+    ]
+    st.out.print("\n".join(about), markup=False, highlight=False)
+    if schema.get("properties"):
+        print_table(st.out, fields_table(fields(schema)))
+    st.out.print("\nexample input:", markup=False)
+    st.out.print(json.dumps(sample, indent=2), markup=False, highlight=False)
+    st.out.print("\nsubmit it:", markup=False)
+    for line in submit_commands(name, sample):
+        st.out.print(f"  {line}", markup=False, highlight=False)
 
 
-@app.command("dead-letters")
+@app.command(
+    "dead-letters",
+    epilog=examples(
+        "fleet dead-letters",
+        "fleet dead-letters --json | jq -r '.jobs[].id'",
+    ),
+)
 def dead_letters(
     ctx: typer.Context,
     limit: Annotated[int, typer.Option(min=1, max=500)] = 100,
@@ -276,7 +412,12 @@ def dead_letters(
           lambda found: jobs_table(found, title="dead letters"))  # fmt: skip
 
 
-@app.command()
+@app.command(
+    epilog=examples(
+        "fleet redrive $id",
+        "fleet redrive $id && fleet watch $id",
+    )
+)
 def redrive(
     ctx: typer.Context,
     job_id: Annotated[str, typer.Argument(help="A dead-lettered job.")],

@@ -1,5 +1,6 @@
-"""Child processes and an embedded supervisor for ``fleet demo``, each an async context manager
-that leaves nothing behind: terminate, wait, kill on timeout — also when cancelled (Ctrl-C).
+"""Child processes and an embedded supervisor for ``fleet demo`` and ``fleet dev``, each an
+async context manager that leaves nothing behind: terminate, wait, kill on timeout — also when
+cancelled (Ctrl-C). :func:`start_fleet` starts the whole local fleet both run.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -20,15 +22,19 @@ import httpx
 from shared.serving import free_port
 
 __all__ = [
+    "EXAMPLE_WORKERS",
     "ChildProcess",
     "child_env",
     "embedded_supervisor",
     "free_port",
     "reap",
+    "start_fleet",
     "worker_process",
 ]
 
+EXAMPLE_WORKERS = ("echo", "data", "text")
 _STOP_TIMEOUT_S = 5.0
+_START_DEADLINE_S = 30.0
 
 
 def child_env() -> dict[str, str]:
@@ -137,18 +143,76 @@ def reap(spawned: set[int]) -> None:
 
 
 @contextlib.asynccontextmanager
-async def embedded_supervisor(settings: Any) -> AsyncIterator[str]:
-    """The supervisor app under uvicorn in this event loop, on a free port; yields its URL."""
+async def embedded_supervisor(settings: Any, port: int = 0) -> AsyncIterator[str]:
+    """The supervisor app under uvicorn in this event loop, on ``port`` of the loopback (0: a
+    free one); yields its URL."""
     from shared.connections import ConnectionLimits
-    from shared.serving import loopback_socket, serving
+    from shared.serving import serving
     from supervisor.app import create_app
 
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(("127.0.0.1", port))
+    except OSError:
+        sock.close()
+        raise
     async with serving(
         create_app(settings),
-        sockets=[loopback_socket()],
+        sockets=[sock],
         limits=ConnectionLimits.of(settings),
         log_config=None,
         log_level="error",
         timeout_graceful_shutdown=2,
     ) as running:
         yield running.url
+
+
+async def start_fleet(
+    log_dir: Path,
+    spawned: set[int],
+    stack: contextlib.AsyncExitStack,
+    *,
+    redis_url: str = "memory://",
+    key_prefix: str | None = None,
+    port: int = 0,
+) -> tuple[str, dict[str, ChildProcess]]:
+    """The example workers as child processes and an embedded supervisor that knows them, all
+    healthy and registered; each stopped when ``stack`` closes. Returns the supervisor's URL
+    and the workers by name."""
+    from shared import SupervisorSettings, configure_logging
+
+    children = {
+        name: await stack.enter_async_context(worker_process(name, log_dir, spawned))
+        for name in EXAMPLE_WORKERS
+    }
+    # The embedded supervisor logs only errors: the command's own output tells the story.
+    configure_logging("console", "ERROR")
+    settings = SupervisorSettings(
+        redis_url=redis_url,
+        workers=",".join(c.url for c in children.values()),
+        probe_interval_s=0.5,
+        backoff_initial_s=0.2,
+        backoff_max_s=1.0,
+        sse_keepalive_s=5,
+    )
+    if key_prefix:
+        settings = settings.model_copy(update={"key_prefix": key_prefix})
+    url = await stack.enter_async_context(embedded_supervisor(settings, port))
+    deadline = time.monotonic() + _START_DEADLINE_S
+    await asyncio.gather(*(c.wait_healthy(deadline) for c in children.values()))
+    await _registered(url, len(children), deadline)
+    return url, children
+
+
+async def _registered(url: str, expected: int, deadline: float) -> None:
+    """Until the supervisor sees ``expected`` healthy workers (its probes run every 0.5 s)."""
+    async with httpx.AsyncClient(base_url=url, timeout=5.0) as client:
+        while True:
+            with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):
+                workers = (await client.get("/v1/workers")).json()["workers"]
+                if sum(1 for w in workers if w.get("healthy")) >= expected:
+                    return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the supervisor at {url} does not see {expected} workers")
+            await asyncio.sleep(0.1)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from typing import Any
 
-from rich.console import Group, RenderableType
+from rich.console import Console, Group, RenderableType
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
@@ -15,10 +16,13 @@ __all__ = [
     "STATUS_STYLE",
     "ago",
     "capabilities_table",
+    "down_lines",
     "duration",
+    "fields_table",
     "job_detail",
     "jobs_table",
     "percent",
+    "print_table",
     "progress_cell",
     "short_json",
     "status_text",
@@ -85,6 +89,32 @@ def short_json(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def print_table(console: Console, table: Table) -> None:
+    """A table for a person on a terminal; piped, plain tab-separated text for ``cut``,
+    ``awk`` and spreadsheets: one header line, one line per row, every cell whole."""
+    if console.is_terminal:
+        console.print(table)
+        return
+    columns = table.columns
+    lines = ["\t".join(_plain(c.header) for c in columns)]
+    for row in zip(*(c.cells for c in columns), strict=True):
+        lines.append("\t".join(_plain(cell) for cell in row))
+    console.file.write("\n".join(lines) + "\n")
+    console.file.flush()
+
+
+def _plain(cell: RenderableType) -> str:
+    if isinstance(cell, Text):
+        text = cell.plain
+    elif isinstance(cell, str):
+        text = cell
+    else:  # a renderable (a progress bar …): what it shows, on one line
+        scratch = Console(width=200, color_system=None, file=io.StringIO())
+        scratch.print(cell)
+        text = scratch.file.getvalue()  # type: ignore[attr-defined]
+    return " ".join(part for part in text.replace("\t", " ").split("\n") if part.strip())
+
+
 def jobs_table(jobs: list[dict[str, Any]], title: str | None = None) -> Table:
     table = Table(title=title, expand=False)
     table.add_column("ID", no_wrap=True, min_width=32)
@@ -95,7 +125,7 @@ def jobs_table(jobs: list[dict[str, Any]], title: str | None = None) -> Table:
     table.add_column("WORKER")
     table.add_column("AGE", no_wrap=True)
     table.add_column("TOOK", no_wrap=True)
-    table.add_column("ERROR")
+    table.add_column("ERROR", max_width=60, overflow="ellipsis", no_wrap=True)
     for job in jobs:
         pct = percent(job.get("progress"))
         shown = "100%" if job["status"] == "succeeded" else f"{pct:.0f}%" if pct is not None else ""
@@ -109,7 +139,7 @@ def jobs_table(jobs: list[dict[str, Any]], title: str | None = None) -> Table:
             job.get("worker") or "-",
             ago(job.get("created_at")),
             duration(job_duration(job)),
-            f"{err['code']}: {err['message']}"[:60] if err else "",
+            f"{err['code']}: {err['message']}" if err else "",
         )
     return table
 
@@ -152,15 +182,20 @@ def job_detail(job: dict[str, Any]) -> Table:
     return grid
 
 
-def workers_table(workers: list[dict[str, Any]]) -> Table:
+def workers_table(workers: list[dict[str, Any]], *, why_column: bool = False) -> Table:
+    """``why_column``: the reason a worker is down, as a last column (for a pipe: every cell
+    whole); a terminal shows the reasons under the table instead (:func:`down_lines`)."""
     table = Table(title=None)
-    table.add_column("NAME", no_wrap=True)
-    table.add_column("URL", no_wrap=True)
-    table.add_column("HEALTH", no_wrap=True)
+    table.add_column("NAME", overflow="fold")
+    table.add_column("URL", overflow="fold")
+    table.add_column("HEALTH", no_wrap=True, min_width=7)
     table.add_column("LOAD", justify="right", no_wrap=True)
-    table.add_column("BREAKER", no_wrap=True)
+    table.add_column("BREAKER", no_wrap=True, min_width=6)
     table.add_column("CAPABILITIES")
     table.add_column("SEEN", no_wrap=True)
+    why = why_column and any(w.get("down_reason") for w in workers)
+    if why:  # only when something is down
+        table.add_column("WHY DOWN")
     for w in workers:
         health = w.get("health") or ("healthy" if w.get("healthy") else "down")
         style = "green" if w.get("healthy") else "red"
@@ -175,8 +210,26 @@ def workers_table(workers: list[dict[str, Any]]) -> Table:
             Text(breaker, style="green" if breaker == "closed" else "yellow"),
             ", ".join(w.get("capabilities", [])),
             ago(w.get("last_seen")),
+            *([_why_down(w)] if why else []),
         )
     return table
+
+
+def down_lines(workers: list[dict[str, Any]]) -> list[Text]:
+    """One line per worker that is down: its name, for how long, and why."""
+    return [
+        Text(f"✗ {w.get('name', '?')} {_why_down(w)}", style="red")
+        for w in workers
+        if w.get("down_reason")
+    ]
+
+
+def _why_down(worker: dict[str, Any]) -> str:
+    reason = worker.get("down_reason")
+    if not reason:
+        return ""
+    since = worker.get("down_since")
+    return f"down for {duration(time.time() - since)}: {reason}" if since else f"down: {reason}"
 
 
 def capabilities_table(caps: dict[str, dict[str, Any]]) -> Table:
@@ -185,7 +238,7 @@ def capabilities_table(caps: dict[str, dict[str, Any]]) -> Table:
     table.add_column("WORKERS")
     table.add_column("IDEMPOTENT", no_wrap=True)
     table.add_column("EST.", justify="right", no_wrap=True)
-    table.add_column("DESCRIPTION")
+    table.add_column("DESCRIPTION", max_width=90, overflow="ellipsis", no_wrap=True)
     for name, spec in caps.items():
         workers = spec.get("workers") or []
         healthy = sum(1 for w in workers if w.get("healthy"))
@@ -197,6 +250,27 @@ def capabilities_table(caps: dict[str, dict[str, Any]]) -> Table:
             f"{names} ({healthy}/{len(workers)} healthy)",
             "yes" if spec.get("idempotent") else "no",
             f"{est} ms" if est is not None else "-",
-            description[:90],
+            description,
+        )
+    return table
+
+
+def fields_table(fields: list[Any]) -> Table:
+    """A capability's input fields (:func:`supervisor.cli.schema_input.fields`)."""
+    table = Table()
+    table.add_column("FIELD", no_wrap=True)
+    table.add_column("TYPE")
+    table.add_column("REQUIRED", no_wrap=True)
+    table.add_column("DEFAULT")
+    table.add_column("RULES")
+    table.add_column("DESCRIPTION")
+    for f in fields:
+        table.add_row(
+            f.name,
+            f.type,
+            "yes" if f.required else "no",
+            json.dumps(f.default) if f.has_default else "-",
+            f.rules or "-",
+            f.description,
         )
     return table

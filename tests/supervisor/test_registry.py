@@ -4,6 +4,7 @@ is the real one."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -179,3 +180,33 @@ def test_a_registry_handed_its_workers_answers_for_them() -> None:
     worker.capabilities = {}  # being re-probed: the name is known, no worker serves it yet
     with pytest.raises(UnknownCapability, match="right now"):
         reg.resolve("x")
+
+
+async def test_a_down_worker_says_why_and_since_when(store: Store) -> None:
+    caller = ScriptedCaller()
+    up, never, garbled = "http://a:1/mcp", "http://b:1/mcp", "http://c:1/mcp"
+    caller.tools[up] = [tool("x")]
+    caller.down.add(never)
+    caller.garbage.add(garbled)
+    found = discovery(caller, store, [up, never, garbled])
+    reg = found.registry
+    before = time.time()
+    await found.refresh()
+    views = {url: w.view(0) for url, w in reg.workers.items()}
+    assert views[up]["down_reason"] is None and views[up]["down_since"] is None
+    assert views[never]["down_reason"] == "http://b:1/mcp down"
+    assert views[garbled]["down_reason"] == "ValueError: a malformed reply"
+    since = views[never]["down_since"]
+    assert isinstance(since, float) and before <= since <= time.time()
+    assert [w.url for w in reg.unheard()] == [never, garbled]  # never heard: might serve any name
+    await found.refresh()
+    assert reg.workers[never].down_since == since  # since it went down, not since the last probe
+    caller.down.add(up)
+    await found.refresh()
+    await found.refresh()  # down after two failed probes
+    assert reg.workers[up].down_reason == "http://a:1/mcp down"
+    assert reg.workers[up] not in reg.unheard()  # heard from: its capabilities are known
+    caller.down.discard(never)
+    caller.tools[never] = [tool("y")]
+    await found.refresh()
+    assert reg.workers[never].down_reason is None and reg.workers[never].down_since is None
