@@ -39,13 +39,23 @@ router = APIRouter()
 )
 async def queues(svc: Svc) -> dict[str, Any]:
     """Queued jobs per capability, how many jobs this supervisor holds right now, each
-    capability's slots (queued, in flight, limit) and the retained jobs per status."""
+    capability's slots (queued, in flight, limit, running), the retained jobs per status and
+    each capability's backlog (queued + running, fleet-wide: what KEDA scales workers on)."""
     depths = await svc.store.queue_depths()
+    running = await svc.store.running_by_capability()
+    slots = _slots(svc, depths)
+    for name, n in running.items():
+        if name in slots:
+            slots[name]["running"] = n
     return {
         "queues": depths,
         "held_by_this_supervisor": len(svc.dispatcher.held),
-        "slots": _slots(svc, depths),
+        "slots": slots,
         "by_status": await svc.store.status_counts(),
+        "backlog": {
+            name: depths.get(name, 0) + running.get(name, 0)
+            for name in sorted({*depths, *running, *slots})
+        },
     }
 
 
@@ -57,6 +67,7 @@ def _slots(svc: Services, depths: dict[str, int]) -> dict[str, dict[str, int]]:
 
     def row(name: str) -> dict[str, int]:
         empty = {"queued": 0, "in_flight": 0, "limit": 0, "workers": 0, "healthy_workers": 0}
+        empty["running"] = 0
         return slots.setdefault(name, empty)
 
     for worker in registry.workers.values():

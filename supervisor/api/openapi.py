@@ -102,6 +102,7 @@ class Catalog(BaseModel):
 class Slots(BaseModel):
     queued: int = Field(description="Jobs waiting in the queue (the fleet's, all replicas).")
     in_flight: int = Field(description="Calls this supervisor has running on its workers now.")
+    running: int = Field(default=0, description="Jobs running now (the fleet's, all replicas).")
     limit: int = Field(
         description="Calls the healthy workers take at once: the sum of their declared "
         "`max_concurrency` for it (0: no healthy worker)."
@@ -122,6 +123,11 @@ class Queues(BaseModel):
         default_factory=dict,
         description="Retained jobs per status (the status indexes). Two reads give rates: "
         "the difference is what reached that status in between, less records expired.",
+    )
+    backlog: dict[str, int] = Field(
+        default_factory=dict,
+        description="Per capability, fleet-wide: jobs queued plus jobs running — the work "
+        "its workers must absorb; what deploy/k8s's KEDA triggers scale each worker on.",
     )
 
 

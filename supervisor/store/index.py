@@ -117,6 +117,22 @@ class JobIndex(JobRecords):
         counts = await self._run_pipeline(count)
         return {s: int(n or 0) for s, n in zip(STATUS_ORDER, counts, strict=True)}
 
+    async def running_by_capability(self) -> dict[str, int]:
+        """Jobs running now per capability, fleet-wide: the running index and one field of
+        each of its records, in one round trip (O(jobs running), not O(jobs retained))."""
+        ids = [text(i) for i in await self._call("zrange", self.keys.by_status("running"), 0, -1)]
+        if not ids:
+            return {}
+
+        def capabilities(pipe: Any) -> object:
+            return [pipe.hget(self.keys.job(j), "capability") for j in ids]
+
+        counts: dict[str, int] = {}
+        for cap in await self._run_pipeline(capabilities):
+            if cap is not None:
+                counts[text(cap)] = counts.get(text(cap), 0) + 1
+        return counts
+
     async def dead_letter(self, job_id: str) -> None:
         await self._call("zadd", self.keys.dead, {job_id: now()})
 

@@ -2,15 +2,17 @@
 
 KEDA's CRDs are not among the Kubernetes schemas ``kubernetes-validate`` bundles: this schema
 (JSON Schema 2020-12) stands in. It closes every object it names (an unknown field is a typo)
-and requires the first trigger to be a ``redis-streams`` one with a stream, a consumer group
-and an address; KEDA's trigger metadata is ``map[string]string``, so a bare number fails.
+and requires every trigger to be a ``metrics-api`` one with a URL, a value location and a
+target (its metadata closed to KEDA's keys for it); KEDA's trigger metadata is
+``map[string]string``, so a bare number fails. ``TRIGGER_AUTHENTICATION_SCHEMA``: the
+``TriggerAuthentication`` those triggers name, secrets by reference only.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["SCALED_OBJECT_SCHEMA"]
+__all__ = ["SCALED_OBJECT_SCHEMA", "TRIGGER_AUTHENTICATION_SCHEMA"]
 
 _STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
 _COUNT = {"type": "string", "pattern": "^[1-9][0-9]*$"}
@@ -77,29 +79,64 @@ SCALED_OBJECT_SCHEMA: dict[str, Any] = {
                             },
                         },
                     },
-                    "prefixItems": [
+                    # every trigger is a metrics-api one on a JSON answer of the supervisor
+                    "allOf": [
                         {
-                            "properties": {
-                                "type": {"const": "redis-streams"},
-                                "metadata": {
-                                    "required": ["stream", "consumerGroup"],
-                                    "anyOf": [
-                                        {"required": ["address"]},
-                                        {"required": ["addressFromEnv"]},
-                                    ],
-                                    "properties": {
-                                        "address": {"pattern": r"^[a-z0-9.-]+:[0-9]+$"},
-                                        "pendingEntriesCount": _COUNT,
-                                        "lagCount": _COUNT,
-                                        "activationLagCount": {"pattern": "^[0-9]+$"},
-                                        "databaseIndex": {"pattern": "^[0-9]+$"},
-                                        "enableTLS": {"enum": ["true", "false"]},
+                            "items": {
+                                "properties": {
+                                    "type": {"const": "metrics-api"},
+                                    "metadata": {
+                                        "required": ["url", "valueLocation", "targetValue"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "url": {"pattern": r"^https?://[a-z0-9.-]+:[0-9]+/"},
+                                            "valueLocation": {"pattern": r"^[A-Za-z0-9_.\\-]+$"},
+                                            "targetValue": _COUNT,
+                                            "activationTargetValue": {"pattern": "^[0-9]+$"},
+                                            "format": {"enum": ["json"]},
+                                            "authMode": {
+                                                "enum": ["bearer", "apiKey", "basic", "tls"]
+                                            },
+                                            "unsafeSsl": {"enum": ["true", "false"]},
+                                        },
                                     },
                                 },
                             }
                         }
                     ],
                 },
+            },
+        },
+    },
+}
+
+TRIGGER_AUTHENTICATION_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "additionalProperties": False,
+    "properties": {
+        "apiVersion": {"const": "keda.sh/v1alpha1"},
+        "kind": {"const": "TriggerAuthentication"},
+        "metadata": SCALED_OBJECT_SCHEMA["properties"]["metadata"],
+        "spec": {
+            "type": "object",
+            "required": ["secretTargetRef"],
+            "additionalProperties": False,
+            "properties": {
+                "secretTargetRef": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "required": ["parameter", "name", "key"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "parameter": {"type": "string"},
+                            "name": {"type": "string"},
+                            "key": {"type": "string"},
+                        },
+                    },
+                }
             },
         },
     },

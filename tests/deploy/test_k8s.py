@@ -11,17 +11,20 @@ dispatcher uses, the network policies admit exactly who needs each port.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import importlib
 import os
 import re
 from collections import Counter
 from collections.abc import Callable
+from contextlib import AsyncExitStack
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import jsonschema
 import pytest
 import yaml
@@ -29,11 +32,11 @@ from starlette.routing import Match
 from starlette.types import ASGIApp
 
 from shared.hosts import allowed_hosts
-from shared.keys import DISPATCH_GROUP, Keys
+from shared.protocol import CAPABILITIES_TOOL
 from shared.settings import SupervisorSettings, WorkerSettings
 from supervisor import server as supervisor_server
 from supervisor.app import create_app
-from tests.deploy.keda import SCALED_OBJECT_SCHEMA
+from tests.deploy.keda import SCALED_OBJECT_SCHEMA, TRIGGER_AUTHENTICATION_SCHEMA
 from tests.deploy.kube import (
     Fleet,
     Manifest,
@@ -45,6 +48,8 @@ from tests.deploy.kube import (
     name,
     pod_spec,
 )
+from tests.helpers import wait_until
+from tests.supervisor.conftest import start_fleet
 from workers.kit import MCP_PATH
 from workers.kit import parse_settings as parse_worker_settings
 from workers.kit.server import check_worker_bind
@@ -136,8 +141,12 @@ def _kubernetes_validate() -> ModuleType:
 
 def schema_errors(obj: Manifest, kubernetes_validate: ModuleType) -> list[str]:
     """Why the object does not match its schema, for each version checked; empty when it does."""
-    if obj["kind"] == "ScaledObject":
-        validator = jsonschema.Draft202012Validator(SCALED_OBJECT_SCHEMA)
+    keda = {
+        "ScaledObject": SCALED_OBJECT_SCHEMA,
+        "TriggerAuthentication": TRIGGER_AUTHENTICATION_SCHEMA,
+    }
+    if obj["kind"] in keda:
+        validator = jsonschema.Draft202012Validator(keda[obj["kind"]])
         return [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(obj)]
     errors = []
     for version in (OLDEST_KUBERNETES, kubernetes_validate.latest_version()):
@@ -175,10 +184,13 @@ def test_manifests_match_the_kubernetes_schemas(fleet: Fleet) -> None:
     [
         ("Deployment", lambda o: o["spec"]["template"]["spec"].update(securityContxt={})),
         ("Service", lambda o: o["spec"]["ports"][0].update(port="8700")),
-        ("ScaledObject", lambda o: o["spec"]["triggers"][0]["metadata"].update(lagCount=8)),
-        ("ScaledObject", lambda o: o["spec"]["triggers"][0].update(type="redis")),
-        ("ScaledObject", lambda o: o["spec"]["triggers"][0]["metadata"].pop("consumerGroup")),
+        ("ScaledObject", lambda o: o["spec"]["triggers"][0]["metadata"].update(targetValue=8)),
+        ("ScaledObject", lambda o: o["spec"]["triggers"][-1].update(type="redis-streams")),
+        ("ScaledObject", lambda o: o["spec"]["triggers"][1]["metadata"].pop("valueLocation")),
+        ("ScaledObject", lambda o: o["spec"]["triggers"][0]["metadata"].update(valuLocation="x")),
         ("ScaledObject", lambda o: o["spec"].update(maxReplicas=3)),
+        ("TriggerAuthentication", lambda o: o["spec"]["secretTargetRef"][0].pop("key")),
+        ("TriggerAuthentication", lambda o: o["spec"].update(secretTargetRefs=[])),
     ],
 )
 def test_the_schemas_refuse_a_spoiled_manifest(
@@ -321,31 +333,69 @@ def test_the_fleet_reaches_redis_through_its_service(
         assert url.port == service["spec"]["ports"][0]["port"], name(workload)
 
 
-def test_keda_scales_workers_on_the_dispatch_queue(
-    fleet: Fleet, monkeypatch: pytest.MonkeyPatch
+def worker_capabilities(module: str) -> list[str]:
+    """The capabilities an example worker serves, from its own tool list."""
+    worker = importlib.import_module(module).build()
+    tools = asyncio.run(worker.server.list_tools())
+    return sorted(t.name for t in tools if t.name != CAPABILITIES_TOOL)
+
+
+def test_keda_scales_each_worker_on_its_own_capabilities_backlog(
+    fleet: Fleet, supervisor_app: ASGIApp
 ) -> None:
     scaled = fleet.of("ScaledObject")
     if fleet.overlay == "hpa":
-        assert not scaled
+        assert not scaled and not fleet.of("TriggerAuthentication")
         return
     assert scaled, f"{fleet.overlay} has no ScaledObject"
-    (supervisor,) = [c for _, c, m in fleet.fleet_containers() if m == "supervisor.server"]
-    prefix = settings_of(
-        supervisor, "supervisor.server", namespace=fleet.namespace, monkeypatch=monkeypatch
-    ).key_prefix
-    service = redis_service(fleet)
-    address = f"{name(service)}.{fleet.namespace}.svc:{service['spec']['ports'][0]['port']}"
+    service = fleet.named("Service", "fleet-supervisor")
+    base = f"http://{name(service)}.{fleet.namespace}.svc:{service['spec']['ports'][0]['port']}"
+    (auth,) = fleet.of("TriggerAuthentication")
+    assert [r["parameter"] for r in auth["spec"]["secretTargetRef"]] == ["token"]
+    modules = {name(w): m for w, _, m in fleet.fleet_containers() if m in EXAMPLE_WORKERS}
     for obj in scaled:
-        (trigger,) = obj["spec"]["triggers"]
-        metadata = trigger["metadata"]
-        assert metadata["stream"] == Keys(prefix).queue, name(obj)
-        assert metadata["consumerGroup"] == DISPATCH_GROUP, name(obj)
-        # read from the KEDA operator's namespace: the Service's name needs the fleet's
-        assert metadata["address"] == address, name(obj)
-        # the lag stays 0 while supervisors hold the backlog (see scaledobjects.yaml)
-        assert "pendingEntriesCount" in metadata and "lagCount" not in metadata, name(obj)
+        module = modules[obj["spec"]["scaleTargetRef"]["name"]]
+        triggers = obj["spec"]["triggers"]
+        located = [t["metadata"]["valueLocation"] for t in triggers]
+        # one trigger per capability the worker serves: its own backlog, nothing else's
+        assert located == [f"backlog.{c}" for c in worker_capabilities(module)], name(obj)
+        for trigger in triggers:
+            url = urlsplit(trigger["metadata"]["url"])
+            # read from the KEDA operator's namespace: the Service's name needs the fleet's
+            assert f"{url.scheme}://{url.netloc}" == base, name(obj)
+            assert serves(supervisor_app, url.path), url.path
+            assert trigger["metadata"]["authMode"] == "bearer", name(obj)
+            assert trigger["authenticationRef"]["name"] == name(auth), name(obj)
+            assert trigger["metricType"] == "AverageValue", name(obj)
         # a capability with no worker is refused (UNKNOWN_CAPABILITY): zero never wakes
         assert obj["spec"]["minReplicaCount"] >= 1, name(obj)
+
+
+async def test_the_backlog_the_triggers_read_is_the_supervisors_answer() -> None:
+    """What KEDA reads: `valueLocation` on GET /v1/queues of a real supervisor with a
+    jobs:read token (the scope the README's KEDA token gets) is each capability's backlog."""
+    async with AsyncExitStack() as stack:
+        fleet = await start_fleet(
+            stack, workers=1, api_tokens="ops=o-tok:admin,keda=k-tok:jobs:read"
+        )
+        held = [await fleet.submit("hold") for _ in range(3)]
+        keda = await stack.enter_async_context(
+            httpx.AsyncClient(base_url=fleet.url, headers={"Authorization": "Bearer k-tok"})
+        )
+
+        async def backlog() -> dict[str, Any] | None:
+            body: dict[str, Any] = (await keda.get("/v1/queues")).json()
+            return body if body["backlog"].get("hold") == 3 else None
+
+        body = await wait_until(backlog, timeout=20, message="3 hold jobs in the backlog")
+        value: Any = body
+        for part in ["backlog", "hold"]:  # KEDA's GJSON path, dotted
+            value = value[part]
+        assert value == 3 and body["backlog"]["noop"] == 0
+        for seen in fleet.seen.values():
+            seen.release.set()
+        for job in held:
+            assert (await fleet.wait(job["id"]))["status"] == "succeeded"
 
 
 def test_each_worker_has_exactly_one_autoscaler(fleet: Fleet) -> None:
@@ -394,9 +444,8 @@ def test_network_policies_admit_only_who_needs_each_port(
         assert set(allowed) == {port}, name(workload)  # isolated, and nothing else is open
         if name(workload) in supervisors:
             assert allowed[port] == {"*"}  # the API's port: it authenticates callers itself
-        elif workload is redis:
-            outside = {"other-namespaces"} if fleet.of("ScaledObject") else set()
-            assert allowed[port] == redis_users | outside  # KEDA's operator reads the queue
+        elif workload is redis:  # fleet pods only: KEDA reads the API, not Redis
+            assert allowed[port] == redis_users
         else:
             assert allowed[port] == supervisors, name(workload)
 
@@ -456,4 +505,11 @@ def test_the_secrets_used_are_the_ones_the_readme_creates(fleet: Fleet) -> None:
         for var in container.get("env", [])
         if (ref := var.get("valueFrom", {}).get("secretKeyRef"))
     }
-    assert used and used == created
+    used |= {  # KEDA's (overlays/dev): the token of its triggers
+        (ref["name"], ref["key"])
+        for auth in fleet.of("TriggerAuthentication")
+        for ref in auth["spec"]["secretTargetRef"]
+    }
+    assert used and used <= created
+    # every Secret the README creates is used (the hpa overlay has no KEDA to read fleet-keda)
+    assert created - used <= ({("fleet-keda", "token")} if fleet.overlay == "hpa" else set())

@@ -21,7 +21,9 @@ async def test_queues_answer_slots_and_counts_by_status(
         before = (await fleet.api.get("/v1/queues")).json()
         assert before["slots"]["hold"] == {
             "queued": 0, "in_flight": 0, "limit": 16, "workers": 2, "healthy_workers": 2,
+            "running": 0,
         }  # fmt: skip
+        assert before["backlog"]["hold"] == 0
         assert before["by_status"] == dict.fromkeys(
             ("queued", "running", "succeeded", "failed", "cancelled"), 0
         )
@@ -44,6 +46,9 @@ async def test_queues_answer_slots_and_counts_by_status(
             "queued": 3, "running": 16, "succeeded": 1, "failed": 1, "cancelled": 0,
         }  # fmt: skip
         assert body["slots"]["noop"]["in_flight"] == 0
+        # fleet-wide: the 16 running (any replica's) and the 3 waiting, what KEDA scales on
+        assert body["slots"]["hold"]["running"] == 16
+        assert body["backlog"]["hold"] == 19 and body["backlog"]["noop"] == 0
 
         await _release(fleet)
         for job in held:
@@ -51,6 +56,7 @@ async def test_queues_answer_slots_and_counts_by_status(
         after = (await fleet.api.get("/v1/queues")).json()
         assert after["slots"]["hold"]["in_flight"] == 0 and after["slots"]["hold"]["queued"] == 0
         assert after["by_status"]["succeeded"] == 20
+        assert after["backlog"]["hold"] == 0
 
 
 async def _release(fleet: Fleet) -> None:
