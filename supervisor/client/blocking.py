@@ -23,6 +23,14 @@ __all__ = ["FleetClient"]
 T = TypeVar("T")
 
 
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
 class FleetClient:
     """The supervisor's API for plain (blocking) programs; the same calls as
     :class:`~supervisor.client.AsyncFleetClient`, and ``watch`` is a plain iterator.
@@ -70,11 +78,18 @@ class FleetClient:
 
     def close(self) -> None:
         try:
-            self._run(self.aio.aclose())
+            if not _loop_running():  # else every call was refused: no connection to close
+                self._run(self.aio.aclose())
         finally:
             self._runner.close()
 
     def _run(self, call: Coroutine[Any, Any, T]) -> T:
+        if _loop_running():
+            call.close()
+            raise RuntimeError(
+                "FleetClient blocks, so it cannot run inside an event loop: "
+                "use AsyncFleetClient there"
+            )
         return self._runner.run(call)
 
     def _iterate(self, source: AsyncIterator[T]) -> Iterator[T]:

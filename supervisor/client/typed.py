@@ -178,7 +178,7 @@ class AsyncFleetClient:
         on_reconnect: Callable[[int, str], None] | None = None,
     ) -> AsyncIterator[Event]:
         """Every event of the job after ``after``, in order and each once, ending with
-        ``done`` (whose ``data["job"]`` is the ended job). A dropped stream (a restarted
+        ``done`` (whose ``data`` is the ended job). A dropped stream (a restarted
         supervisor, a proxy's timeout) is resumed with ``Last-Event-ID`` by itself, for up to
         ``reconnect_deadline_s``; ``on_reconnect(last_seq, reason)`` hears of each retry."""
         async for event in self.raw.events(job_id, after=after, on_reconnect=on_reconnect):
