@@ -1,13 +1,15 @@
 """Start-up times beside their targets: the CLI, the client import, and each service's time from
 start to listening. ``./run bench startup`` (``--quick``: fewer runs; ``--runs N``).
 
-Each row is the median of N runs of a fresh process (and the fastest, to tell a busy machine
-from a slow program):
+Each row is the median of N runs of a fresh process, then the fastest run and, for a command,
+its median CPU time (user + system): on a busy machine those two tell the program's own cost
+from the wait for a core. The verdict is on the median:
 
     fleet --help                    < 150 ms
     fleet --version                 < 150 ms   (when the CLI has it)
     fleet status ID                 < 300 ms   against a supervisor this bench starts
     python -c 'import supervisor.client'       (no target: what a program pays)
+    floor: python + the CLI's libraries        (no target: typer, pydantic, rich, httpx alone)
     supervisor listening, memory:// < 2 s      start the process, poll its port
     supervisor listening, redis://  < 2 s      (the Redis at FLEET_TEST_REDIS_URL)
     worker NAME listening           < 2 s      each example worker
@@ -23,6 +25,7 @@ import contextlib
 import datetime
 import json
 import os
+import resource
 import socket
 import statistics
 import subprocess
@@ -30,7 +33,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import httpx
@@ -38,6 +41,8 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 WORKERS = ("echo", "data", "text")
 REDIS_URL = os.environ.get("FLEET_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+FLOOR = "import typer, typer._adapters, pydantic.main, rich.console, httpx"
+"""What every CLI command imports before any code of ours: no command can start faster."""
 LISTEN_DEADLINE_S = 60.0
 """A service that does not listen within this is a failed run (its row says so)."""
 
@@ -48,6 +53,9 @@ class Row:
     target_s: float | None
     runs: list[float]
     note: str = ""
+    cpu: list[float] = field(default_factory=list)
+    """CPU seconds (user + system) of each run of a command: what the program itself cost,
+    which a busy machine inflates less than the wall time."""
 
     @property
     def median(self) -> float | None:
@@ -87,17 +95,21 @@ def fleet_argv() -> list[str]:
 def time_command(argv: list[str], runs: int, ok: Callable[[int], bool] = lambda rc: rc == 0) -> Row:
     row = Row(" ".join(argv), None, [])
     for _ in range(runs):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         done = subprocess.run(
             argv, env=_env(), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
         took = time.perf_counter() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
         if not ok(done.returncode):
             row.note = (
                 f"exit {done.returncode}: {done.stderr.decode(errors='replace').strip()[-200:]}"
             )
+            row.runs, row.cpu = [], []
             return row
         row.runs.append(took)
+        row.cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
     return row
 
 
@@ -228,6 +240,9 @@ def measure(runs: int, service_runs: int) -> list[Row]:
     client = time_command([sys.executable, "-c", "import supervisor.client"], runs)
     client.what = "import supervisor.client"
     rows.append(client)
+    floor = time_command([sys.executable, "-c", FLOOR], runs)
+    floor.what = "floor: python + the CLI's libraries"
+    rows.append(floor)
     rows.append(time_listening("supervisor listening, memory://", supervisor_argv, service_runs))
     if redis_reachable():
         prefix = f"bench-startup-{uuid.uuid4().hex[:8]}"
@@ -270,14 +285,16 @@ def report(rows: list[Row], runs: int, service_runs: int) -> str:
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     lines = [
         f"startup bench  {now}  commit {_commit()}  load average {load}  cpus {os.cpu_count()}",
-        f"median of {runs} runs (commands), {service_runs} (services); fastest beside it",
+        f"median of {runs} runs (commands), {service_runs} (services); then the fastest run and "
+        "the median CPU time (user + system) of a command",
         "",
-        f"{'what':<34}{'median':>10}{'fastest':>10}{'target':>10}  verdict",
+        f"{'what':<34}{'median':>10}{'fastest':>10}{'cpu':>10}{'target':>10}  verdict",
     ]
     for row in rows:
         fastest = min(row.runs) if row.runs else None
+        cpu = statistics.median(row.cpu) if row.cpu else None
         line = (
-            f"{row.what:<34}{_ms(row.median):>10}{_ms(fastest):>10}"
+            f"{row.what:<34}{_ms(row.median):>10}{_ms(fastest):>10}{_ms(cpu):>10}"
             f"{_ms(row.target_s) if row.target_s else '-':>10}  {row.verdict}"
         )
         if row.note:

@@ -10,6 +10,7 @@ import importlib as _importlib
 import typing as _typing
 
 if _typing.TYPE_CHECKING:
+    from shared.client_settings import ClientSettings
     from shared.errors import (
         AdmissionRefused,
         BadRequest,
@@ -64,7 +65,7 @@ if _typing.TYPE_CHECKING:
         decode_tool_error,
         encode_tool_error,
     )
-    from shared.settings import ClientSettings, SupervisorSettings, WorkerSettings, split_csv
+    from shared.settings import SupervisorSettings, WorkerSettings, split_csv
     from shared.telemetry import configure_tracing, current_trace_id, labels, tracer
 
 _WHERE: dict[str, str] = {
@@ -119,7 +120,7 @@ _WHERE: dict[str, str] = {
     "ToolErrorPayload": "protocol",
     "decode_tool_error": "protocol",
     "encode_tool_error": "protocol",
-    "ClientSettings": "settings",
+    "ClientSettings": "client_settings",
     "SupervisorSettings": "settings",
     "WorkerSettings": "settings",
     "split_csv": "settings",

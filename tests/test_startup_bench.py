@@ -18,6 +18,7 @@ ROWS = (
     "fleet --version",
     "fleet status ID",
     "import supervisor.client",
+    "floor: python + the CLI's libraries",
     "supervisor listening, memory://",
     "supervisor listening, redis://",
     "worker echo listening",
