@@ -158,9 +158,12 @@ class LazyGroup(TyperGroup):
         raise RuntimeError(f"supervisor.cli.{entry.module} defines no command {cmd_name!r}")
 
     def format_commands(self, ctx: typer.Context, formatter: Any) -> None:  # type: ignore[override]
+        """The table's one-line helps: listing the commands imports none of them."""
         table = self.table()
-        rows = [(name, table[name].help if name in table else self.commands[name]
-                 .get_short_help_str()) for name in self.list_commands(ctx)]  # fmt: skip
+        rows = []
+        for name in self.list_commands(ctx):
+            entry = table.get(name)
+            rows.append((name, entry.help if entry else self.commands[name].get_short_help_str()))
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 
