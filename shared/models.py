@@ -28,6 +28,7 @@ __all__ = [
     "Load",
     "Progress",
     "QueueDepths",
+    "Slots",
     "WorkerInfo",
     "WorkerRegistration",
     "now",
@@ -250,7 +251,10 @@ class WorkerInfo(BaseModel):
     breaker: str = "closed"
     last_seen: float | None = None
     error: str | None = None
+    """The last error a probe or a call met."""
+    down_reason: str | None = None
     """Why it is down, when it is."""
+    down_since: float | None = None
 
 
 class CapabilityServer(BaseModel):
@@ -276,10 +280,26 @@ class CapabilityInfo(CapabilitySpec):
     workers: list[CapabilityServer] = Field(default_factory=list)
 
 
+class Slots(BaseModel):
+    """One capability's load, as ``GET /v1/queues`` counts it."""
+
+    model_config = ConfigDict(extra="allow", defer_build=True)
+
+    queued: int = 0
+    in_flight: int = 0
+    """Calls this supervisor has running on its workers now."""
+    limit: int = 0
+    """Calls its healthy workers take at once (0: no healthy worker)."""
+    workers: int = 0
+    healthy_workers: int = 0
+
+
 class QueueDepths(BaseModel):
-    """``GET /v1/queues``: queued jobs per capability."""
+    """``GET /v1/queues``: queued jobs and slots per capability, retained jobs per status."""
 
     model_config = ConfigDict(extra="allow", defer_build=True)
 
     queues: dict[str, int] = Field(default_factory=dict)
     held_by_this_supervisor: int = 0
+    slots: dict[str, Slots] = Field(default_factory=dict)
+    by_status: dict[str, int] = Field(default_factory=dict)

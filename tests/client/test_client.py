@@ -149,6 +149,7 @@ async def test_workers_capabilities_and_queues(url: str) -> None:
     assert catalog["noop"].workers[0].url == workers[0].url
     assert catalog["sleep"].input_schema["properties"]["seconds"]["maximum"] == 300
     assert isinstance(queues, QueueDepths) and queues.held_by_this_supervisor >= 0
+    assert queues.slots["noop"].healthy_workers == 1 and queues.slots["noop"].limit >= 1
 
 
 async def test_errors_are_api_errors_or_unreachable(url: str) -> None:
