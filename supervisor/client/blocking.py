@@ -52,6 +52,7 @@ class FleetClient:
         reconnect_deadline_s: float = 60.0,
     ) -> None:
         self._runner = asyncio.Runner()
+        self._closed = False
         self.aio = AsyncFleetClient(
             url,
             token=token,
@@ -77,6 +78,9 @@ class FleetClient:
         self.close()
 
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         try:
             if not _loop_running():  # else every call was refused: no connection to close
                 self._run(self.aio.aclose())
@@ -110,7 +114,8 @@ class FleetClient:
                 except StopAsyncIteration:
                     return
         finally:
-            self._run(close())
+            if not self._closed:  # else its connections went with the client
+                self._run(close())
 
     # -- jobs -------------------------------------------------------------------------------
 

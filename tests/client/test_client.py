@@ -206,6 +206,16 @@ def test_sync_client_covers_every_call(url: str) -> None:
             fleet.get(UNKNOWN_ID)
 
 
+def test_sync_watch_left_open_past_the_clients_close(url: str) -> None:
+    fleet = FleetClient(url)
+    job = fleet.submit("progress", {"steps": 2})
+    events = fleet.watch(job.id)
+    assert next(events).seq == 1
+    fleet.close()  # the stream goes with the client's loop
+    events.close()
+    fleet.close()  # twice is harmless
+
+
 def test_sync_client_refuses_to_run_inside_an_event_loop(url: str) -> None:
     async def inside() -> None:
         with FleetClient(url) as fleet, pytest.raises(RuntimeError, match="AsyncFleetClient"):
