@@ -8,15 +8,15 @@ import json
 import sys
 from typing import Any
 
-from supervisor.client import ApiError, FleetApi, Unreachable
+from supervisor.client import ApiError, AsyncFleetClient, Job, Unreachable
 
 
-async def submit_and_watch(url: str, capability: str, arguments: dict[str, Any]) -> Any:
-    async with FleetApi(url) as api:
-        job = await api.submit({"capability": capability, "input": arguments})
-        async for event in api.events(job["id"]):  # resumes across dropped connections
-            print(event["seq"], event["type"], json.dumps(event["data"]))
-        return await api.job(job["id"])
+async def submit_and_watch(url: str, capability: str, arguments: dict[str, Any]) -> Job:
+    async with AsyncFleetClient(url) as fleet:
+        job = await fleet.submit(capability, arguments)
+        async for event in fleet.watch(job.id):  # resumes across dropped connections
+            print(event.seq, event.type, json.dumps(event.data))
+        return await fleet.get(job.id)
 
 
 if __name__ == "__main__":
@@ -25,4 +25,4 @@ if __name__ == "__main__":
         job = asyncio.run(submit_and_watch(url, capability, arguments))
     except (ApiError, Unreachable) as exc:
         sys.exit(f"error: {exc}")
-    print(job["status"], json.dumps(job.get("result")))
+    print(job.status, json.dumps(job.result))

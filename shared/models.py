@@ -1,4 +1,8 @@
-"""The data the fleet speaks: jobs, events, capabilities and worker registrations."""
+"""The data the fleet speaks: jobs, events, capabilities and worker registrations.
+
+Every model defers building its validator to its first use (``defer_build``): importing this
+module stays cheap for the CLI, which mostly prints the API's JSON as it came.
+"""
 
 from __future__ import annotations
 
@@ -11,15 +15,21 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 __all__ = [
     "TERMINAL_STATUSES",
     "CapabilitiesReport",
+    "CapabilityInfo",
+    "CapabilityServer",
     "CapabilitySpec",
     "Event",
     "EventType",
     "Job",
     "JobError",
+    "JobPage",
     "JobStatus",
     "JobSubmit",
     "Load",
     "Progress",
+    "QueueDepths",
+    "Slots",
+    "WorkerInfo",
     "WorkerRegistration",
     "now",
 ]
@@ -57,7 +67,7 @@ class JobSubmit(BaseModel):
     """Body of ``POST /v1/jobs``. Unknown fields are refused, so typos do not pass silently,
     and types are strict: ``"3"`` or ``true`` is not a number."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
 
     capability: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:/-]+$")
     input: dict[str, Any] = Field(default_factory=dict)
@@ -71,6 +81,8 @@ class JobSubmit(BaseModel):
 
 
 class Progress(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     progress: float
     total: float | None = None
     message: str | None = None
@@ -78,6 +90,8 @@ class Progress(BaseModel):
 
 class Usage(BaseModel):
     """What a job cost this fleet: the workers' time on its calls, and the bytes it moved."""
+
+    model_config = ConfigDict(defer_build=True)
 
     worker_s: float = 0.0
     """Seconds its calls took, every attempt this supervisor made (a call's wall time)."""
@@ -88,12 +102,16 @@ class Usage(BaseModel):
 
 
 class JobError(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     code: str
     message: str
     details: dict[str, Any] = Field(default_factory=dict)
 
 
 class Job(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     id: str
     status: JobStatus
     capability: str
@@ -135,6 +153,8 @@ EventType = Literal["status", "progress", "log", "done"]
 class Event(BaseModel):
     """One entry of a job's event log. ``seq`` starts at 1 and has no gaps."""
 
+    model_config = ConfigDict(defer_build=True)
+
     seq: int
     type: EventType
     job_id: str
@@ -151,6 +171,8 @@ class Event(BaseModel):
 
 
 class CapabilitySpec(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     description: str = ""
     input_schema: dict[str, Any] = Field(default_factory=dict)
     output_schema: dict[str, Any] | None = None
@@ -160,6 +182,8 @@ class CapabilitySpec(BaseModel):
 
 
 class Load(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     in_flight: int = 0
     max_concurrency: int = 1
 
@@ -167,7 +191,7 @@ class Load(BaseModel):
 class CapabilitiesReport(BaseModel):
     """What a worker's ``get_capabilities`` tool returns."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
     service_name: str
     version: str = "0"
@@ -180,6 +204,8 @@ class CapabilitiesReport(BaseModel):
 class WorkerRegistration(BaseModel):
     """What a worker heartbeats into Redis so supervisors can find it."""
 
+    model_config = ConfigDict(defer_build=True)
+
     name: str
     url: str
     version: str = "0"
@@ -190,3 +216,90 @@ class WorkerRegistration(BaseModel):
     """Signed registrations: the signature is refused from this second on."""
     signature: str | None = None
     """HMAC-SHA256 (hex) over :func:`shared.signing.registration_message`; see that module."""
+
+
+# -- what the API answers (read by clients; extra fields pass, so an older client still reads a
+#    newer supervisor) ---------------------------------------------------------------------------
+
+
+class JobPage(BaseModel):
+    """``GET /v1/jobs``: one page, newest first."""
+
+    model_config = ConfigDict(extra="allow", defer_build=True)
+
+    jobs: list[Job]
+    next_cursor: str | None = None
+    """Pass back as ``cursor`` for the next page; None on the last page."""
+
+
+class WorkerInfo(BaseModel):
+    """One entry of ``GET /v1/workers``: what the supervisor knows of a worker right now."""
+
+    model_config = ConfigDict(extra="allow", defer_build=True)
+
+    name: str
+    url: str
+    version: str = "0"
+    service: str | None = None
+    source: str | None = None
+    """Where the supervisor heard of it: configured, or a registration."""
+    health: str = "unknown"
+    healthy: bool = False
+    capabilities: list[str] = Field(default_factory=list)
+    in_flight: int = 0
+    reported_load: Load = Field(default_factory=Load)
+    breaker: str = "closed"
+    last_seen: float | None = None
+    error: str | None = None
+    """The last error a probe or a call met."""
+    down_reason: str | None = None
+    """Why it is down, when it is."""
+    down_since: float | None = None
+
+
+class CapabilityServer(BaseModel):
+    """A worker serving a capability, as the catalog lists it."""
+
+    model_config = ConfigDict(extra="allow", defer_build=True)
+
+    name: str
+    url: str
+    healthy: bool = False
+    schema_digest: str | None = None
+
+
+class CapabilityInfo(CapabilitySpec):
+    """One entry of ``GET /v1/capabilities``: the spec, whose tool it is, who serves it."""
+
+    model_config = ConfigDict(extra="allow", defer_build=True)
+
+    service: str | None = None
+    tool: str | None = None
+    qualified_name: str | None = None
+    """``service.tool``: the name that stays unique when several services offer the tool."""
+    workers: list[CapabilityServer] = Field(default_factory=list)
+
+
+class Slots(BaseModel):
+    """One capability's load, as ``GET /v1/queues`` counts it."""
+
+    model_config = ConfigDict(extra="allow", defer_build=True)
+
+    queued: int = 0
+    in_flight: int = 0
+    """Calls this supervisor has running on its workers now."""
+    limit: int = 0
+    """Calls its healthy workers take at once (0: no healthy worker)."""
+    workers: int = 0
+    healthy_workers: int = 0
+
+
+class QueueDepths(BaseModel):
+    """``GET /v1/queues``: queued jobs and slots per capability, retained jobs per status."""
+
+    model_config = ConfigDict(extra="allow", defer_build=True)
+
+    queues: dict[str, int] = Field(default_factory=dict)
+    held_by_this_supervisor: int = 0
+    slots: dict[str, Slots] = Field(default_factory=dict)
+    by_status: dict[str, int] = Field(default_factory=dict)

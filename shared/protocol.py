@@ -51,7 +51,7 @@ HEADER_IDEMPOTENCY_KEY = "Idempotency-Key"
 class ToolErrorPayload(BaseModel):
     """A worker's structured error, as carried in a ``ToolError`` message."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)  # built on first use
 
     code: str
     message: str

@@ -11,10 +11,10 @@ import re
 from typing import Annotated, Literal, NamedTuple, Self
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
-from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.allowlist import Allowlist
+from shared.client_settings import ClientSettings  # its own module: the CLI imports only it
 
 __all__ = [
     "SCOPES",
@@ -381,30 +381,3 @@ class WorkerSettings(_Serving):
     @classmethod
     def _memory_is_none(cls, value: str | None) -> str | None:
         return None if not value or value.startswith("memory://") else value
-
-
-class ClientSettings(_Base):
-    """What the ``fleet`` CLI needs to talk to a supervisor."""
-
-    url: str = "http://127.0.0.1:8700"
-    """The supervisor the CLI talks to: ``http://host:port`` or ``https://...``."""
-    token: str | None = None
-    """Bearer token the CLI sends."""
-
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        """``localhost:8700`` would otherwise fail later as "unreachable": say what is wrong."""
-        value = value.strip()
-        scheme, sep, rest = value.partition("://")
-        if not sep:
-            raise PydanticCustomError(
-                "url_scheme", "{url} has no scheme: did you mean http://{bare}?",
-                {"url": repr(value), "bare": value},
-            )  # fmt: skip
-        if scheme.lower() not in ("http", "https") or not rest.strip("/"):
-            raise PydanticCustomError(
-                "url_scheme", "{url} is not an http:// or https:// URL (e.g. http://127.0.0.1:8700)",
-                {"url": repr(value)},
-            )  # fmt: skip
-        return value

@@ -26,7 +26,20 @@ def test_shared_exports_are_deliberate() -> None:
 def test_client_exports_are_deliberate() -> None:
     import supervisor.client
 
-    assert supervisor.client.__all__ == ["ApiError", "FleetApi", "Unreachable"]
+    assert supervisor.client.__all__ == [
+        "ApiError",
+        "AsyncFleetClient",
+        "CapabilityInfo",
+        "Event",
+        "FleetApi",
+        "FleetClient",
+        "Job",
+        "JobPage",
+        "JobStatus",
+        "QueueDepths",
+        "Unreachable",
+        "WorkerInfo",
+    ]
     assert public_names(supervisor.client) == set(supervisor.client.__all__)
 
 

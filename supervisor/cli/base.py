@@ -14,26 +14,35 @@ Exit codes (also in ``fleet --help``):
 
 from __future__ import annotations
 
-import asyncio
+import importlib
+import importlib.util
 import json
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NamedTuple, NoReturn, TypeVar
 
 import typer
-from pydantic import ValidationError
-from rich.console import Console
+from typer.core import TyperGroup
+from typer.main import get_command_from_info, get_command_name
 
-from shared import ClientSettings, JobStatus
-from supervisor.client import ApiError, FleetApi, Unreachable
+# Only what every command needs is imported here: `fleet --help` must not pay for pydantic,
+# rich, httpx or the client (each is imported where it is first used).
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from shared import ClientSettings
+    from supervisor.client import ApiError, FleetApi
 
 __all__ = [
     "EXIT_CODES_HELP",
+    "EXTRAS",
     "CliError",
     "Exit",
     "JsonOpt",
+    "LazyCommand",
+    "LazyGroup",
     "State",
     "app",
     "die",
@@ -88,7 +97,104 @@ class State:
         return self.json or local
 
 
+EXTRAS: dict[str, tuple[str, ...]] = {
+    "supervisor": ("fastapi", "uvicorn", "redis", "burner_redis", "fastmcp", "structlog",
+                   "aiohttp", "sse_starlette", "prometheus_client", "opentelemetry.sdk"),
+    "worker": ("fastmcp", "uvicorn", "redis", "structlog", "jsonschema", "opentelemetry.sdk"),
+}  # fmt: skip
+"""Per package extra, modules it brings; a command that needs an extra checks they are there."""
+
+
+class LazyCommand(NamedTuple):
+    """One row of the command table (:data:`supervisor.cli.COMMANDS`)."""
+
+    module: str
+    """The module under ``supervisor.cli`` whose ``@app.command()`` defines it."""
+    help: str
+    """One line for ``fleet --help``, which lists commands without importing them."""
+    needs: tuple[str, ...] = ()
+    """Package extras it needs (``supervisor``, ``worker``); missing: a one-line hint, exit 2."""
+
+
+class LazyGroup(TyperGroup):
+    """The ``fleet`` group: a command's module is imported only when that command runs.
+
+    ``fleet --help`` lists the table's names and one-line helps; ``fleet status`` imports
+    ``supervisor.cli.jobs`` and nothing of the demo, the services or ``fleet top``. The
+    pattern is click's "lazily loading subcommands", on the Typer group that typer builds.
+    """
+
+    @staticmethod
+    def table() -> Mapping[str, LazyCommand]:
+        from supervisor.cli import COMMANDS  # the package is loaded before any command runs
+
+        return COMMANDS
+
+    def list_commands(self, ctx: typer.Context) -> list[str]:  # type: ignore[override]
+        table = self.table()
+        return [*table, *(name for name in self.commands if name not in table)]
+
+    def get_command(self, ctx: typer.Context, cmd_name: str) -> Any:  # type: ignore[override]
+        if cmd_name in self.commands:
+            return self.commands[cmd_name]
+        entry = self.table().get(cmd_name)
+        if entry is None:
+            return None
+        missing = [extra for extra in entry.needs if not _installed(extra)]
+        if missing:
+            return _needs_extras(cmd_name, missing)
+        importlib.import_module(f"supervisor.cli.{entry.module}")
+        for info in app.registered_commands:
+            if info.callback is None:
+                continue
+            if (info.name or get_command_name(info.callback.__name__)) == cmd_name:
+                command = get_command_from_info(
+                    info,
+                    pretty_exceptions_short=app.pretty_exceptions_short,
+                    rich_markup_mode=app.rich_markup_mode,
+                )
+                self.commands[cmd_name] = command
+                return command
+        raise RuntimeError(f"supervisor.cli.{entry.module} defines no command {cmd_name!r}")
+
+    def format_commands(self, ctx: typer.Context, formatter: Any) -> None:  # type: ignore[override]
+        """The table's one-line helps: listing the commands imports none of them."""
+        table = self.table()
+        rows = []
+        for name in self.list_commands(ctx):
+            entry = table.get(name)
+            rows.append((name, entry.help if entry else self.commands[name].get_short_help_str()))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+def _installed(extra: str) -> bool:
+    """Whether the extra's modules are importable (found, not imported: that costs seconds)."""
+    try:
+        return all(importlib.util.find_spec(module) is not None for module in EXTRAS[extra])
+    except ModuleNotFoundError:  # a dotted name whose parent package is missing
+        return False
+
+
+def _needs_extras(name: str, missing: list[str]) -> typer.core.TyperCommand:
+    """A stand-in for a command whose extra is not installed: it says how to get it."""
+
+    def hint() -> None:
+        extras = ",".join(missing)
+        die(f"fleet {name} needs the server parts: pip install 'mcp-fleet[{extras}]'",
+            Exit.BAD_INPUT)  # fmt: skip
+
+    return typer.core.TyperCommand(
+        name,
+        callback=hint,
+        help=f"(needs: pip install 'mcp-fleet[{','.join(missing)}]')",
+        context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+        add_help_option=False,
+    )
+
+
 app = typer.Typer(
+    cls=LazyGroup,
     name="fleet",
     no_args_is_help=True,
     add_completion=True,  # --install-completion / --show-completion SHELL
@@ -127,6 +233,10 @@ def main(
     ] = False,
 ) -> None:
     """Global options go before the command: fleet --url URL jobs."""
+    from pydantic import ValidationError
+
+    from shared import ClientSettings
+
     overrides: dict[str, Any] = {"url": url, "token": token}
     try:
         settings = ClientSettings(**{k: v for k, v in overrides.items() if v is not None})
@@ -140,6 +250,8 @@ def main(
 def _console(*, stderr: bool) -> Console:
     """Rich decides colours (only on a TTY, honouring NO_COLOR); off a TTY lines are wide and
     never wrapped, so logs and pipes get whole lines and tables keep their columns."""
+    from rich.console import Console
+
     probe = Console(stderr=stderr)
     width = None if probe.is_terminal else _PIPE_WIDTH
     return Console(stderr=stderr, highlight=False, soft_wrap=True, width=width)
@@ -148,6 +260,8 @@ def _console(*, stderr: bool) -> Console:
 def state(ctx: typer.Context) -> State:
     obj = ctx.find_root().obj
     if not isinstance(obj, State):  # invoked without the callback (never via the CLI)
+        from shared import ClientSettings
+
         obj = State(ClientSettings(), False, _console(stderr=False), _console(stderr=True))
         ctx.find_root().obj = obj
     return obj
@@ -166,11 +280,11 @@ def print_json(value: Any) -> None:
 def exit_for_status(status: str | None) -> Exit:
     """A followed job's exit code; one not ended yet (a wait that ran out) is not a success."""
     return {
-        JobStatus.SUCCEEDED.value: Exit.OK,
-        JobStatus.FAILED.value: Exit.FAILED,
-        JobStatus.CANCELLED.value: Exit.CANCELLED,
-        JobStatus.QUEUED.value: Exit.STILL_RUNNING,
-        JobStatus.RUNNING.value: Exit.STILL_RUNNING,
+        "succeeded": Exit.OK,
+        "failed": Exit.FAILED,
+        "cancelled": Exit.CANCELLED,
+        "queued": Exit.STILL_RUNNING,
+        "running": Exit.STILL_RUNNING,
     }.get(status or "", Exit.OK)
 
 
@@ -179,11 +293,18 @@ def api_error_exit(exc: ApiError) -> Exit:
 
 
 def run_api(st: State, work: Callable[[FleetApi], Awaitable[T]]) -> T:
-    """Run ``work`` with an API client; translate every expected failure into an exit code."""
+    """Run ``work`` with an API client; translate every expected failure into an exit code.
+
+    ``work`` gets the public client's ``raw`` layer: the API's bodies as dicts, which
+    ``--json`` prints verbatim (the typed calls of :class:`AsyncFleetClient` sit on it).
+    """
+    import asyncio
+
+    from supervisor.client import ApiError, AsyncFleetClient, Unreachable
 
     async def go() -> T:
-        async with FleetApi(st.settings.url, token=st.settings.token) as api:
-            return await work(api)
+        async with AsyncFleetClient(st.settings.url, token=st.settings.token) as client:
+            return await work(client.raw)
 
     try:
         return asyncio.run(go())

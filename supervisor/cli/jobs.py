@@ -33,7 +33,6 @@ from supervisor.cli.render import (
     workers_table,
 )
 from supervisor.cli.schema_input import example, fields, submit_commands, typed_input
-from supervisor.cli.watch import Watch
 from supervisor.client import ApiError, FleetApi
 
 __all__ = ["parse_input", "parse_labels"]
@@ -70,6 +69,8 @@ def parse_labels(items: list[str]) -> dict[str, str]:
 
 async def _follow(st: State, api: FleetApi, job_id: str, as_json: bool) -> Exit:
     """Follow one job to its end and print the outcome; the exit code follows it."""
+    from supervisor.cli.watch import Watch  # live progress: only the commands that follow
+
     watch = Watch(api, st.out, json_lines=as_json)
     final = (await watch.run([job_id]))[job_id]
     status = str(final.get("status"))

@@ -1,16 +1,47 @@
-"""The public Python client of the supervisor's HTTP API (``/v1``); the ``fleet`` CLI uses it.
+"""The public Python client of the supervisor's HTTP API (``/v1``); the ``fleet`` CLI stands on it.
 
-    from supervisor.client import ApiError, FleetApi, Unreachable
+    from supervisor.client import AsyncFleetClient, FleetClient
 
-    async with FleetApi("http://127.0.0.1:8700", token="...") as api:
-        job = await api.submit({"capability": "noop", "input": {}})
-        async for event in api.events(job["id"]):   # resumes across dropped connections
-            print(event["seq"], event["type"])
+    async with AsyncFleetClient("http://127.0.0.1:8700", token="...") as fleet:
+        job = await fleet.submit("sleep", {"seconds": 2}, idempotency_key="order-42")
+        async for event in fleet.watch(job.id):   # resumes across dropped connections
+            print(event.seq, event.type, event.data)
 
-Every call raises :class:`ApiError` (the supervisor refused: ``code``, ``message``,
-``details``) or :class:`Unreachable` (no answer), nothing else.
+    with FleetClient("http://127.0.0.1:8700") as fleet:   # the same calls, blocking
+        print(fleet.wait(fleet.submit("noop").id).status)
+
+Answers are the shared models (:class:`Job`, :class:`Event`, :class:`JobPage`,
+:class:`WorkerInfo`, :class:`CapabilityInfo`, :class:`QueueDepths`); ``client.raw`` (a
+:class:`FleetApi`) is the same client answering the API's JSON as dicts. Every call raises
+:class:`ApiError` (the supervisor refused: ``code``, ``message``, ``details``) or
+:class:`Unreachable` (no answer), nothing else. It needs only the base install
+(``pip install mcp-fleet``: httpx and pydantic), none of the server stack.
 """
 
+from shared.models import (
+    CapabilityInfo,
+    Event,
+    Job,
+    JobPage,
+    JobStatus,
+    QueueDepths,
+    WorkerInfo,
+)
+from supervisor.client.blocking import FleetClient
 from supervisor.client.fleet_api import ApiError, FleetApi, Unreachable
+from supervisor.client.typed import AsyncFleetClient
 
-__all__ = ["ApiError", "FleetApi", "Unreachable"]
+__all__ = [
+    "ApiError",
+    "AsyncFleetClient",
+    "CapabilityInfo",
+    "Event",
+    "FleetApi",
+    "FleetClient",
+    "Job",
+    "JobPage",
+    "JobStatus",
+    "QueueDepths",
+    "Unreachable",
+    "WorkerInfo",
+]

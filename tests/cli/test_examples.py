@@ -29,7 +29,7 @@ def test_submit_and_watch_prints_every_event_then_the_result(
     cli_fleet: CliFleet, capsys: pytest.CaptureFixture[str]
 ) -> None:
     job = cli_fleet.bg.run(submit_and_watch(cli_fleet.url, "progress", {"steps": 3}))
-    assert job["status"] == "succeeded"
+    assert job.status == "succeeded"
     lines = capsys.readouterr().out.splitlines()
     types = [line.split()[1] for line in lines]
     assert types.count("progress") == 3 and types[-1] == "done"
