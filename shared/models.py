@@ -285,12 +285,17 @@ class Slots(BaseModel):
 
     model_config = ConfigDict(extra="allow", defer_build=True)
 
-    queued: int = 0
-    in_flight: int = 0
-    """Calls this supervisor has running on its workers now."""
-    limit: int = 0
-    """Calls its healthy workers take at once (0: no healthy worker)."""
-    workers: int = 0
+    queued: int = Field(default=0, description="Jobs waiting in the queue (the fleet's).")
+    in_flight: int = Field(
+        default=0, description="Calls this supervisor has running on its workers now."
+    )
+    running: int = Field(default=0, description="Jobs running now (the fleet's, all replicas).")
+    limit: int = Field(
+        default=0,
+        description="Calls the healthy workers take at once: the sum of their declared "
+        "`max_concurrency` for it (0: no healthy worker).",
+    )
+    workers: int = Field(default=0, description="Workers serving it.")
     healthy_workers: int = 0
 
 
@@ -299,7 +304,20 @@ class QueueDepths(BaseModel):
 
     model_config = ConfigDict(extra="allow", defer_build=True)
 
-    queues: dict[str, int] = Field(default_factory=dict)
+    queues: dict[str, int] = Field(default_factory=dict, description="Queued jobs per capability.")
     held_by_this_supervisor: int = 0
-    slots: dict[str, Slots] = Field(default_factory=dict)
-    by_status: dict[str, int] = Field(default_factory=dict)
+    slots: dict[str, Slots] = Field(
+        default_factory=dict,
+        description="Per capability (every one served, and every one with queued jobs): "
+        "queued, in flight, running, and the concurrency limit of its healthy workers.",
+    )
+    by_status: dict[str, int] = Field(
+        default_factory=dict,
+        description="Retained jobs per status (the status indexes). Two reads give rates: "
+        "the difference is what reached that status in between, less records expired.",
+    )
+    backlog: dict[str, int] = Field(
+        default_factory=dict,
+        description="Per capability, fleet-wide: jobs queued plus jobs running — the work "
+        "its workers must absorb; what deploy/k8s's KEDA triggers scale each worker on.",
+    )

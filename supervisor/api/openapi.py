@@ -31,6 +31,8 @@ from shared.errors import (
     OriginNotAllowed,
     UnsupportedMediaType,
 )
+from shared.models import QueueDepths as Queues
+from shared.models import Slots
 from supervisor.api.errors import rule_for
 
 __all__ = [
@@ -96,38 +98,6 @@ class WorkerList(BaseModel):
 class Catalog(BaseModel):
     capabilities: dict[str, dict[str, Any]] = Field(
         description="Capability name → its spec (schemas, idempotent…) and the workers serving it."
-    )
-
-
-class Slots(BaseModel):
-    queued: int = Field(description="Jobs waiting in the queue (the fleet's, all replicas).")
-    in_flight: int = Field(description="Calls this supervisor has running on its workers now.")
-    running: int = Field(default=0, description="Jobs running now (the fleet's, all replicas).")
-    limit: int = Field(
-        description="Calls the healthy workers take at once: the sum of their declared "
-        "`max_concurrency` for it (0: no healthy worker)."
-    )
-    workers: int = Field(description="Workers serving it.")
-    healthy_workers: int
-
-
-class Queues(BaseModel):
-    queues: dict[str, int] = Field(description="Queued jobs per capability.")
-    held_by_this_supervisor: int
-    slots: dict[str, Slots] = Field(
-        default_factory=dict,
-        description="Per capability (every one served, and every one with queued jobs): "
-        "queued, in flight, and the concurrency limit of its healthy workers.",
-    )
-    by_status: dict[str, int] = Field(
-        default_factory=dict,
-        description="Retained jobs per status (the status indexes). Two reads give rates: "
-        "the difference is what reached that status in between, less records expired.",
-    )
-    backlog: dict[str, int] = Field(
-        default_factory=dict,
-        description="Per capability, fleet-wide: jobs queued plus jobs running — the work "
-        "its workers must absorb; what deploy/k8s's KEDA triggers scale each worker on.",
     )
 
 
