@@ -4,21 +4,13 @@ ended, the time it really took. Checked on the screen of a real 80×24 pseudo-te
 
 from __future__ import annotations
 
-import os
 import re
-import sys
 import time
-from pathlib import Path
-
-import pexpect
-import pyte
 
 from supervisor.cli.render import duration
 from supervisor.cli.watch import RunClock, rate
 from tests.cli.conftest import CliFleet
-from tests.helpers import wait_until_sync
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.cli.terminal import Term
 
 
 def test_rates_read_as_rates() -> None:
@@ -56,46 +48,6 @@ def test_the_rate_is_over_the_recent_window_and_restarts_with_a_retry() -> None:
     assert clock.rate is None and clock.left(now=23.0) is None
 
 
-class Screen:
-    """A real pseudo-terminal of ``cols``×``rows`` running ``argv``, read through a VT100
-    emulator (the screen as a person sees it, not the raw escape stream)."""
-
-    def __init__(self, argv: list[str], env: dict[str, str], cols: int = 80, rows: int = 24):
-        self.screen = pyte.Screen(cols, rows)
-        self.stream = pyte.ByteStream(self.screen)
-        self.child = pexpect.spawn(
-            argv[0], argv[1:], env=env, dimensions=(rows, cols), cwd=str(ROOT)
-        )
-
-    def pump(self) -> str:
-        try:
-            while True:
-                self.stream.feed(self.child.read_nonblocking(65536, timeout=0.05))
-        except (pexpect.TIMEOUT, pexpect.EOF):
-            pass
-        return "\n".join(self.screen.display)
-
-    def wait_for(self, pattern: str, timeout: float = 30) -> re.Match[str]:
-        def seen() -> re.Match[str] | None:
-            return re.search(pattern, self.pump())
-
-        found: re.Match[str] = wait_until_sync(
-            seen, timeout=timeout, message=f"{pattern!r} on the screen"
-        )
-        return found
-
-    def wait_exit(self, timeout: float = 30) -> int:
-        """The exit status, once the program ended and its last output is on the screen."""
-
-        def ended() -> bool:
-            self.pump()
-            return not self.child.isalive()
-
-        wait_until_sync(ended, timeout=timeout, message="the program to end")
-        self.pump()
-        return int(self.child.exitstatus if self.child.exitstatus is not None else -1)
-
-
 def _seconds(text: str) -> float:
     if m := re.fullmatch(r"(\d+)m(\d+)s", text):
         return int(m[1]) * 60 + int(m[2])
@@ -105,22 +57,20 @@ def _seconds(text: str) -> float:
 def test_a_late_watcher_shows_the_real_time_left_and_taken(cli_fleet: CliFleet) -> None:
     job_id = cli_fleet.submit("sleep", {"seconds": 12, "steps": 24})
     job = cli_fleet.wait_running(job_id, min_progress=8)  # a third done before we attach
-    env = {**os.environ, "FLEET_URL": cli_fleet.url, "TERM": "xterm", "COLUMNS": "80"}
-    env["PYTHONPATH"] = str(ROOT)
-    fleet = str(Path(sys.executable).with_name("fleet"))
-    term = Screen([fleet, "watch", job_id[:12]], env)
+    term = Term(["watch", job_id[:12]], cli_fleet.url)  # 80x24
     try:
-        left = term.wait_for(r"~(\S+) left")
+        left = term.wait_for(lambda text: re.search(r"~(\S+) left", text))
+        assert isinstance(left, re.Match)
         started = float(job["started_at"])
         truth = 12.0 - (time.time() - started)
         shown = _seconds(left[1])
         # rich's own clock (the old bar) timed the burst of 8+ replayed reports: ~0 s left.
-        assert abs(shown - truth) <= 2.5, (shown, truth, term.pump())
-        assert term.wait_exit() == 0
-        screen = term.pump()
+        assert abs(shown - truth) <= 2.5, (shown, truth, term.text)
+        assert term.exit_code(timeout=30) == 0
+        screen = term.text
         done = cli_fleet.job(job_id)
         took = duration(done["finished_at"] - done["started_at"])
         assert took in screen, (took, screen)  # the run's time, not the time watched
-        assert all(len(line.rstrip()) <= 80 for line in term.screen.display)
+        assert not term.screen.overflows  # nothing drawn past the 80th column
     finally:
-        term.child.close(force=True)
+        term.close()
