@@ -29,8 +29,15 @@ def auth_hint(status: int, code: str, message: str, details: dict[str, Any]) -> 
 
 def error_line(exc: ApiError) -> str:
     """The one line a failed call prints: the API's code and message, or for a refused token
-    what to do about it."""
-    return auth_hint(exc.status, exc.code, exc.message, exc.details) or exc.one_line()
+    what to do about it; an ambiguous short id lists the jobs it could mean."""
+    line = auth_hint(exc.status, exc.code, exc.message, exc.details) or exc.one_line()
+    if exc.code == "AMBIGUOUS_JOB_ID":
+        candidates = [c for c in exc.details.get("candidates") or [] if isinstance(c, dict)]
+        line += ": " + ", ".join(
+            f"{str(c.get('id', ''))[:12]} ({c.get('capability')}, {c.get('status')})"
+            for c in candidates
+        )
+    return line
 
 
 def examples(*lines: str) -> str:
