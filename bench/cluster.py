@@ -91,7 +91,36 @@ class RedisClusterProcs:
         if done.returncode != 0:
             raise RuntimeError(f"redis-cli --cluster create failed: {done.stdout}{done.stderr}")
         self.wait_ok()
+        self.wait_replicas_synced()
         return self
+
+    def wait_replicas_synced(self, timeout: float = 30) -> None:
+        """Until every replica's link to its master is up: a replica that never synced cannot
+        take over (Redis refuses: "Disconnected from master for longer than allowed")."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            roles = [n.client().info("replication") for n in self.nodes if n.alive]
+            replicas = [r for r in roles if r.get("role") == "slave"]
+            if len(replicas) == self.masters * self.replicas and all(
+                r.get("master_link_status") == "up" for r in replicas
+            ):
+                return
+            time.sleep(0.1)  # poll interval of a wait on a condition
+        raise RuntimeError(f"the replicas did not sync with their masters in {timeout:.0f}s")
+
+    def wait_promoted(self, slot: int, dead: Node, timeout: float = 60) -> Node:
+        """Until a live node serves ``slot`` in ``dead``'s stead (a replica took over), as the
+        live nodes see it; that node."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                master = self.master_of_slot(slot)
+                if master is not dead and master.alive:
+                    return master
+            except (redis.RedisError, RuntimeError):
+                pass
+            time.sleep(0.1)  # poll interval of a wait on a condition
+        raise RuntimeError(f"no replica took over slot {slot} from {dead.addr} in {timeout:.0f}s")
 
     def _spawn(self, node: Node) -> None:
         args = [

@@ -155,7 +155,8 @@ async def test_a_replica_takes_over_a_killed_master_and_nothing_accepted_is_lost
             victim = _master_of_fleet(cluster, prefix)
             cluster.kill(victim)  # kill -9 of the master holding the fleet's slot
             at_kill = len(accepted)
-            await asyncio.to_thread(cluster.wait_ok, 60)  # a replica promoted
+            slot = key_slot(store_prefix(cluster.url, prefix).encode())
+            await asyncio.to_thread(cluster.wait_promoted, slot, victim)  # its replica took over
             await wait_until(
                 lambda: len(accepted) >= at_kill + 100, timeout=60, message="100 more accepted"
             )
