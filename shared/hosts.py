@@ -33,6 +33,8 @@ from fastmcp.server.http import HostOriginGuardMiddleware
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared.startup import ExitCode, StartupError
+
 __all__ = [
     "LOOPBACK_HOSTS",
     "LOOPBACK_ORIGINS",
@@ -71,8 +73,11 @@ def allowed_hosts(
     return sorted(hosts)
 
 
-class InsecureBind(SystemExit):
-    """A refused bind: its one-line message is the process's exit message (no traceback)."""
+class InsecureBind(StartupError):
+    """A refused bind: one line, exit code 4 (:class:`shared.startup.ExitCode.AUTH_CONFIG`)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, ExitCode.AUTH_CONFIG)
 
 
 def is_loopback(host: str) -> bool:
