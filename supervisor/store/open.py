@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -80,12 +81,10 @@ async def open_store(
         watch_client=watch,
     )
     try:
-        try:
+        # Start anyway when the store is out: its health logs one warning, /readyz says 503
+        # with the reason, requests get 503, and the loops retry with backoff until it answers.
+        with contextlib.suppress(StoreUnavailable):
             await store.ensure_group()
-        except StoreUnavailable as exc:  # start anyway: /readyz says 503, requests get 503
-            from shared import get_logger
-
-            get_logger("fleet.store").warning("store.unavailable_at_start", error=exc.message)
         yield store
     finally:
         await store._tails.close()
