@@ -55,7 +55,10 @@ def _help(cls: type[BaseSettings], field: str, info: FieldInfo) -> str:
 class _Parser(argparse.ArgumentParser):
     """argparse, with its errors in one line: the usage is what ``--help`` is for."""
 
-    def error(self, message: str, code: int = 2) -> NoReturn:
+    def error(self, message: str) -> NoReturn:
+        self.fail(message, 2)
+
+    def fail(self, message: str, code: int) -> NoReturn:
         self.exit(code, f"{self.prog}: error: {message} (see --help)\n")
 
 
@@ -70,6 +73,13 @@ def settings_parser(
     """An argparse parser with one flag per named field of ``cls``; every flag defaults to None
     (not given)."""
     parser = _Parser(prog=prog, description=description, epilog=epilog)
+    _add_flags(parser, cls, fields)
+    return parser
+
+
+def _add_flags(
+    parser: argparse.ArgumentParser, cls: type[BaseSettings], fields: Sequence[str]
+) -> None:
     for field in fields:
         info = cls.model_fields[field]
         kind = _unwrap_optional(info.annotation)
@@ -81,7 +91,6 @@ def settings_parser(
         else:
             options["metavar"] = _METAVAR.get(get_origin(kind) or kind, "TEXT")
         parser.add_argument(flag_name(field), **options)
-    return parser
 
 
 def parse_flags(
@@ -101,7 +110,8 @@ def parse_flags(
     variable; ``exit_codes`` gives some fields another code (``""``: a check of the whole
     model), the highest of the failing fields' wins.
     """
-    parser = settings_parser(cls, fields, prog=prog, description=description, epilog=epilog)
+    parser = _Parser(prog=prog, description=description, epilog=epilog)
+    _add_flags(parser, cls, fields)
     given = {k: v for k, v in vars(parser.parse_args(argv)).items() if v is not None}
     try:
         return cls(**given)
@@ -116,4 +126,4 @@ def parse_flags(
                 continue
             source = f"argument {flag_name(field)}" if field in given else _env_name(cls, field)
             problems.append(f"{source}: {message}")
-        parser.error("; ".join(problems), code)
+        parser.fail("; ".join(problems), code)

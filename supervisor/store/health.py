@@ -94,7 +94,7 @@ class StoreHealth:
     def retry_delay(self) -> float:
         """The wait before the next try: exponential in the outage's failed tries."""
         tries = self.outage.retries if self.outage is not None else 0
-        delay = min(BACKOFF_FIRST_S * 2 ** min(tries, 16), BACKOFF_MAX_S)
+        delay: float = min(BACKOFF_FIRST_S * 2 ** min(tries, 16), BACKOFF_MAX_S)
         return delay * random.uniform(0.8, 1.2)
 
     async def pause(self) -> None:
