@@ -28,9 +28,9 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import logging
 import socket
 import sys
+import traceback
 from collections.abc import Iterator
 from enum import IntEnum
 
@@ -108,7 +108,7 @@ def _bind_problem(host: str, port: int, exc: OSError) -> str:
 @contextlib.contextmanager
 def exit_on_startup_error(prog: str, *, debug: bool = False) -> Iterator[None]:
     """Turn a :class:`StartupError` (or any exception) raised in the block into one line on
-    stderr, ``prog: message``, and its exit code; the traceback goes to the log at DEBUG only.
+    stderr, ``prog: message``, and its exit code; with ``debug``, the traceback before it.
     """
     try:
         yield
@@ -123,9 +123,9 @@ def exit_on_startup_error(prog: str, *, debug: bool = False) -> Iterator[None]:
 
 
 def _exit(prog: str, message: str, code: ExitCode, exc: BaseException, debug: bool) -> None:
-    if debug:
-        logging.getLogger("fleet.startup").debug("start-up failed", exc_info=exc)
     sys.stdout.flush()
+    if debug:  # asked for: the traceback first (logging may not be set up yet), then the line
+        traceback.print_exception(exc, file=sys.stderr)
     sys.stderr.write(f"{prog}: {message}\n")
     sys.stderr.flush()
     raise SystemExit(int(code))

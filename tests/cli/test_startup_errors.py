@@ -236,3 +236,48 @@ def test_unreachable_redis_is_one_warning_a_clear_readyz_and_one_store_back(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+
+
+def test_a_worker_whose_redis_is_out_warns_once_and_says_when_it_registers_again(
+    tmp_path: Path,
+) -> None:
+    """The worker keeps serving; its heartbeat retries every beat, logged at DEBUG only."""
+    redis_port, port = free_port(), free_port()
+    log = tmp_path / "worker.log"
+    env = process_env(
+        FLEET_REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
+        FLEET_ADVERTISE_URL=f"http://127.0.0.1:{port}/mcp",
+        FLEET_HEARTBEAT_S="0.2",
+        FLEET_LOG_LEVEL="DEBUG",
+    )
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [*WORKER, "--port", str(port)], cwd=ROOT, env=env, stdout=out, stderr=out
+        )
+    try:
+
+        def failed(level: str) -> list[dict[str, object]]:
+            assert proc.poll() is None, log.read_text()
+            return [
+                e for e in _events(log)
+                if e["event"] == "worker.registration_failed" and e["level"] == level
+            ]  # fmt: skip
+
+        wait_until_sync(lambda: len(failed("debug")) >= 5, timeout=60, message="5 failed beats")
+        assert len(failed("warning")) == 1
+        health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).json()
+        assert health["components"]["registration"]["status"] == "failing"
+        with own_redis(redis_port):
+
+            def restored() -> bool:
+                return any(e["event"] == "worker.registration_restored" for e in _events(log))
+
+            wait_until_sync(restored, timeout=60, message="the registration to be restored")
+            assert len(failed("warning")) == 1
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
