@@ -14,15 +14,16 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, closing, contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
+from starlette.applications import Starlette
 
-from shared.serving import free_port
-from shared.startup import ExitCode
+from shared.serving import free_port, loopback_socket, serving
+from shared.startup import ExitCode, StartupError
 from tests.helpers import wait_until_sync
 from tests.processes import process_env
 
@@ -281,3 +282,19 @@ def test_a_worker_whose_redis_is_out_warns_once_and_says_when_it_registers_again
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+
+
+async def test_a_lifespan_that_fails_raises_out_of_serving_and_uvicorn_logs_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """What a service's entrypoint turns into its one line (exit 1 unless a StartupError)."""
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        raise StartupError("the store URL names no store", ExitCode.USAGE)
+        yield
+
+    with pytest.raises(StartupError, match="names no store"):
+        async with serving(Starlette(lifespan=lifespan), sockets=[loopback_socket()]):
+            raise AssertionError("it started")
+    assert not [r for r in caplog.records if r.name.startswith("uvicorn")], caplog.text
