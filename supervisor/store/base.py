@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import uuid
@@ -28,6 +29,9 @@ def changed_message(job_id: str, ended: bool, origin: str) -> str:
     return f"{job_id} {'ended' if ended else '-'} {origin}"
 
 
+PING_TIMEOUT_S = 2.0
+"""How long ``/readyz`` waits for the store (a kubelet's probe gives up after 1 s by default,
+Docker's healthcheck after 30 s)."""
 OUTAGE_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
 """What says the store is out (an error reply, such as ``WRONGTYPE``, is an answer)."""
 
@@ -177,9 +181,15 @@ class StoreBase:
     async def _read_events(self, job_id: str, after: int, count: int) -> list[Event]:
         raise NotImplementedError  # the event log's (supervisor.store.events)
 
-    async def ping(self) -> bool:
+    async def ping(self, timeout_s: float = PING_TIMEOUT_S) -> bool:
+        """Whether the store answers within ``timeout_s`` (a probe must not hang on a store
+        that accepts connections and never answers)."""
         try:
-            await self._call("exists", self.keys.queue)
+            async with asyncio.timeout(timeout_s):
+                await self._call("exists", self.keys.queue)
             return True
         except StoreUnavailable:
+            return False
+        except TimeoutError:
+            self.health.failed(f"no answer from the store within {timeout_s} s")
             return False

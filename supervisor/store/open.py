@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -19,6 +19,9 @@ from supervisor.store.index import JobIndex
 from supervisor.store.maintenance import Maintenance
 from supervisor.store.queue import DispatchQueue
 from supervisor.store.usage import UsageLedger
+
+START_WAIT_S = 1.0
+"""How long the start waits for the store's first answer before serving without it."""
 
 
 class Store(JobIndex, DispatchQueue, EventLog, Maintenance, Admission, UsageLedger):
@@ -82,9 +85,16 @@ async def open_store(
     )
     try:
         # Start anyway when the store is out: its health logs one warning, /readyz says 503
-        # with the reason, requests get 503, and the loops retry with backoff until it answers.
-        with contextlib.suppress(StoreUnavailable):
-            await store.ensure_group()
+        # with the reason, requests get 503, and the loops retry with backoff until it answers
+        # (intake creates the group then). A store that accepts connections but never answers
+        # would hold the start for its timeouts and retries: it gets START_WAIT_S.
+        try:
+            async with asyncio.timeout(START_WAIT_S):
+                await store.ensure_group()
+        except StoreUnavailable:
+            pass
+        except TimeoutError:
+            store.health.failed(f"no answer from the store within {START_WAIT_S} s at start")
         yield store
     finally:
         await store._tails.close()

@@ -298,3 +298,35 @@ async def test_a_lifespan_that_fails_raises_out_of_serving_and_uvicorn_logs_noth
         async with serving(Starlette(lifespan=lifespan), sockets=[loopback_socket()]):
             raise AssertionError("it started")
     assert not [r for r in caplog.records if r.name.startswith("uvicorn")], caplog.text
+
+
+def test_a_store_that_never_answers_neither_holds_the_start_nor_hangs_readyz() -> None:
+    """A port that accepts connections and never replies (a hung Redis, a wrong service)."""
+    port = free_port()
+    with closing(socket.socket()) as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(64)
+        store = f"redis://127.0.0.1:{silent.getsockname()[1]}/0"
+        proc = subprocess.Popen(
+            [*SUPERVISOR, "--port", str(port), "--redis-url", store],
+            cwd=ROOT, env=process_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+
+            def answered() -> httpx.Response | None:
+                assert proc.poll() is None
+                try:  # /readyz waits 2 s for the store at most: 10 s is ample
+                    return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=10)
+                except httpx.ConnectError:
+                    return None
+
+            ready = wait_until_sync(answered, timeout=60, message="the supervisor to listen")
+            assert ready.status_code == 503
+            assert "no answer from the store" in ready.json()["store_outage"]["reason"]
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
