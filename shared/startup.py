@@ -85,7 +85,6 @@ def bind_socket(host: str, port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         raise StartupError(_bind_problem(host, port, exc), ExitCode.CANNOT_BIND) from exc
-    sock.set_inheritable(True)
     return sock
 
 
