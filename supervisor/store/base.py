@@ -11,8 +11,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import ClusterDownError, NoScriptError, RedisClusterException, RedisError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared import Event, Job, Keys, StoreUnavailable
@@ -32,7 +32,13 @@ def changed_message(job_id: str, ended: bool, origin: str) -> str:
 PING_TIMEOUT_S = 2.0
 """How long ``/readyz`` waits for the store (a kubelet's probe gives up after 1 s by default,
 Docker's healthcheck after 30 s)."""
-OUTAGE_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+OUTAGE_ERRORS = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    OSError,
+    ClusterDownError,
+    RedisClusterException,  # e.g. "Redis Cluster cannot be connected": no node answers
+)
 """What says the store is out (an error reply, such as ``WRONGTYPE``, is an answer)."""
 
 

@@ -93,11 +93,12 @@ def test_an_address_not_of_this_machine_is_exit_3(argv: list[str]) -> None:
     ("argv", "flags", "env", "says"),
     [
         (SUPERVISOR, ["--redis-url", "foo://x"], {},
-         "argument --redis-url: 'foo://x' is not a store URL: use memory:// or "
-         "redis://host:port/db"),
+         "argument --redis-url: 'foo://x' is not a store URL: use memory://, "
+         "redis://host:port/db or redis+cluster://host:port,host:port"),
         (SUPERVISOR, [], {"FLEET_REDIS_URL": "redis://:pw@127.0.0.1:port/0"},
          "FLEET_REDIS_URL: 'redis://***@127.0.0.1:port/0' has a port that is not a number"),
         (WORKER, ["--redis-url", "foo://x"], {}, "argument --redis-url: 'foo://x' is not"),
+        (SUPERVISOR, ["--redis-url", "redis+cluster://"], {}, "names no host:port nodes"),
         (SUPERVISOR, [], {"FLEET_WORKERS": "echo=http://127.0.0.1:8701/mcp,localhost:8702"},
          "FLEET_WORKERS: entry 2 ('localhost:8702') is not [service=]URL with an http:// or "
          "https:// URL"),
