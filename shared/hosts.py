@@ -3,9 +3,10 @@
 A web page on ``http://evil.example`` whose name later resolves to 127.0.0.1 (or to a
 container address) would otherwise reach a supervisor or a worker from the victim's browser.
 The MCP transport spec asks servers to validate ``Origin``; the MCP SDK and FastMCP also
-validate ``Host``. The decision is FastMCP's own guard (:class:`HostOriginGuardMiddleware`,
-strict mode), used as a predicate: its refusals are plain text, each side answers with its
-own structured JSON error instead (the ``refuse`` callable).
+validate ``Host``. The decision is FastMCP's own guard's (``HostOriginGuardMiddleware``,
+strict mode), its rules in :mod:`shared.host_rules` (held to FastMCP's answers by a test, and
+without importing FastMCP's server stack at start); each side answers a refusal with its own
+structured JSON error (the ``refuse`` callable).
 
 Allowed ``Host`` values, any port: ``localhost``, ``127.0.0.1``, ``[::1]``, the address the
 connection arrived on (so a pod or container IP works: a kubelet probes with the pod IP as
@@ -29,9 +30,11 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit
 
-from fastmcp.server.http import HostOriginGuardMiddleware
 from starlette.datastructures import Headers
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from shared.host_rules import check
+from shared.startup import ExitCode, StartupError
 
 __all__ = [
     "LOOPBACK_HOSTS",
@@ -71,8 +74,11 @@ def allowed_hosts(
     return sorted(hosts)
 
 
-class InsecureBind(SystemExit):
-    """A refused bind: its one-line message is the process's exit message (no traceback)."""
+class InsecureBind(StartupError):
+    """A refused bind: one line, exit code 4 (:class:`shared.startup.ExitCode.AUTH_CONFIG`)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, ExitCode.AUTH_CONFIG)
 
 
 def is_loopback(host: str) -> bool:
@@ -116,10 +122,6 @@ Refuse = Callable[[Scope, Send, Refusal], Awaitable[None]]
 """Answers a refused request (the status is ``refusal.status``) in the server's own format."""
 
 
-async def _accept(scope: Scope, receive: Receive, send: Send) -> None:
-    """The guard's downstream app: reaching it means the request passed."""
-
-
 class HostOriginGuard:
     """Pure ASGI: refuse a disallowed ``Host`` (421) or ``Origin`` (403) through ``refuse``."""
 
@@ -128,33 +130,26 @@ class HostOriginGuard:
     ) -> None:
         self.app = app
         self.hosts = tuple(hosts)
+        self.origins = (*LOOPBACK_ORIGINS, *origins)
         self.refuse = refuse
-        self._guard = HostOriginGuardMiddleware(
-            _accept,
-            allowed_hosts=self.hosts,
-            allowed_origins=(*LOOPBACK_ORIGINS, *origins),
-            mode="strict",
-        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        refused: list[int] = []
-
-        async def capture(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                refused.append(int(message["status"]))
-
-        # The guard only reads headers; on refusal it answers into ``capture`` and never
-        # reads ``receive``, so the real request body is untouched for the app.
-        await self._guard(scope, receive, capture)
-        if not refused:
-            await self.app(scope, receive, send)
-            return
         headers = Headers(scope=scope)
-        if refused[0] == 421:
-            refusal = Refusal("host", headers.get("host", "")[:_ECHO])
+        host, origin = headers.get("host", ""), headers.get("origin")
+        refused = check(
+            host,
+            origin,
+            server=scope.get("server"),
+            hosts=self.hosts,
+            origins=self.origins,
+            scheme=scope.get("scheme", "http"),
+        )
+        if refused is None:
+            await self.app(scope, receive, send)
+        elif refused == "host":
+            await self.refuse(scope, send, Refusal("host", host[:_ECHO]))
         else:
-            refusal = Refusal("origin", headers.get("origin", "")[:_ECHO])
-        await self.refuse(scope, send, refusal)
+            await self.refuse(scope, send, Refusal("origin", (origin or "")[:_ECHO]))

@@ -9,12 +9,17 @@ the tests all use.
 
 Inside a running event loop uvicorn never installs signal handlers: the process that embeds
 it owns them (a worker drains on SIGTERM, the demo owns Ctrl-C).
+
+An app whose lifespan fails to start raises that failure out of :func:`serving` and
+:func:`run` (uvicorn would log its traceback and exit 3): the entrypoint says it in one line
+(:mod:`shared.startup`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -22,6 +27,7 @@ from types import FrameType
 from typing import Any
 
 import uvicorn
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from shared.connections import ConnectionLimits, guarded_protocol
 
@@ -45,6 +51,42 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+class _Lifespan:
+    """Pure ASGI: the app, with the exception its lifespan failed to start with kept in
+    ``failure`` (and kept out of uvicorn's log, which would print its traceback)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.failure: BaseException | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+
+        async def quiet(message: Any) -> None:
+            if message["type"] == "lifespan.startup.failed":
+                message = {**message, "message": ""}  # the traceback text: ours to show, or not
+            await send(message)
+
+        try:
+            await self.app(scope, receive, quiet)
+        except BaseException as exc:
+            self.failure = exc
+            raise
+
+
+class _NotTheStartupFailure(logging.Filter):
+    """uvicorn logs "Application startup failed" as well: the failure itself is reported."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Application startup failed")
+
+
+_UVICORN_LOG = logging.getLogger("uvicorn.error")
+_UVICORN_LOG.addFilter(_NotTheStartupFailure())
+
+
 def _config(app: Any, *, limits: ConnectionLimits | None, **options: Any) -> uvicorn.Config:
     # Every server runs under the connection guard (cap, header size, header and body
     # deadlines): stock uvicorn enforces none of them (see shared.connections).
@@ -53,10 +95,25 @@ def _config(app: Any, *, limits: ConnectionLimits | None, **options: Any) -> uvi
     options.setdefault("access_log", False)
     options.setdefault("lifespan", "on")
     options.setdefault("ws", "none")
-    return uvicorn.Config(app, **options)
+    return uvicorn.Config(_Lifespan(app), **options)
 
 
-class _Embedded(uvicorn.Server):
+def _startup_failure(config: uvicorn.Config) -> BaseException | None:
+    app = config.app
+    return app.failure if isinstance(app, _Lifespan) else None
+
+
+class _Server(uvicorn.Server):
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        # uvicorn says a failed start with sys.exit(3), which out of a task ends the whole
+        # event loop: stop this server instead; the caller raises why (_startup_failure).
+        try:
+            await super().startup(sockets=sockets)
+        except SystemExit:
+            self.should_exit = True
+
+
+class _Embedded(_Server):
     """uvicorn without signal handling: the embedding process owns its signals."""
 
     @contextlib.contextmanager
@@ -64,7 +121,7 @@ class _Embedded(uvicorn.Server):
         yield
 
 
-class _Process(uvicorn.Server):
+class _Process(_Server):
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         # A SIGTERM/SIGINT is the normal way to stop a service: shut down gracefully and
         # exit 0 instead of re-raising the signal afterwards (uvicorn's default).
@@ -106,6 +163,9 @@ async def serving(
         async with asyncio.timeout(start_timeout_s):
             while not server.started:  # uvicorn offers a flag, not an event, for "started"
                 if task.done():
+                    failure = _startup_failure(config)
+                    if failure is not None:
+                        raise failure
                     task.result()
                     raise RuntimeError("the HTTP server stopped while starting")
                 await asyncio.sleep(0.005)
@@ -124,10 +184,25 @@ async def serving(
 
 
 def run(
-    app: Any, *, host: str, port: int, limits: ConnectionLimits | None = None, **options: Any
+    app: Any,
+    *,
+    host: str,
+    port: int,
+    sockets: list[socket.socket] | None = None,
+    limits: ConnectionLimits | None = None,
+    **options: Any,
 ) -> None:
-    """Serve ``app`` as the whole process until SIGTERM or SIGINT, then exit 0."""
-    _Process(_config(app, limits=limits, host=host, port=port, **options)).run()
+    """Serve ``app`` as the whole process until SIGTERM or SIGINT, then exit 0; on
+    ``sockets`` when given (bound already: :func:`shared.startup.bind_socket`). A lifespan
+    that fails to start raises its exception here."""
+    config = _config(app, limits=limits, host=host, port=port, **options)
+    server = _Process(config)
+    server.run(sockets=sockets)
+    if not server.started:
+        failure = _startup_failure(config)
+        if failure is not None:
+            raise failure
+        raise RuntimeError("the HTTP server stopped while starting")
 
 
 def _base_url(server: uvicorn.Server, sockets: list[socket.socket] | None, host: str) -> str:

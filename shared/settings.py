@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import re
 from typing import Annotated, Literal, NamedTuple, Self
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.allowlist import Allowlist
 from shared.client_settings import ClientSettings  # its own module: the CLI imports only it
+from shared.redis_urls import cluster_nodes
 
 __all__ = [
     "SCOPES",
@@ -72,6 +74,61 @@ def parse_api_tokens(value: str) -> list[ApiToken]:
             )
         out.append(ApiToken(name, secret, frozenset(SCOPES) if wanted is None else wanted))
     return out
+
+
+def check_store_url(value: str) -> str:
+    """A store URL that can be opened: ``memory://``, ``redis://``, ``rediss://``,
+    ``unix://`` or ``redis+cluster://host:port,...``, with numeric ports and database.
+    Checked at start, so a typo is one line saying so rather than a failure later (or an
+    endless retry against nothing).
+
+    >>> check_store_url("redis://127.0.0.1:6379/0")
+    'redis://127.0.0.1:6379/0'
+    """
+    value = value.strip()
+    scheme, _, rest = value.partition("://") if "://" in value else ("", "", value)
+    shown = repr(f"{scheme}://***@{rest.rpartition('@')[2]}" if "@" in rest else value)
+    example = "memory://, redis://host:port/db or redis+cluster://host:port,host:port"
+    scheme = scheme.lower()
+    if scheme == "memory":
+        return value
+    if scheme in ("redis+cluster", "rediss+cluster"):
+        try:
+            cluster_nodes(value)
+        except ValueError:
+            raise ValueError(f"{shown} names no host:port nodes: use {example}") from None
+        return value
+    if scheme not in ("redis", "rediss", "unix"):
+        raise ValueError(f"{shown} is not a store URL: use {example}")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 -- raises on a port that is not a number in range
+    except ValueError:
+        raise ValueError(f"{shown} has a port that is not a number: use {example}") from None
+    db = parts.path.strip("/") if scheme != "unix" else ""
+    if db and not db.isdigit():
+        raise ValueError(f"{shown} names database {db!r}, not a number: use {example}")
+    return value
+
+
+def check_worker_entries(value: str) -> str:
+    """Every ``[service=]URL`` of ``workers`` is an ``http(s)://host[:port]/path`` URL; an
+    error names the entry by position."""
+    for number, entry in enumerate(split_csv(value), 1):
+        name, sep, url = entry.partition("=")
+        if not sep or "://" in name:
+            url = entry
+        try:
+            parts = urlsplit(url.strip())
+            parts.port  # noqa: B018 -- raises on a port that is not a number in range
+        except ValueError:
+            parts = None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(
+                f"entry {number} ({entry!r}) is not [service=]URL with an http:// or https:// "
+                "URL, e.g. echo=http://127.0.0.1:8701/mcp"
+            )
+    return value
 
 
 def split_csv(value: str | list[str] | None) -> list[str]:
@@ -245,6 +302,16 @@ class SupervisorSettings(_Serving):
     sse_keepalive_s: float = Field(default=15.0, gt=0)
     """Seconds between keep-alive comments on an idle event stream."""
 
+    @field_validator("redis_url")
+    @classmethod
+    def _store_url(cls, value: str) -> str:
+        return check_store_url(value)
+
+    @field_validator("workers")
+    @classmethod
+    def _workers(cls, value: str) -> str:
+        return check_worker_entries(value)
+
     @field_validator("worker_allow", mode="before")
     @classmethod
     def _allow_csv(cls, value: str | list[str] | None) -> list[str]:
@@ -380,4 +447,4 @@ class WorkerSettings(_Serving):
     @field_validator("redis_url")
     @classmethod
     def _memory_is_none(cls, value: str | None) -> str | None:
-        return None if not value or value.startswith("memory://") else value
+        return None if not value or check_store_url(value).startswith("memory://") else value

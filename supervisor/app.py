@@ -25,7 +25,7 @@ from supervisor.calls import WorkerPool
 from supervisor.discovery import Discovery
 from supervisor.dispatch import Dispatcher
 from supervisor.loops import Loops
-from supervisor.mcp import McpFace
+from supervisor.mcp import McpMount
 from supervisor.metrics import Metrics
 from supervisor.registry import Registry
 from supervisor.services import Services
@@ -104,11 +104,11 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with build_services(settings, run_loops=run_loops) as services, face.lifespan():
+        async with build_services(settings, run_loops=run_loops) as services:
             app.state.services = services
-            services.registry.listeners.append(face.catalog_changed)
             try:
-                yield
+                async with face.running(services):  # the face starts at the first /mcp request
+                    yield
             finally:
                 await authenticator.aclose()
 
@@ -125,7 +125,7 @@ def create_app(
     app.state.auth = authenticator  # who is calling: static tokens, JWTs (api/scopes.py)
     app.state.watchers = Watchers(settings.tenant_max_watchers)  # open SSE streams per tenant
     app.include_router(router)
-    face = McpFace(app, authenticator)  # the fleet as one MCP server (supervisor/mcp)
+    face = McpMount(app, authenticator)  # the fleet as one MCP server (supervisor/mcp)
     app.router.routes.append(Route("/mcp", face))
     # add_middleware puts each in front of the last: RequestContext (correlation id, body
     # limit) runs first, so refusals of the guards carry the correlation id too.

@@ -31,6 +31,7 @@ from shared import (
     CapabilitiesReport,
     CapabilitySpec,
     Load,
+    StoreUnavailable,
     WorkerCallError,
     get_logger,
     now,
@@ -120,7 +121,9 @@ class Discovery:
                     trust.admit(reg.url, reg.name)
             self.registry.registrations_error = None
         except Exception as exc:  # the store being down must not stop probing static workers
-            log.warning("registry.registrations_failed", error=str(exc))
+            # An outage is logged once by the store's health; each round only at DEBUG.
+            outage = isinstance(exc, StoreUnavailable)
+            (log.debug if outage else log.warning)("registry.registrations_failed", error=str(exc))
             self.registry.registrations_error = str(exc)
             trust.keep_refused()
             for url, state in workers.items():  # keep the last-known registrations

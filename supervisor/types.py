@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from supervisor.calls import CallResult, LogHandler, ProgressHandler, ServerInfo
     from supervisor.dispatch.breaker import Breaker
     from supervisor.registry import Target
+    from supervisor.store.health import StoreHealth
 
 __all__ = [
     "DispatchQueue",
@@ -83,6 +84,9 @@ class JobStore(Protocol):
 
 class DispatchQueue(Protocol):
     """Deliveries of queued jobs to supervisors, with leases that lapse and are reclaimed."""
+
+    health: StoreHealth
+    """Whether the store answers (one warning per outage; ``/readyz`` shows it)."""
 
     async def ensure_group(self) -> None: ...
 

@@ -106,9 +106,20 @@ class Health(BaseModel):
     version: str = Field(description="The supervisor's version (the mcp-fleet package's).")
 
 
+class StoreOutage(BaseModel):
+    since: str = Field(description="When the store stopped answering (UTC, ISO 8601).")
+    reason: str = Field(description="The latest failure, e.g. a refused connection.")
+    retries: int = Field(description="Failed tries since, by every part of the process.")
+
+
 class Readiness(BaseModel):
     status: Literal["ready", "degraded", "unavailable"]
     store: Literal["ok", "unreachable"]
+    store_outage: StoreOutage | None = Field(
+        default=None,
+        description="Only while the store is unreachable: since when, why, and the tries so "
+        "far (the supervisor retries with backoff, and is ready again once it answers).",
+    )
     loops: dict[str, str] = Field(
         default_factory=dict,
         description="Background loops that died and wait to restart, with the reason.",

@@ -36,18 +36,21 @@ async def healthz() -> dict[str, str]:
     responses={
         503: {
             "model": Readiness,
-            "description": "The store is unreachable, or a background loop is down (degraded).",
+            "description": "The store is unreachable (``store_outage`` says since when and "
+            "why), or a background loop is down (degraded).",
         }
     },
 )
 async def readyz(svc: Svc) -> JSONResponse:
-    ok = await svc.store.ping()
+    ok = await svc.store.ping()  # a try like any other: it ends an outage the moment it answers
     down = dict(svc.loops.down)
     status = "unavailable" if not ok else "degraded" if down else "ready"
-    return JSONResponse(
-        {"status": status, "store": "ok" if ok else "unreachable", "loops": down},
-        status_code=200 if status == "ready" else 503,
-    )
+    body: dict[str, object] = {"status": status, "store": "ok" if ok else "unreachable"}
+    outage = svc.store.health.outage
+    if not ok and outage is not None:
+        body["store_outage"] = outage.as_json()
+    body["loops"] = down
+    return JSONResponse(body, status_code=200 if status == "ready" else 503)
 
 
 @router.get(

@@ -28,24 +28,13 @@ _PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
 def supervisor(ctx: typer.Context) -> None:
     """Run the supervisor (HTTP API, dispatcher, registry) until SIGTERM or Ctrl-C.
 
-    Flags override FLEET_*; fleet supervisor --help lists them.
+    Flags override FLEET_*; fleet supervisor --help lists them and the exit codes.
     """
-    st = state(ctx)
     # Imported here: the service stack costs seconds to import; `fleet jobs` should not pay.
-    from supervisor.server import InsecureBind, check_bind, parse_settings, serve
+    from supervisor.server import main
 
-    settings = parse_settings(ctx.args, prog="fleet supervisor")  # bad flags: usage, exit 2
-    try:
-        check_bind(settings)
-    except InsecureBind as exc:
-        die(str(exc.code), Exit.BAD_INPUT, st.err)
-    try:
-        serve(settings)
-    except KeyboardInterrupt:
-        raise typer.Exit(0) from None
-    except OSError as exc:  # e.g. the port is taken
-        die(f"cannot serve on {settings.host}:{settings.port}: {exc.strerror or exc}",
-            Exit.BAD_INPUT, st.err)  # fmt: skip
+    # Start-up problems are one line and an exit code of their own (fleet supervisor --help).
+    main(ctx.args, prog="fleet supervisor")
 
 
 @app.command(context_settings=_PASS_THROUGH, add_help_option=False)
@@ -57,7 +46,7 @@ def worker(
 ) -> None:
     """Run an example worker: python -m workers.NAME with the arguments that follow.
 
-    Flags override FLEET_*; fleet worker NAME --help lists them.
+    Flags override FLEET_*; fleet worker NAME --help lists them and the exit codes.
     """
     st = state(ctx)
     if name in ("--help", "-h"):

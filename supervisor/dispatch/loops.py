@@ -92,8 +92,9 @@ class Dispatcher:
                 entries = await self.store.take(free, block_ms=1000)
             except StoreUnavailable as exc:
                 self._store_since = None
-                log.warning("dispatcher.store_unavailable", error=exc.message)
-                await asyncio.sleep(1.0)  # back off while the store is down
+                # The outage is logged once, by the store's health; each try only at DEBUG.
+                _store_log(self.store, "dispatcher.store_unavailable", exc.message)
+                await self.store.health.pause()  # back off while the store is down
                 with contextlib.suppress(StoreUnavailable):
                     await self.store.ensure_group()
                 continue
@@ -124,7 +125,7 @@ class Dispatcher:
                             self._spawn(entry_id, job_id, reclaimed=True)
             except StoreUnavailable as exc:
                 self._store_since = None
-                log.warning("dispatcher.lease_failed", error=exc.message)
+                _store_log(self.store, "dispatcher.lease_failed", exc.message)
 
     async def _check_leases(self) -> None:
         """One read for every held job. A job whose fence moved on was reclaimed by another
@@ -142,9 +143,12 @@ class Dispatcher:
             try:
                 async for job_id in self.store.cancel_messages():
                     self._cancel_local(job_id)
-            except Exception as exc:  # pub/sub raises the client's own errors: re-subscribe
+            except StoreUnavailable as exc:
+                _store_log(self.store, "dispatcher.cancel_listener_failed", exc.message)
+                await self.store.health.pause()  # re-subscribe after the store recovers
+            except Exception as exc:  # whatever else: re-subscribe
                 log.warning("dispatcher.cancel_listener_failed", error=str(exc))
-                await asyncio.sleep(1.0)  # re-subscribe after the store recovers
+                await asyncio.sleep(1.0)
 
     def _cancel_local(self, job_id: str) -> None:
         held = self.held.get(job_id)
@@ -179,3 +183,9 @@ class Dispatcher:
                 return
             await asyncio.wait(set(self._tasks), timeout=max(0.0, deadline - time.monotonic()))
         raise TimeoutError("dispatcher did not go idle")
+
+
+def _store_log(store: DispatchStore, event: str, error: str) -> None:
+    """A failed try: at DEBUG while the store is out (its health said so once), else a
+    warning (the store answered with an error)."""
+    (log.warning if store.health.up else log.debug)(event, error=error)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import uuid
@@ -10,11 +11,14 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import ClusterDownError, NoScriptError, RedisClusterException, RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared import Event, Job, Keys, StoreUnavailable
 from supervisor.store import lua
 from supervisor.store.embedded import EmbeddedScripts
+from supervisor.store.health import StoreHealth
 from supervisor.store.signals import Signals
 from supervisor.store.tails import Tails
 
@@ -23,6 +27,19 @@ def changed_message(job_id: str, ended: bool, origin: str) -> str:
     """A ``changed`` message: the job, whether the write may have ended it, and the writer
     (its own messages come back to it; it has woken its watchers already)."""
     return f"{job_id} {'ended' if ended else '-'} {origin}"
+
+
+PING_TIMEOUT_S = 2.0
+"""How long ``/readyz`` waits for the store (a kubelet's probe gives up after 1 s by default,
+Docker's healthcheck after 30 s)."""
+OUTAGE_ERRORS = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    OSError,
+    ClusterDownError,
+    RedisClusterException,  # e.g. "Redis Cluster cannot be connected": no node answers
+)
+"""What says the store is out (an error reply, such as ``WRONGTYPE``, is an answer)."""
 
 
 def parse_changed(message: str) -> tuple[str, bool, str]:
@@ -56,6 +73,8 @@ class StoreBase:
         self.idempotency_ttl_s = idempotency_ttl_s
         self.consumer = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.embedded = not isinstance(client, aioredis.Redis | RedisCluster)
+        self.health = StoreHealth()
+        """Up, or since when and why not: one warning per outage, not per try."""
         self._signals = Signals()
         self._tails = Tails(self._read_events, self._signals)
         twins = self.embedded if twins is None else twins
@@ -68,6 +87,16 @@ class StoreBase:
     def client(self) -> Any:
         return self._r
 
+    def _failed(self, exc: BaseException) -> StoreUnavailable:
+        """The error to raise for ``exc``, told to :attr:`health` when it is an outage."""
+        if isinstance(exc, OUTAGE_ERRORS):
+            self.health.failed(exc)
+        return StoreUnavailable(f"store unavailable: {exc}")
+
+    def _answered(self) -> None:
+        if self.health.outage is not None:
+            self.health.answered()
+
     def _pipeline(self) -> Any:
         """A pipeline of plain commands (no MULTI on Redis; the engine has no such option)."""
         return self._r.pipeline() if self.embedded else self._r.pipeline(transaction=False)
@@ -78,20 +107,24 @@ class StoreBase:
         pipe = self._pipeline()
         fill(pipe)
         try:
-            return list(await pipe.execute())
+            out = list(await pipe.execute())
         except (RedisError, OSError) as exc:
-            raise StoreUnavailable(f"store unavailable: {exc}") from exc
+            raise self._failed(exc) from exc
         finally:
             reset = getattr(pipe, "reset", None)
             if reset is not None:
                 await reset()
+        self._answered()
+        return out
 
     async def _call(self, method: str, *args: Any, _watch: bool = False, **kwargs: Any) -> Any:
         """One command (``_watch``: on the watchers' connections)."""
         try:
-            return await getattr(self._watch_r if _watch else self._r, method)(*args, **kwargs)
+            out = await getattr(self._watch_r if _watch else self._r, method)(*args, **kwargs)
         except (RedisError, OSError) as exc:
-            raise StoreUnavailable(f"store unavailable: {exc}") from exc
+            raise self._failed(exc) from exc
+        self._answered()
+        return out
 
     async def _script(
         self,
@@ -115,7 +148,8 @@ class StoreBase:
             else:  # script and wake-up in one round trip
                 out = await self._script_and_wake(name, keys, args, job_id, ends)
         except (RedisError, OSError) as exc:
-            raise StoreUnavailable(f"store unavailable: {exc}") from exc
+            raise self._failed(exc) from exc
+        self._answered()
         if job_id is not None:
             wrote = ended is not None and isinstance(out, int) and out >= 0
             self._signals.notify(job_id, ended=ends, job=ended if wrote else None)
@@ -153,9 +187,15 @@ class StoreBase:
     async def _read_events(self, job_id: str, after: int, count: int) -> list[Event]:
         raise NotImplementedError  # the event log's (supervisor.store.events)
 
-    async def ping(self) -> bool:
+    async def ping(self, timeout_s: float = PING_TIMEOUT_S) -> bool:
+        """Whether the store answers within ``timeout_s`` (a probe must not hang on a store
+        that accepts connections and never answers)."""
         try:
-            await self._call("exists", self.keys.queue)
+            async with asyncio.timeout(timeout_s):
+                await self._call("exists", self.keys.queue)
             return True
         except StoreUnavailable:
+            return False
+        except TimeoutError:
+            self.health.failed(f"no answer from the store within {timeout_s} s")
             return False

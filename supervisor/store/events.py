@@ -11,8 +11,8 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from shared import Event, Job, now
-from supervisor.store.base import StoreBase, parse_changed
+from shared import Event, Job, get_logger, now
+from supervisor.store.base import OUTAGE_ERRORS, StoreBase, parse_changed
 from supervisor.store.codec import encode_fields, job_and_flags, text
 from supervisor.store.errors import check_fence
 from supervisor.store.signals import Wake
@@ -169,6 +169,7 @@ class EventLog(StoreBase):
             pubsub = self._r.pubsub()
             try:
                 await pubsub.subscribe(self.keys.changed_channel)
+                self._answered()
                 while True:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                     if message and message.get("type") == "message":
@@ -176,11 +177,14 @@ class EventLog(StoreBase):
                         if origin != self.consumer:  # ours woke our watchers as written
                             self._signals.notify(job_id, ended=ended)
             except (RedisError, OSError) as exc:
-                from shared import get_logger
-
-                get_logger("fleet.store").warning("store.changes_listener_failed", error=str(exc))
+                outage = isinstance(exc, OUTAGE_ERRORS)
+                if outage:  # said once per outage, by the store's health; each try at DEBUG
+                    self.health.failed(exc)
+                log = get_logger("fleet.store")
+                say = log.debug if outage else log.warning
+                say("store.changes_listener_failed", error=str(exc))
                 self._signals.notify_all()  # let watchers re-read rather than sleep blind
-                await asyncio.sleep(1.0)
+                await self.health.pause()
             finally:
                 await pubsub.aclose()
 
@@ -189,14 +193,18 @@ class EventLog(StoreBase):
         await self._call("publish", self.keys.cancel_channel, job_id)
 
     async def cancel_messages(self) -> AsyncIterator[str]:
-        """Job ids whose cancellation was requested, as they are published."""
+        """Job ids whose cancellation was requested, as they are published; a lost connection
+        raises :class:`StoreUnavailable` (subscribe again)."""
         pubsub = self._r.pubsub()
-        await pubsub.subscribe(self.keys.cancel_channel)
         try:
+            await pubsub.subscribe(self.keys.cancel_channel)
+            self._answered()
             while True:
                 message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                 if message and message.get("type") == "message":
                     yield text(message["data"])
+        except (RedisError, OSError) as exc:
+            raise self._failed(exc) from exc
         finally:
             closer = getattr(pubsub, "aclose", None) or pubsub.close
             await closer()

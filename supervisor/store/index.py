@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from redis.exceptions import RedisError
+
 from shared import Job, JobNotFound, JobStatus, WorkerRegistration, now
 from shared.keys import STATUS_ORDER
 from supervisor.store.codec import decode_job, text
@@ -153,7 +155,10 @@ class JobIndex(JobRecords):
 
     async def registrations(self) -> list[WorkerRegistration]:
         out = []
-        keys = [k async for k in self._r.scan_iter(match=self.keys.worker_pattern, count=1000)]
+        try:
+            keys = [k async for k in self._r.scan_iter(match=self.keys.worker_pattern, count=1000)]
+        except (RedisError, OSError) as exc:
+            raise self._failed(exc) from exc
         for key in keys:
             raw = await self._call("get", text(key))
             if raw is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -18,6 +19,9 @@ from supervisor.store.index import JobIndex
 from supervisor.store.maintenance import Maintenance
 from supervisor.store.queue import DispatchQueue
 from supervisor.store.usage import UsageLedger
+
+START_WAIT_S = 1.0
+"""How long the start waits for the store's first answer before serving without it."""
 
 
 class Store(JobIndex, DispatchQueue, EventLog, Maintenance, Admission, UsageLedger):
@@ -80,12 +84,17 @@ async def open_store(
         watch_client=watch,
     )
     try:
+        # Start anyway when the store is out: its health logs one warning, /readyz says 503
+        # with the reason, requests get 503, and the loops retry with backoff until it answers
+        # (intake creates the group then). A store that accepts connections but never answers
+        # would hold the start for its timeouts and retries: it gets START_WAIT_S.
         try:
-            await store.ensure_group()
-        except StoreUnavailable as exc:  # start anyway: /readyz says 503, requests get 503
-            from shared import get_logger
-
-            get_logger("fleet.store").warning("store.unavailable_at_start", error=exc.message)
+            async with asyncio.timeout(START_WAIT_S):
+                await store.ensure_group()
+        except StoreUnavailable:
+            pass
+        except TimeoutError:
+            store.health.failed(f"no answer from the store within {START_WAIT_S} s at start")
         yield store
     finally:
         await store._tails.close()

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from shared import DISPATCH_GROUP, JobStatus, StoreUnavailable, now
-from supervisor.store.base import StoreBase
+from supervisor.store.base import OUTAGE_ERRORS, StoreBase
 from supervisor.store.codec import encode_fields, text
 from supervisor.store.errors import check_fence
 
@@ -26,7 +26,10 @@ class DispatchQueue(StoreBase):
             await self._r.xgroup_create(self.keys.queue, DISPATCH_GROUP, id="0", mkstream=True)
         except Exception as exc:  # BUSYGROUP: it exists already
             if "BUSYGROUP" not in str(exc) and "already exists" not in str(exc):
+                if isinstance(exc, OUTAGE_ERRORS):
+                    self.health.failed(exc)
                 raise StoreUnavailable(f"cannot create dispatch group: {exc}") from exc
+        self._answered()
 
     async def take(self, count: int, block_ms: int) -> list[QueueEntry]:
         reply = await self._call(

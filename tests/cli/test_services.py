@@ -62,8 +62,10 @@ def test_insecure_bind_is_refused_in_one_line(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.delenv("FLEET_API_TOKENS", raising=False)
     monkeypatch.delenv("FLEET_INSECURE", raising=False)
     result = CliRunner().invoke(app, ["supervisor", "--host", "0.0.0.0", "--port", "1"])
-    assert result.exit_code == 2
-    assert result.stderr.startswith("error: refusing to bind 0.0.0.0:1 without API tokens")
+    assert result.exit_code == 4  # a token problem (shared.startup.ExitCode.AUTH_CONFIG)
+    assert result.stderr.startswith(
+        "fleet supervisor: refusing to bind 0.0.0.0:1 without API tokens"
+    )
     assert len(result.stderr.strip().splitlines()) == 1
     assert "Traceback" not in result.output
 

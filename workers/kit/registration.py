@@ -63,13 +63,20 @@ async def registered(
         return signed.model_dump_json()
 
     async def beat() -> None:
+        # One warning when Redis stops taking the heartbeat and one info when it takes it
+        # again, not one per beat (the worker's /health shows the state all along).
+        failing = state.last_error is not None
         try:
             await client.set(key, value(), ex=ttl)
         except (RedisError, OSError) as exc:
             state.last_error = f"{type(exc).__name__}: {exc}"[:300]
-            _log.warning("worker.registration_failed", key=key, error=state.last_error)
+            say = _log.debug if failing else _log.warning
+            say("worker.registration_failed", key=key, error=state.last_error,
+                retrying_every_s=heartbeat_s)  # fmt: skip
         else:
             state.last_ok, state.last_error = time.time(), None
+            if failing:
+                _log.info("worker.registration_restored", key=key)
 
     async def loop() -> None:
         while True:
@@ -77,7 +84,8 @@ async def registered(
             await beat()
 
     await beat()
-    _log.info("worker.registered", key=key, url=url, ttl_s=ttl, signed=secret is not None)
+    if state.last_error is None:  # else its warning said so; the heartbeat keeps trying
+        _log.info("worker.registered", key=key, url=url, ttl_s=ttl, signed=secret is not None)
     task = asyncio.create_task(loop())
     try:
         yield key
