@@ -30,7 +30,8 @@ def test_a_non_loopback_bind_needs_a_token_or_insecure() -> None:
     for host in ("0.0.0.0", "::", "10.0.0.7", "worker.example"):
         with pytest.raises(InsecureBind, match="FLEET_WORKER_TOKEN") as refused:
             check_worker_bind(settings(host=host))
-        message = str(refused.value.code)
+        message = refused.value.message
+        assert refused.value.code == 4  # the start-up code of a bad token setting
         assert message.startswith(f"refusing to bind {host}:8701 without a worker token")
         assert "--insecure" in message and "\n" not in message
         check_worker_bind(settings(host=host, worker_token="s3cret"))
@@ -52,9 +53,10 @@ def test_the_process_refuses_in_one_line() -> None:
         [sys.executable, "-m", "workers.echo", "--host", "0.0.0.0", "--port", str(free_port())],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
-    assert done.returncode == 1
+    assert done.returncode == 4  # bad token settings (shared/startup.py)
     lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("refusing to bind 0.0.0.0:"), done.stderr
+    expected = "python -m workers.echo: refusing to bind 0.0.0.0:"
+    assert len(lines) == 1 and lines[0].startswith(expected), done.stderr
     assert "Traceback" not in done.stderr
 
 
