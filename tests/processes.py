@@ -56,12 +56,18 @@ class Proc:
             self.p.wait(10)
 
     def stop(self) -> None:
-        if self.p.poll() is None:
-            self.p.terminate()
-            try:
-                self.p.wait(15)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        stop(self.p)
+
+
+def stop(p: subprocess.Popen[bytes] | subprocess.Popen[str], grace_s: float = 15) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within ``grace_s``; reaped either way."""
+    if p.poll() is None:
+        p.terminate()
+        try:
+            p.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(10)
 
 
 def worker_env(**env: str) -> dict[str, str]:

@@ -30,6 +30,7 @@ from rich.live import Live
 from rich.text import Text
 
 from supervisor.cli.base import Exit, JsonOpt, State, app, print_json, run_api, state
+from supervisor.cli.hints import examples
 from supervisor.cli.top_data import Rates, describe, fatal, guarded, snapshot
 from supervisor.cli.top_keys import Keys
 from supervisor.cli.top_view import View, render, selectable
@@ -271,7 +272,14 @@ class Top:
             signal.signal(signal.SIGINT, previous)
 
 
-@app.command()
+@app.command(
+    epilog=examples(
+        "fleet top                        # live: keys j/k select, w watch, c cancel, r redrive",
+        "fleet top --interval 0.5         # redraw twice a second",
+        "fleet top > now.txt              # not a terminal: one plain snapshot",
+        "fleet --json top --once          # one snapshot as JSON",
+    )
+)
 def top(
     ctx: typer.Context,
     interval: Annotated[float, typer.Option(min=0.2, help="Seconds between frames.")] = 1.0,

@@ -82,8 +82,8 @@ def test_completion_completes_command_names() -> None:
     assert "doctor" in result.stdout.split(), result.stdout + result.stderr
 
 
-OTHERS = {"supervisor", "worker", "top"}
-"""Commands whose help lives with their service or screen, not in this change."""
+OTHERS = {"supervisor", "worker"}
+"""Commands whose --help is their service's own (its flags from the settings)."""
 
 
 @pytest.mark.parametrize(

@@ -25,7 +25,7 @@ from starlette.applications import Starlette
 from shared.serving import free_port, loopback_socket, serving
 from shared.startup import ExitCode, StartupError
 from tests.helpers import wait_until_sync
-from tests.processes import process_env
+from tests.processes import process_env, stop
 
 ROOT = Path(__file__).resolve().parents[2]
 SUPERVISOR = [sys.executable, "-m", "supervisor.server"]
@@ -232,12 +232,7 @@ def test_unreachable_redis_is_one_warning_a_clear_readyz_and_one_store_back(
             warnings = [e for e in _events(log) if e.get("level") in ("warning", "error")]
             assert [e["event"] for e in warnings] == ["store.unreachable"], warnings
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop(proc)
 
 
 def test_a_worker_whose_redis_is_out_warns_once_and_says_when_it_registers_again(
@@ -277,12 +272,7 @@ def test_a_worker_whose_redis_is_out_warns_once_and_says_when_it_registers_again
             wait_until_sync(restored, timeout=60, message="the registration to be restored")
             assert len(failed("warning")) == 1
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop(proc)
 
 
 async def test_a_lifespan_that_fails_raises_out_of_serving_and_uvicorn_logs_nothing(
@@ -325,9 +315,4 @@ def test_a_store_that_never_answers_neither_holds_the_start_nor_hangs_readyz() -
             assert ready.status_code == 503
             assert "no answer from the store" in ready.json()["store_outage"]["reason"]
         finally:
-            proc.terminate()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+            stop(proc, grace_s=30)
