@@ -20,7 +20,7 @@ import time
 from bench.chaos.ledger_worker import LEDGER_TOOLS
 from bench.chaos.netns import Network
 from bench.chaos.procs import Fleet, Service
-from bench.chaos.rounds import LedgerTail, Run, holds, idle, running_both
+from bench.chaos.rounds import LedgerTail, Run, idle, load_victim, running_both
 from bench.chaos.waiting import TimedOut, wait_until
 
 __all__ = ["supervisor_cut", "worker_cut"]
@@ -74,15 +74,7 @@ async def supervisor_cut(run: Run) -> None:
         victim = fleet.supervisors[r % 2]
         network = _network(fleet, victim)
         assert victim.host is not None
-        specs = [(LEDGER_TOOLS[i % 2], {"ms": lengths[i // 2 % 2], "steps": 10}) for i in range(8)]
-        jobs = await run.submit_all(specs, "batch", r)
-        try:
-            await wait_until(
-                functools.partial(holds, fleet, victim, 2), timeout=15, what=f"{victim.name} busy"
-            )
-        except TimedOut:
-            run.notes.append(f"round {r}: {victim.name} held < 2 jobs when cut off")
-        fleet.rotation.discard(victim.url)
+        jobs = await load_victim(run, victim, lengths, r, "cut off")
         network.cut(victim.host)
         since = time.monotonic()
         try:

@@ -8,6 +8,7 @@ of its own.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import random
 import time
@@ -152,6 +153,23 @@ async def holds(fleet: Fleet, sup: Service, n: int) -> bool:
     """Does ``sup`` hold at least ``n`` jobs right now?"""
     held = await fleet.held(sup)
     return held is not None and held >= n
+
+
+async def load_victim(
+    run: Run, victim: Service, lengths: list[int], round_no: int, fault: str
+) -> list[Submitted]:
+    """A round's batch (8 ledger jobs of ``lengths`` ms), until ``victim`` holds two of them
+    (or noted when it did not), then ``victim`` out of the load generator's rotation: the
+    set-up of every fault that takes a supervisor away mid-job (``fault`` names it)."""
+    specs = [(LEDGER_TOOLS[i % 2], {"ms": lengths[i // 2 % 2], "steps": 10}) for i in range(8)]
+    jobs = await run.submit_all(specs, "batch", round_no)
+    try:
+        busy = functools.partial(holds, run.fleet, victim, 2)
+        await wait_until(busy, timeout=15, what=f"{victim.name} busy")
+    except TimedOut:
+        run.notes.append(f"round {round_no}: {victim.name} held < 2 jobs when {fault}")
+    run.fleet.rotation.discard(victim.url)
+    return jobs
 
 
 async def idle(fleet: Fleet, sup: Service) -> bool:

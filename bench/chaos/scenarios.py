@@ -16,7 +16,7 @@ from typing import Any
 
 from bench.chaos.cuts import supervisor_cut, worker_cut
 from bench.chaos.ledger_worker import LEDGER_TOOLS
-from bench.chaos.rounds import LedgerTail, Run, Scenario, holds, idle, running_both
+from bench.chaos.rounds import LedgerTail, Run, Scenario, holds, idle, load_victim, running_both
 from bench.chaos.waiting import TimedOut, wait_until
 
 __all__ = ["SCENARIOS"]
@@ -100,15 +100,7 @@ async def supervisor_pause(run: Run) -> None:
     lengths = [int(cfg.lease_s * 500), int(pause_s * 1500)]
     for r in range(cfg.pauses):
         victim = fleet.supervisors[r % 2]
-        specs = [(LEDGER_TOOLS[i % 2], {"ms": lengths[i // 2 % 2], "steps": 10}) for i in range(8)]
-        jobs = await run.submit_all(specs, "batch", r)
-        try:
-            await wait_until(
-                functools.partial(holds, fleet, victim, 2), timeout=15, what=f"{victim.name} busy"
-            )
-        except TimedOut:
-            run.notes.append(f"round {r}: {victim.name} held < 2 jobs when paused")
-        fleet.rotation.discard(victim.url)
+        jobs = await load_victim(run, victim, lengths, r, "paused")
         victim.proc.pause()
         since = time.monotonic()
         probing = asyncio.create_task(run.probe(since, r))
