@@ -49,6 +49,7 @@ from shared.errors import (
     HostNotAllowed,
     InsufficientScope,
     InvalidToken,
+    InvalidWorkflow,
     KeysUnavailable,
     NoHealthyWorker,
     NotFound,
@@ -192,6 +193,10 @@ RULES: dict[type[FleetError], Rule] = {
     ),
     UnknownCapability: Rule("No known worker serves the capability; the message names those."),
     InvalidInput: Rule("The input does not match the capability's input schema."),
+    InvalidWorkflow: Rule(
+        "The workflow is not valid (a cycle, an unknown step, a bad reference …); "
+        "`details` has `step`, `field` and `reason`."
+    ),
     AdmissionRefused: Rule(
         "The capability's queue is full; `Retry-After` says when to retry.", (_RETRY_AFTER,)
     ),
