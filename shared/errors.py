@@ -53,6 +53,7 @@ __all__ = [
     "AdmissionRefused",
     "BadRequest",
     "Conflict",
+    "DelegationLimit",
     "FleetError",
     "Forbidden",
     "HostNotAllowed",
@@ -225,6 +226,13 @@ class InvalidWorkflow(ValidationFailed):
     ``field`` and ``reason`` (a cycle: ``cycle``, the steps on it)."""
 
     code = "INVALID_WORKFLOW"
+
+
+class DelegationLimit(ValidationFailed):
+    """A child job past a limit: ``details.limit`` is ``depth`` (FLEET_MAX_DEPTH) or
+    ``children`` (FLEET_MAX_CHILDREN), ``details.max`` its value."""
+
+    code = "DELEGATION_LIMIT"
 
 
 class AdmissionRefused(FleetError):

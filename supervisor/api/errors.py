@@ -46,6 +46,7 @@ from shared import (
     get_logger,
 )
 from shared.errors import (
+    DelegationLimit,
     HostNotAllowed,
     InsufficientScope,
     InvalidToken,
@@ -196,6 +197,10 @@ RULES: dict[type[FleetError], Rule] = {
     InvalidWorkflow: Rule(
         "The workflow is not valid (a cycle, an unknown step, a bad reference …); "
         "`details` has `step`, `field` and `reason`."
+    ),
+    DelegationLimit: Rule(
+        "A child job (`parent_id`) past a limit: `details.limit` is `depth` (FLEET_MAX_DEPTH) "
+        "or `children` (FLEET_MAX_CHILDREN), `details.max` the limit."
     ),
     AdmissionRefused: Rule(
         "The capability's queue is full; `Retry-After` says when to retry.", (_RETRY_AFTER,)
