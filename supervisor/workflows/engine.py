@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -107,7 +106,9 @@ class Flow:
         self._write = write
         self.recorded = {name: _copy(s) for name, s in (recorded or {}).items()}
         """What the log holds for each step: a transition already there is not written again."""
-        self.states = {name: StepState(total=None if s.map else 1) for name, s in spec.steps.items()}
+        self.states = {
+            name: StepState(total=None if s.map else 1) for name, s in spec.steps.items()
+        }
         self.results: dict[str, Any] = {}
         self.running: dict[str, str] = {}
         """Children submitted and not seen ending: job id → step."""
@@ -200,7 +201,6 @@ class Flow:
         job = await self._submit(name, step, arguments, key)
         state = self.states[name]
         state.job_ids = [job.id]
-        self._message = f"{name} running"
         await self._set(name, "running")
         job = await self._until_ended(job)
         if job.status is not JobStatus.SUCCEEDED:
@@ -261,7 +261,6 @@ class Flow:
                     else:
                         failures.append(_child_failed(name, job, index))
                         state.failed += 1
-                self._message = f"{name} {state.done + state.failed}/{state.total}"
                 self._dirty.add(name)
                 if failures and self.spec.on_failure == "fail_fast":
                     raise StepFailed(failures[0])
@@ -296,14 +295,12 @@ class Flow:
             )
         return arguments, str(key)
 
-    async def _submit(
-        self, name: str, step: StepSpec, arguments: dict[str, Any], key: str
-    ) -> Job:
+    async def _submit(self, name: str, step: StepSpec, arguments: dict[str, Any], key: str) -> Job:
         try:
             body = JobSubmit(
                 capability=step.capability,
                 input=arguments,
-                parent_id=self.id,  # type: ignore[call-arg]  # the core's field
+                parent_id=self.id,
                 idempotency_key=key,
                 max_attempts=step.max_attempts,
                 timeout_s=step.timeout_s,
@@ -358,8 +355,7 @@ class Flow:
                     before.status == state.status or (before.ended and state.status == "running")
                 ):
                     continue  # written by an earlier run of this workflow
-                if not self._message or state.ended:
-                    self._message = f"{name} {state.status}"
+                self._message = f"{name} {state.status}"
                 events.append(("step", self._event(name, state)))
                 self.recorded[name] = _copy(state)
             await self._append(events)
@@ -380,6 +376,7 @@ class Flow:
                     continue
                 events.append(("step", self._event(name, state)))
                 self.recorded[name] = _copy(state)
+                self._message = f"{name} {state.done + state.failed}/{state.total}"
             self._dirty.clear()
             await self._append(events)
 
@@ -390,9 +387,10 @@ class Flow:
                 await self._flush()
 
     def _event(self, name: str, state: StepState) -> dict[str, Any]:
-        data = state.event(name, with_ids=bool(state.job_ids))
-        if "job_ids" in data:
-            data["job_ids"] = [i for i in data["job_ids"] if i][:MAX_EVENT_IDS]
+        ids = [i for i in state.job_ids if i][:MAX_EVENT_IDS]
+        data = state.event(name, with_ids=False)
+        if ids:
+            data["job_ids"] = ids
         return data
 
     async def _append(self, events: list[tuple[str, dict[str, Any]]]) -> None:

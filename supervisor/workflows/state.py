@@ -16,9 +16,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared import Event
+from pydantic import BaseModel, Field
 
-__all__ = ["ENDED", "STATUSES", "StepState", "fold", "steps_view"]
+from shared import Event, Job
+
+__all__ = ["ENDED", "STATUSES", "StepState", "StepView", "WorkflowView", "fold", "steps_view"]
 
 STATUSES = ("pending", "running", "succeeded", "failed", "skipped", "cancelled")
 ENDED = frozenset({"succeeded", "failed", "skipped", "cancelled"})
@@ -97,3 +99,25 @@ def steps_view(spec: Mapping[str, Any], states: Mapping[str, StepState]) -> dict
             "error": state.error,
         }
     return out
+
+
+class StepView(BaseModel):
+    """One step in ``GET /v1/workflows/{id}``."""
+
+    status: str = Field(description="pending, running, succeeded, failed, skipped or cancelled.")
+    capability: str | None = None
+    map: bool = False
+    total: int | None = Field(
+        default=None, description="Its child jobs: 1, or a map step's items (null: not known yet)."
+    )
+    done: int = Field(default=0, description="Children that succeeded.")
+    failed: int = 0
+    job_ids: list[str] = Field(default_factory=list, description="Its child jobs, in item order.")
+    error: dict[str, Any] | None = None
+
+
+class WorkflowView(BaseModel):
+    """``GET /v1/workflows/{id}``: the workflow's job and each step's state."""
+
+    job: Job
+    steps: dict[str, StepView]

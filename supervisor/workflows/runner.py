@@ -1,0 +1,173 @@
+"""The dispatcher's hook for workflow jobs: a held workflow runs here, fresh or reclaimed.
+
+A run reads the workflow's own log first (what an earlier run wrote), then hands the
+:class:`~supervisor.workflows.engine.Flow` its children — submitted through the very
+:func:`~supervisor.api.submission.submit` of ``POST /v1/jobs``, as a principal of the
+workflow's tenant — and a writer that appends under the workflow's fence. A supervisor
+that dies mid-workflow stops renewing the lease; another reclaims the job and runs it here
+again: the children's keys give it back the finished ones.
+
+    runner.workflows = WorkflowRunner(services)   # supervisor.app wires it
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterable
+from typing import Any
+
+from opentelemetry import propagate
+from pydantic import ValidationError
+
+from shared import (
+    AdmissionRefused,
+    FleetError,
+    Job,
+    JobError,
+    JobStatus,
+    JobSubmit,
+    Progress,
+    get_logger,
+    now,
+)
+from supervisor.api.auth import JOBS_READ, JOBS_WRITE, Principal
+from supervisor.api.submission import cancel, submit
+from supervisor.dispatch.held import ACTIVE, Held
+from supervisor.services import Services
+from supervisor.workflows.engine import Flow
+from supervisor.workflows.spec import WorkflowSpec, plan
+from supervisor.workflows.state import StepState, fold
+
+__all__ = ["JobChildren", "WorkflowRunner", "read_steps"]
+
+log = get_logger("fleet.workflows")
+
+MAX_BACKOFF_S = 5.0
+"""Longest wait before submitting a child again after a full queue or a rate limit."""
+EVENTS_PER_READ = 1000
+
+
+class WorkflowEnded(Exception):
+    """The workflow's record ended while it ran (a cancel got there first): stop."""
+
+
+class JobChildren:
+    """A workflow's children as jobs of the fleet (the engine's ``Children``)."""
+
+    def __init__(self, svc: Services, who: Principal, correlation_id: str) -> None:
+        self.svc = svc
+        self.who = who
+        self.correlation_id = correlation_id
+
+    async def submit(self, body: JobSubmit) -> Job:
+        """Submit, waiting out a full queue or a rate limit (429): the step is not failing,
+        the fleet is busy."""
+        while True:
+            carrier: dict[str, str] = {}
+            propagate.inject(carrier)  # the workflow's span: its children are in its trace
+            try:
+                submitted = await submit(
+                    self.svc,
+                    self.who,
+                    body,
+                    correlation_id=self.correlation_id,
+                    traceparent=carrier.get("traceparent"),
+                )
+                return submitted.job
+            except AdmissionRefused as exc:
+                log.info("workflow.child_waits", reason=exc.code, retry_after=exc.retry_after)
+                await asyncio.sleep(min(MAX_BACKOFF_S, max(0.05, float(exc.retry_after))))
+
+    async def wait(self, job_id: str, timeout: float) -> Job:
+        return await self.svc.store.wait_ended(job_id, timeout)
+
+    async def cancel(self, job_ids: Iterable[str]) -> None:
+        async def one(job_id: str) -> None:
+            with contextlib.suppress(FleetError):  # ended meanwhile, or expired
+                await cancel(self.svc, self.who, job_id, wait=0)
+
+        await asyncio.gather(*map(one, job_ids))
+
+
+class WorkflowRunner:
+    """Runs held workflow jobs (``Runner.workflows``)."""
+
+    def __init__(self, svc: Services) -> None:
+        self.svc = svc
+
+    async def run(self, job: Job, held: Held) -> bool:
+        """Run (or resume) ``job`` to its end; True once it ended."""
+        outcomes = self.svc.dispatcher.runner.outcomes
+        try:
+            spec = WorkflowSpec.model_validate(job.input)
+            steps = plan(spec)
+        except (ValidationError, FleetError) as exc:  # stored by an older, laxer supervisor
+            error = JobError(code="INVALID_WORKFLOW", message=f"the workflow is invalid: {exc}")
+            await outcomes.finish(job, held, JobStatus.FAILED, error=error)
+            return True
+        if not await self._start(job, held):
+            return True
+        recorded = await read_steps(self.svc, job.id)
+        who = Principal(
+            f"workflow:{job.id}",
+            frozenset({JOBS_READ, JOBS_WRITE}),
+            "none",
+            tenant=job.tenant,
+        )
+        children = JobChildren(self.svc, who, job.correlation_id)
+
+        async def write(
+            events: list[tuple[str, dict[str, Any]]], progress: Progress | None
+        ) -> None:
+            fields: dict[str, Any] = {}
+            if progress is not None:
+                job.progress = fields["progress"] = progress  # the end's record carries it
+            seq = await self.svc.store.append_many(job.id, events, fence=held.fence, **fields)
+            if seq < 0:
+                raise WorkflowEnded(job.id)
+
+        flow = Flow(job.id, spec, steps, children, write, recorded=recorded)
+        try:
+            outcome = await flow.run()
+        except WorkflowEnded:
+            return True
+        except asyncio.CancelledError:
+            if held.cancel_requested and not held.lost:  # a cancel, not a shutdown
+                with contextlib.suppress(Exception):
+                    await flow.stop("cancelled")
+            raise
+        await outcomes.finish(job, held, outcome.status, result=outcome.result, error=outcome.error)
+        return True
+
+    async def _start(self, job: Job, held: Held) -> bool:
+        """Mark the workflow running (again, when it resumes: one more attempt); False when
+        it ended meanwhile."""
+        job.attempts += 1
+        job.started_at = job.started_at or now()
+        seq = await self.svc.store.transition(
+            job.id,
+            allowed=ACTIVE,
+            event="status",
+            data={"status": "running", "attempt": job.attempts, "resumed": held.reclaimed},
+            status=JobStatus.RUNNING,
+            attempts=job.attempts,
+            started_at=job.started_at,
+            fence=held.fence,
+        )
+        job.status = JobStatus.RUNNING
+        return seq is not None
+
+
+async def read_steps(svc: Services, job_id: str) -> dict[str, StepState]:
+    """Each step's state as the workflow's log tells it (its latest run's events)."""
+    _, flags = await svc.store.get_with_flags(job_id)
+    after = max(0, int(flags.get("run_start") or 0) - 1)
+    events = []
+    while True:
+        batch = await svc.store.events(job_id, after=after, count=EVENTS_PER_READ)
+        if not batch:
+            break
+        events += [e for e in batch if e.type == "step"]
+        after = batch[-1].seq
+    return fold(events)
