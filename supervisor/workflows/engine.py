@@ -250,6 +250,7 @@ class Flow:
                     arguments, key = self._arguments(name, step, item_scope, index)
                     job = await self._submit(name, step, arguments, key)
                     state.job_ids[index] = job.id
+                    self._dirty.add(name)  # its id goes in the next event
                     job = await self._until_ended(job)
                 except StepFailed as exc:
                     failures.append(exc.error)
@@ -369,10 +370,7 @@ class Flow:
                 if state.ended or state.status != "running":
                     continue
                 before = self.recorded.get(name)
-                if before is not None and (before.done, before.failed) == (
-                    state.done,
-                    state.failed,
-                ):
+                if before is not None and _counts(before) == _counts(state):
                     continue
                 events.append(("step", self._event(name, state)))
                 self.recorded[name] = _copy(state)
@@ -465,6 +463,10 @@ async def _all(aws: Iterable[Coroutine[Any, Any, None] | asyncio.Task[None]]) ->
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _counts(state: StepState) -> tuple[int, int, int]:
+    return state.done, state.failed, sum(1 for i in state.job_ids if i)
 
 
 def _copy(state: StepState) -> StepState:

@@ -255,7 +255,10 @@ async def test_fan_in_waits_for_every_branch(children: Any) -> None:
         "steps": {
             "b": {"capability": "gated", "input": {"gate": "b"}},
             "c": {"capability": "gated", "input": {"gate": "c"}},
-            "d": {"capability": "echo", "input": {"value": ["$.steps.b.result", "$.steps.c.result"]}},
+            "d": {
+                "capability": "echo",
+                "input": {"value": ["$.steps.b.result", "$.steps.c.result"]},
+            },
         },
     }
     run = asyncio.create_task(flow(data, kids, log).run())
@@ -307,7 +310,11 @@ async def test_continue_runs_what_does_not_depend_on_the_failure(children: Any) 
             "dependent": {"capability": "echo", "input": {"value": "$.steps.bad.result"}},
             "deeper": {"capability": "echo", "after": ["dependent"]},
             "free": {"capability": "echo", "input": {"value": 7}},
-            "free_map": {"capability": "echo", "map": "$.input.items", "input": {"value": "$.item"}},
+            "free_map": {
+                "capability": "echo",
+                "map": "$.input.items",
+                "input": {"value": "$.item"},
+            },
         },
         "on_failure": "continue",
     }

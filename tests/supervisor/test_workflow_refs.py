@@ -24,7 +24,7 @@ SCOPE = Scope(
         ("$.input.text", Ref("$.input.text", "input", path=("text",))),
         ("$.input.list[0]", Ref("$.input.list[0]", "input", path=("list", 0))),
         ("$.input.list[-1]", Ref("$.input.list[-1]", "input", path=("list", -1))),
-        ("$.input[\"odd key\"]", Ref("$.input[\"odd key\"]", "input", path=("odd key",))),
+        ('$.input["odd key"]', Ref('$.input["odd key"]', "input", path=("odd key",))),
         ("$.input['a.b']", Ref("$.input['a.b']", "input", path=("a.b",))),
         ("$.item", Ref("$.item", "item")),
         ("$.item.text", Ref("$.item.text", "item", path=("text",))),
@@ -37,7 +37,10 @@ SCOPE = Scope(
             "$.steps.each.results[*].keywords",
             Ref("$.steps.each.results[*].keywords", "steps", "each", "results", (STAR, "keywords")),
         ),
-        ("$.steps.my-step_2.result", Ref("$.steps.my-step_2.result", "steps", "my-step_2", "result")),
+        (
+            "$.steps.my-step_2.result",
+            Ref("$.steps.my-step_2.result", "steps", "my-step_2", "result"),
+        ),
     ],
 )
 def test_parse(text: str, expected: Ref) -> None:

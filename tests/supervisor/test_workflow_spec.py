@@ -63,7 +63,10 @@ def test_fan_out_and_fan_in_order() -> None:
                 a={"capability": "noop"},
                 b={"capability": "noop", "after": ["a"]},
                 c={"capability": "noop", "after": ["a"]},
-                d={"capability": "echo", "input": {"value": ["$.steps.b.result", "$.steps.c.result"]}},
+                d={
+                    "capability": "echo",
+                    "input": {"value": ["$.steps.b.result", "$.steps.c.result"]},
+                },
             )
         )
     )
@@ -152,9 +155,7 @@ def test_a_step_that_needs_itself_is_a_cycle() -> None:
         ({"bad name!": {"capability": "noop"}}, "bad name!", "name", "a step's name"),
     ],
 )  # fmt: skip
-def test_bad_steps_are_named(
-    steps: dict[str, Any], step: str, field: str, reason: str
-) -> None:
+def test_bad_steps_are_named(steps: dict[str, Any], step: str, field: str, reason: str) -> None:
     details = refused({"input": {"l": [1]}, "steps": steps})
     assert (details["step"], details["field"]) == (step, field)
     assert reason in details["reason"]
