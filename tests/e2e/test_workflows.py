@@ -63,7 +63,7 @@ def healthy(api: httpx.Client, n: int) -> bool:
     return len([w for w in api.get("/v1/workers").json()["workers"] if w["healthy"]]) >= n
 
 
-def post(api: httpx.Client, spec: dict[str, Any], wait: float = 0) -> httpx.Response:
+def post(api: httpx.Client, spec: Any, wait: float = 0) -> httpx.Response:
     return api.post("/v1/workflows", params={"wait": wait} if wait else None, json=spec)
 
 
@@ -155,7 +155,7 @@ def test_failing_step_under_both_policies_and_invalid_dags(redis_url: str, key_p
                "FLEET_WORKERS": echo.url}  # fmt: skip
         with supervisor(**env) as sup, httpx.Client(base_url=sup.url, timeout=90) as api:
             wait_until_sync(lambda: healthy(api, 1), timeout=20, message="echo worker")
-            steps = {
+            steps: dict[str, Any] = {
                 "slow": {"capability": "sleep", "input": {"seconds": 30, "steps": 30}},
                 "bad": {"capability": "fail", "input": {"code": "BROKEN"}, "max_attempts": 1},
                 "after_bad": {"capability": "noop", "after": ["bad"]},
