@@ -38,7 +38,7 @@ from supervisor.workflows.spec import (
 )
 from supervisor.workflows.state import StepState
 
-__all__ = ["Children", "Flow", "Outcome", "StepFailed", "child_key"]
+__all__ = ["Children", "Flow", "Outcome", "StepFailed", "WorkflowCancelled", "child_key"]
 
 FLUSH_S = 0.25
 """A map step's progress is written at most this often (its transitions at once)."""
@@ -46,6 +46,8 @@ WAIT_S = 30.0
 """One wait for a child's end; the wait is renewed until it ends."""
 MAX_EVENT_IDS = 1000
 """Most child ids one ``step`` event lists (a bigger map lists its first ones)."""
+MAX_LIVE_IDS = 200
+"""A map with more items lists its children in its transitions only, not as items end."""
 
 Write = Callable[[list[tuple[str, dict[str, Any]]], Progress | None], Awaitable[None]]
 """Append events to the workflow's log (and set its progress, when given)."""
@@ -67,12 +69,26 @@ class Children(Protocol):
         """Cancel these jobs, those that have not ended (no wait for them to stop)."""
         ...
 
+    async def stopping(self) -> bool:
+        """Whether the workflow itself was asked to stop (its cancel cancels its children
+        too: one of them ending cancelled is then no failure of its step)."""
+        ...
+
+    @property
+    def max_children(self) -> int | None:
+        """How many children one workflow may have (None: no limit)."""
+        ...
+
 
 @dataclass
 class Outcome:
     status: JobStatus
     result: Any = None
     error: JobError | None = None
+
+
+class WorkflowCancelled(Exception):
+    """The workflow's own cancel reached its children before its run: it ends cancelled."""
 
 
 class StepFailed(Exception):
@@ -233,6 +249,16 @@ class Flow:
                     details={"step": name, "items": len(items), "max": MAX_MAP_ITEMS},
                 )
             )
+        limit = self.children.max_children
+        if limit is not None and len(items) > limit:
+            raise StepFailed(
+                JobError(
+                    code="DELEGATION_LIMIT",
+                    message=f"step {name!r}: map over {len(items)} items; a workflow has at "
+                    f"most {limit} children (FLEET_MAX_CHILDREN)",
+                    details={"step": name, "items": len(items), "limit": "children", "max": limit},
+                )
+            )
         state = self.states[name]
         state.total = len(items)
         state.job_ids = [""] * len(items)
@@ -320,6 +346,8 @@ class Flow:
         try:
             job = await self.children.submit(body)
         except FleetError as exc:
+            if await self.children.stopping():
+                raise WorkflowCancelled(self.id) from None
             raise StepFailed(
                 JobError(
                     code=exc.code,
@@ -335,6 +363,8 @@ class Flow:
         while not job.status.terminal:
             job = await self.children.wait(job.id, WAIT_S)
         self.running.pop(job.id, None)
+        if job.status is JobStatus.CANCELLED and await self.children.stopping():
+            raise WorkflowCancelled(self.id)
         return job
 
     # -- the log ---------------------------------------------------------------------------------
@@ -372,7 +402,7 @@ class Flow:
                 before = self.recorded.get(name)
                 if before is not None and _counts(before) == _counts(state):
                     continue
-                events.append(("step", self._event(name, state)))
+                events.append(("step", self._event(name, state, live=True)))
                 self.recorded[name] = _copy(state)
                 self._message = f"{name} {state.done + state.failed}/{state.total}"
             self._dirty.clear()
@@ -384,9 +414,14 @@ class Flow:
             if self._dirty:
                 await self._flush()
 
-    def _event(self, name: str, state: StepState) -> dict[str, Any]:
-        ids = [i for i in state.job_ids if i][:MAX_EVENT_IDS]
+    def _event(self, name: str, state: StepState, *, live: bool = False) -> dict[str, Any]:
+        """The step's event; a map's progress event lists its children only while the map
+        is small (its transitions always do), so a big map's log does not grow with the
+        square of its items."""
         data = state.event(name, with_ids=False)
+        if live and (state.total or 0) > MAX_LIVE_IDS:
+            return data
+        ids = [i for i in state.job_ids if i][:MAX_EVENT_IDS]
         if ids:
             data["job_ids"] = ids
         return data

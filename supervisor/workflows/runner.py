@@ -34,8 +34,9 @@ from shared import (
 from supervisor.api.auth import JOBS_READ, JOBS_WRITE, Principal
 from supervisor.api.submission import cancel, submit
 from supervisor.dispatch.held import ACTIVE, Held
+from supervisor.dispatch.outcome import cancelled
 from supervisor.services import Services
-from supervisor.workflows.engine import Flow
+from supervisor.workflows.engine import Flow, WorkflowCancelled
 from supervisor.workflows.spec import WorkflowSpec, plan
 from supervisor.workflows.state import StepState, fold
 
@@ -55,10 +56,11 @@ class WorkflowEnded(Exception):
 class JobChildren:
     """A workflow's children as jobs of the fleet (the engine's ``Children``)."""
 
-    def __init__(self, svc: Services, who: Principal, correlation_id: str) -> None:
+    def __init__(self, svc: Services, who: Principal, workflow: Job) -> None:
         self.svc = svc
         self.who = who
-        self.correlation_id = correlation_id
+        self.workflow_id = workflow.id
+        self.correlation_id = workflow.correlation_id
 
     async def submit(self, body: JobSubmit) -> Job:
         """Submit, waiting out a full queue or a rate limit (429): the step is not failing,
@@ -81,6 +83,13 @@ class JobChildren:
 
     async def wait(self, job_id: str, timeout: float) -> Job:
         return await self.svc.store.wait_ended(job_id, timeout)
+
+    async def stopping(self) -> bool:
+        return bool(await self.svc.store.flag(self.workflow_id, "cancel"))
+
+    @property
+    def max_children(self) -> int | None:
+        return self.svc.settings.max_children
 
     async def cancel(self, job_ids: Iterable[str]) -> None:
         async def one(job_id: str) -> None:
@@ -115,7 +124,7 @@ class WorkflowRunner:
             "none",
             tenant=job.tenant,
         )
-        children = JobChildren(self.svc, who, job.correlation_id)
+        children = JobChildren(self.svc, who, job)
 
         async def write(
             events: list[tuple[str, dict[str, Any]]], progress: Progress | None
@@ -131,6 +140,10 @@ class WorkflowRunner:
         try:
             outcome = await flow.run()
         except WorkflowEnded:
+            return True
+        except WorkflowCancelled:  # its cancel reached a child first: it ends as asked
+            await flow.stop("cancelled")
+            await outcomes.finish(job, held, JobStatus.CANCELLED, error=cancelled())
             return True
         except asyncio.CancelledError:
             if held.cancel_requested and not held.lost:  # a cancel, not a shutdown

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from shared import Job, JobError, JobStatus, JobSubmit, Progress, now
-from supervisor.workflows.engine import Flow, child_key
+from supervisor.workflows.engine import Flow, WorkflowCancelled, child_key
 from supervisor.workflows.spec import parse_spec, plan
 from supervisor.workflows.state import StepState, fold
 from tests.helpers import wait_until
@@ -39,6 +39,8 @@ class FakeChildren:
         self.in_flight = 0
         self.peak = 0
         self.cancelled: list[str] = []
+        self.stop_asked = False
+        self.max_children: int | None = None
         self._ids = itertools.count(1)
 
     async def submit(self, body: JobSubmit) -> Job:
@@ -91,6 +93,9 @@ class FakeChildren:
             self.cancelled.append(job_id)
             self.tasks[job_id].cancel()
         await asyncio.gather(*(self.ended[j].wait() for j in self.cancelled))
+
+    async def stopping(self) -> bool:
+        return self.stop_asked
 
     async def close(self) -> None:
         for task in self.tasks.values():
@@ -466,3 +471,33 @@ async def test_stop_on_cancel_marks_running_and_pending(children: Any) -> None:
         ("b", "cancelled"),
     ]
     assert kids.cancelled == [kids.by_key[child_key("f" * 32, "a", None)]]
+
+
+async def test_a_child_cancelled_by_the_workflows_own_cancel_is_no_step_failure(
+    children: Any,
+) -> None:
+    never = asyncio.Event()
+
+    async def hang(arguments: dict[str, Any]) -> Any:
+        await never.wait()
+
+    kids, log = children(hang=hang), Log()
+    run = asyncio.create_task(flow({"steps": {"a": {"capability": "hang"}}}, kids, log).run())
+    await wait_until(lambda: kids.in_flight == 1)
+    kids.stop_asked = True  # the workflow's cancel: its children are cancelled with it
+    kids.tasks[next(iter(kids.tasks))].cancel()
+    with pytest.raises(WorkflowCancelled):
+        await run
+    assert ("a", "failed") not in log.transitions()
+
+
+async def test_a_map_over_more_items_than_children_allowed_fails_at_once(children: Any) -> None:
+    kids, log = children(), Log()
+    kids.max_children = 5
+    data = {"input": {"items": list(range(6))},
+            "steps": {"m": {"capability": "echo", "map": "$.input.items"}}}  # fmt: skip
+    outcome = await flow(data, kids, log).run()
+    assert outcome.error is not None
+    error = outcome.error.details["error"]
+    assert error["code"] == "DELEGATION_LIMIT" and "FLEET_MAX_CHILDREN" in error["message"]
+    assert kids.submitted == []
