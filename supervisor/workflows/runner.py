@@ -32,7 +32,7 @@ from shared import (
     now,
 )
 from supervisor.api.auth import JOBS_READ, JOBS_WRITE, Principal
-from supervisor.api.submission import cancel, submit
+from supervisor.api.submission import cancel, cancel_descendants, submit
 from supervisor.dispatch.held import ACTIVE, Held
 from supervisor.dispatch.outcome import cancelled
 from supervisor.services import Services
@@ -143,6 +143,7 @@ class WorkflowRunner:
             return True
         except WorkflowCancelled:  # its cancel reached a child first: it ends as asked
             await flow.stop("cancelled")
+            await cancel_descendants(self.svc, job.id)
             await outcomes.finish(job, held, JobStatus.CANCELLED, error=cancelled())
             return True
         except asyncio.CancelledError:
@@ -150,6 +151,8 @@ class WorkflowRunner:
                 with contextlib.suppress(Exception):
                     await flow.stop("cancelled")
             raise
+        if outcome.status is not JobStatus.SUCCEEDED:  # a child submitted as its step was
+            await cancel_descendants(self.svc, job.id)  # stopped may not be known to the run
         await outcomes.finish(job, held, outcome.status, result=outcome.result, error=outcome.error)
         return True
 
