@@ -40,6 +40,7 @@ __all__ = [
     "Plan",
     "StepSpec",
     "WorkflowSpec",
+    "invalid",
     "parse_spec",
     "plan",
 ]
@@ -123,17 +124,9 @@ class Plan:
     order: tuple[str, ...]
     sinks: tuple[str, ...]
 
-    def dependents(self, step: str) -> set[str]:
-        """Every step that needs ``step``, directly or not."""
-        out: set[str] = set()
-        frontier = {step}
-        while frontier:
-            frontier = {s for s, deps in self.needs.items() if deps & frontier} - out
-            out |= frontier
-        return out
-
 
 def invalid(step: str | None, field: str, reason: str, **details: Any) -> InvalidWorkflow:
+    """The 422 for a problem at ``field`` of ``step`` (None: of the workflow itself)."""
     where = f"step {step!r}: {field}" if step is not None else field
     return InvalidWorkflow(
         f"invalid workflow: {where}: {reason}",

@@ -53,7 +53,6 @@ def test_the_contract_example_plans() -> None:
         "merge": frozenset({"each"}),
     }
     assert planned.sinks == ("merge",)
-    assert planned.dependents("split") == {"each", "merge"}
 
 
 def test_fan_out_and_fan_in_order() -> None:
