@@ -15,6 +15,7 @@ from shared import (
     AdmissionRefused,
     BadRequest,
     IdempotencyConflict,
+    Job,
     JobNotFound,
     StoreUnavailable,
     ValidationFailed,
@@ -42,10 +43,13 @@ router = APIRouter()
 @router.post(
     "/workflows",
     status_code=202,
-    response_model=None,
+    response_model=Job,
     dependencies=[needs(JOBS_WRITE)],
     responses={
-        200: {"description": "An idempotent replay, or the workflow ended within ?wait."},
+        200: {
+            "model": Job,
+            "description": "An idempotent replay, or the workflow ended within ?wait.",
+        },
         202: {
             "description": "Accepted: the workflow's job.",
             "headers": {"Location": {"schema": {}}},
