@@ -4,7 +4,7 @@ done by child jobs, every transition written to the workflow's event log.
 The engine is written against two small seams, so its scheduling is tested on its own:
 :class:`Children` submits and waits for child jobs (in the supervisor: the very submit of
 ``POST /v1/jobs``, :mod:`supervisor.workflows.runner`), and a ``write`` function appends
-events to the workflow's log.
+events to the workflow's log (through the run's :class:`~supervisor.workflows.journal.Journal`).
 
 Durability comes from the children's idempotency keys: each is derived from the workflow's
 id, the step and the item's index (``wf:<id>:<step>[:<index>]``), so a run that resumes
@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
+from collections.abc import Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from shared import FleetError, Job, JobError, JobStatus, JobSubmit, Progress
+from shared import FleetError, Job, JobError, JobStatus, JobSubmit
+from supervisor.workflows.journal import Journal, Write
 from supervisor.workflows.refs import RefError, Scope, lookup, parse, resolve
 from supervisor.workflows.spec import (
     DEFAULT_CONCURRENCY,
@@ -40,17 +41,8 @@ from supervisor.workflows.state import StepState
 
 __all__ = ["Children", "Flow", "Outcome", "StepFailed", "WorkflowCancelled", "child_key"]
 
-FLUSH_S = 0.25
-"""A map step's progress is written at most this often (its transitions at once)."""
 WAIT_S = 30.0
 """One wait for a child's end; the wait is renewed until it ends."""
-MAX_EVENT_IDS = 1000
-"""Most child ids one ``step`` event lists (a bigger map lists its first ones)."""
-MAX_LIVE_IDS = 200
-"""A map with more items lists its children in its transitions only, not as items end."""
-
-Write = Callable[[list[tuple[str, dict[str, Any]]], Progress | None], Awaitable[None]]
-"""Append events to the workflow's log (and set its progress, when given)."""
 
 
 class Children(Protocol):
@@ -119,21 +111,15 @@ class Flow:
         self.spec = spec
         self.plan = plan
         self.children = children
-        self._write = write
-        self.recorded = {name: _copy(s) for name, s in (recorded or {}).items()}
-        """What the log holds for each step: a transition already there is not written again."""
         self.states = {
             name: StepState(total=None if s.map else 1) for name, s in spec.steps.items()
         }
+        self.journal = Journal(self.states, write, recorded=recorded)
         self.results: dict[str, Any] = {}
         self.running: dict[str, str] = {}
         """Children submitted and not seen ending: job id → step."""
         self._ended = {name: asyncio.Event() for name in spec.steps}
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._dirty: set[str] = set()
-        self._lock = asyncio.Lock()
-        self._progress: tuple[float, float] | None = None
-        self._message = ""
         self.first_failure: str | None = None
 
     # -- the run ---------------------------------------------------------------------------------
@@ -141,7 +127,7 @@ class Flow:
     async def run(self) -> Outcome:
         """Run every step as its dependencies end; the outcome once all have ended (under
         ``fail_fast``, once the first failure has stopped the rest)."""
-        flusher = asyncio.create_task(self._flush_loop(), name=f"workflow-{self.id}-progress")
+        flusher = asyncio.create_task(self.journal.run(), name=f"workflow-{self.id}-journal")
         try:
             for name in self.plan.order:
                 self._tasks[name] = asyncio.create_task(self._step(name), name=f"step-{name}")
@@ -153,7 +139,7 @@ class Flow:
         if self.first_failure is not None:
             await self.stop("skipped")
             return Outcome(JobStatus.FAILED, error=self._failure())
-        await self._flush()
+        await self.journal.flush()
         try:
             return Outcome(JobStatus.SUCCEEDED, result=self._output())
         except RefError as exc:
@@ -178,7 +164,7 @@ class Flow:
                 continue
             state.status = "cancelled" if state.status == "running" else pending
             ends.append(name)
-        await self._transition(ends)
+        await self.journal.transition(ends)
 
     async def _step(self, name: str) -> None:
         step = self.spec.steps[name]
@@ -204,7 +190,7 @@ class Flow:
             state.error = exc.error.model_dump()
             if self.first_failure is None:
                 self.first_failure = name
-        await self._transition([name])
+        await self.journal.transition([name])
         self._ended[name].set()
         if state.status == "failed" and self.spec.on_failure == "fail_fast":
             for other, task in self._tasks.items():
@@ -217,7 +203,8 @@ class Flow:
         job = await self._submit(name, step, arguments, key)
         state = self.states[name]
         state.job_ids = [job.id]
-        await self._set(name, "running")
+        self.states[name].status = "running"
+        await self.journal.transition([name])
         job = await self._until_ended(job)
         if job.status is not JobStatus.SUCCEEDED:
             state.failed = 1
@@ -263,7 +250,8 @@ class Flow:
         state.total = len(items)
         state.job_ids = [""] * len(items)
         results: list[Any] = [None] * len(items)
-        await self._set(name, "running")
+        self.states[name].status = "running"
+        await self.journal.transition([name])
         pending = iter(range(len(items)))
         failures: list[JobError] = []
 
@@ -276,7 +264,7 @@ class Flow:
                     arguments, key = self._arguments(name, step, item_scope, index)
                     job = await self._submit(name, step, arguments, key)
                     state.job_ids[index] = job.id
-                    self._dirty.add(name)  # its id goes in the next event
+                    self.journal.touch(name)  # its id goes in the next event
                     job = await self._until_ended(job)
                 except StepFailed as exc:
                     failures.append(exc.error)
@@ -288,7 +276,7 @@ class Flow:
                     else:
                         failures.append(_child_failed(name, job, index))
                         state.failed += 1
-                self._dirty.add(name)
+                self.journal.touch(name)
                 if failures and self.spec.on_failure == "fail_fast":
                     raise StepFailed(failures[0])
 
@@ -367,90 +355,6 @@ class Flow:
             raise WorkflowCancelled(self.id)
         return job
 
-    # -- the log ---------------------------------------------------------------------------------
-
-    async def _set(self, name: str, status: str) -> None:
-        self.states[name].status = status
-        await self._transition([name])
-
-    async def _transition(self, names: list[str]) -> None:
-        """Write each step's new state (what the log does not hold yet), with the progress,
-        in one append."""
-        async with self._lock:
-            events: list[tuple[str, dict[str, Any]]] = []
-            for name in names:
-                self._dirty.discard(name)
-                state = self.states[name]
-                before = self.recorded.get(name)
-                if before is not None and (
-                    before.status == state.status or (before.ended and state.status == "running")
-                ):
-                    continue  # written by an earlier run of this workflow
-                self._message = f"{name} {state.status}"
-                events.append(("step", self._event(name, state)))
-                self.recorded[name] = _copy(state)
-            await self._append(events)
-
-    async def _flush(self) -> None:
-        """Write the map steps whose counts moved since their last event."""
-        async with self._lock:
-            events = []
-            for name in sorted(self._dirty):
-                state = self.states[name]
-                if state.ended or state.status != "running":
-                    continue
-                before = self.recorded.get(name)
-                if before is not None and _counts(before) == _counts(state):
-                    continue
-                events.append(("step", self._event(name, state, live=True)))
-                self.recorded[name] = _copy(state)
-                self._message = f"{name} {state.done + state.failed}/{state.total}"
-            self._dirty.clear()
-            await self._append(events)
-
-    async def _flush_loop(self) -> None:
-        while True:
-            await asyncio.sleep(FLUSH_S)
-            if self._dirty:
-                await self._flush()
-
-    def _event(self, name: str, state: StepState, *, live: bool = False) -> dict[str, Any]:
-        """The step's event; a map's progress event lists its children only while the map
-        is small (its transitions always do), so a big map's log does not grow with the
-        square of its items."""
-        data = state.event(name, with_ids=False)
-        if live and (state.total or 0) > MAX_LIVE_IDS:
-            return data
-        ids = [i for i in state.job_ids if i][:MAX_EVENT_IDS]
-        if ids:
-            data["job_ids"] = ids
-        return data
-
-    async def _append(self, events: list[tuple[str, dict[str, Any]]]) -> None:
-        progress = self._units()
-        moved = progress != self._progress
-        if not events and not moved:
-            return
-        update = None
-        if moved:
-            self._progress = progress
-            update = Progress(progress=progress[0], total=progress[1], message=self._message)
-            events.append(("progress", update.model_dump()))
-        await self._write(events, update)
-
-    def _units(self) -> tuple[float, float]:
-        """(units ended, units in all): 1 per plain step, 1 per map item (1 for a map step
-        whose list is not known yet)."""
-        done = total = 0
-        for state in self.states.values():
-            units = state.total if state.total is not None else 1
-            total += units
-            if state.ended and (state.total is None or state.status == "skipped"):
-                done += units
-            else:
-                done += min(units, state.done + state.failed)
-        return float(done), float(total)
-
     # -- the outcome -----------------------------------------------------------------------------
 
     def _output(self) -> Any:
@@ -498,21 +402,6 @@ async def _all(aws: Iterable[Coroutine[Any, Any, None] | asyncio.Task[None]]) ->
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-
-
-def _counts(state: StepState) -> tuple[int, int, int]:
-    return state.done, state.failed, sum(1 for i in state.job_ids if i)
-
-
-def _copy(state: StepState) -> StepState:
-    return StepState(
-        status=state.status,
-        total=state.total,
-        done=state.done,
-        failed=state.failed,
-        job_ids=list(state.job_ids),
-        error=state.error,
-    )
 
 
 def _child_failed(name: str, job: Job, index: int | None = None) -> JobError:
