@@ -28,6 +28,7 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from shared import FleetError, Job, JobError, JobStatus, JobSubmit
+from shared.models import MAX_IDEMPOTENCY_KEY
 from supervisor.workflows.journal import Journal, Write
 from supervisor.workflows.refs import RefError, Scope, lookup, parse, resolve
 from supervisor.workflows.spec import (
@@ -39,7 +40,15 @@ from supervisor.workflows.spec import (
 )
 from supervisor.workflows.state import StepState
 
-__all__ = ["Children", "Flow", "Outcome", "StepFailed", "WorkflowCancelled", "child_key"]
+__all__ = [
+    "Children",
+    "Flow",
+    "Outcome",
+    "Rerun",
+    "StepFailed",
+    "WorkflowCancelled",
+    "child_key",
+]
 
 WAIT_S = 30.0
 """One wait for a child's end; the wait is renewed until it ends."""
@@ -70,6 +79,16 @@ class Children(Protocol):
     def max_children(self) -> int | None:
         """How many children one workflow may have (None: no limit)."""
         ...
+
+
+@dataclass(frozen=True)
+class Rerun:
+    """This run is not the workflow's first (a redrive of a failed workflow): a child that
+    ended failed or cancelled before it began (``at``) runs again, under a key of this run
+    (``seq``: the run's first event); children that succeeded are kept."""
+
+    seq: int
+    at: float
 
 
 @dataclass
@@ -106,6 +125,7 @@ class Flow:
         write: Write,
         *,
         recorded: Mapping[str, StepState] | None = None,
+        rerun: Rerun | None = None,
     ) -> None:
         self.id = workflow_id
         self.spec = spec
@@ -115,6 +135,7 @@ class Flow:
             name: StepState(total=None if s.map else 1) for name, s in spec.steps.items()
         }
         self.journal = Journal(self.states, write, recorded=recorded)
+        self.rerun = rerun
         self.results: dict[str, Any] = {}
         self.running: dict[str, str] = {}
         """Children submitted and not seen ending: job id → step."""
@@ -331,8 +352,22 @@ class Flow:
                     details={"step": name, "field": field},
                 )
             ) from None
+        job = await self._send(name, body)
+        rerun = self.rerun
+        if (
+            rerun is not None
+            and job.status in (JobStatus.FAILED, JobStatus.CANCELLED)
+            and (job.finished_at or 0) < rerun.at
+        ):  # it failed in an earlier run: this run tries it again, under a key of its own
+            again = f"{key[: MAX_IDEMPOTENCY_KEY - 24]}@run{rerun.seq}"
+            job = await self._send(name, body.model_copy(update={"idempotency_key": again}))
+        if not job.status.terminal:
+            self.running[job.id] = name
+        return job
+
+    async def _send(self, name: str, body: JobSubmit) -> Job:
         try:
-            job = await self.children.submit(body)
+            return await self.children.submit(body)
         except FleetError as exc:
             if await self.children.stopping():
                 raise WorkflowCancelled(self.id) from None
@@ -343,9 +378,6 @@ class Flow:
                     details={"step": name, **exc.details},
                 )
             ) from None
-        if not job.status.terminal:
-            self.running[job.id] = name
-        return job
 
     async def _until_ended(self, job: Job) -> Job:
         while not job.status.terminal:

@@ -36,11 +36,11 @@ from supervisor.api.submission import cancel, cancel_descendants, submit
 from supervisor.dispatch.held import ACTIVE, Held
 from supervisor.dispatch.outcome import cancelled
 from supervisor.services import Services
-from supervisor.workflows.engine import Flow, WorkflowCancelled
+from supervisor.workflows.engine import Flow, Rerun, WorkflowCancelled
 from supervisor.workflows.spec import WorkflowSpec, plan
 from supervisor.workflows.state import StepState, fold
 
-__all__ = ["JobChildren", "WorkflowRunner", "read_steps"]
+__all__ = ["JobChildren", "WorkflowRunner", "read_run", "read_steps"]
 
 log = get_logger("fleet.workflows")
 
@@ -117,7 +117,7 @@ class WorkflowRunner:
             return True
         if not await self._start(job, held):
             return True
-        recorded = await read_steps(self.svc, job.id)
+        recorded, rerun = await read_run(self.svc, job.id)
         who = Principal(
             f"workflow:{job.id}",
             frozenset({JOBS_READ, JOBS_WRITE}),
@@ -136,7 +136,7 @@ class WorkflowRunner:
             if seq < 0:
                 raise WorkflowEnded(job.id)
 
-        flow = Flow(job.id, spec, steps, children, write, recorded=recorded)
+        flow = Flow(job.id, spec, steps, children, write, recorded=recorded, rerun=rerun)
         try:
             outcome = await flow.run()
         except WorkflowEnded:
@@ -177,13 +177,22 @@ class WorkflowRunner:
 
 async def read_steps(svc: Services, job_id: str) -> dict[str, StepState]:
     """Each step's state as the workflow's log tells it (its latest run's events)."""
+    return (await read_run(svc, job_id))[0]
+
+
+async def read_run(svc: Services, job_id: str) -> tuple[dict[str, StepState], Rerun | None]:
+    """The latest run's step states, and (a redrive's run) when that run began."""
     _, flags = await svc.store.get_with_flags(job_id)
-    after = max(0, int(flags.get("run_start") or 0) - 1)
+    start = int(flags.get("run_start") or 0)
+    after = max(0, start - 1)
     events = []
+    rerun = None
     while True:
         batch = await svc.store.events(job_id, after=after, count=EVENTS_PER_READ)
         if not batch:
             break
+        if rerun is None and start and batch[0].seq == start:
+            rerun = Rerun(seq=start, at=batch[0].ts)
         events += [e for e in batch if e.type == "step"]
         after = batch[-1].seq
-    return fold(events)
+    return fold(events), rerun

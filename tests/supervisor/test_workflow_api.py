@@ -351,3 +351,38 @@ async def test_fleet_workflow_tool_of_the_mcp_face(fleet: Fleet) -> None:
         assert started.structured_content is not None
         assert started.structured_content["status"] in ("queued", "running")
         await client.call_tool("fleet_cancel", {"job_id": started.structured_content["id"]})
+
+
+async def test_a_redriven_workflow_runs_again_only_what_failed(fleet: Fleet) -> None:
+    """A failed workflow is a dead letter like any failed job; its redrive runs it again:
+    the children that succeeded are kept, the failed and cancelled ones run again."""
+    spec = {
+        "input": {"items": [1, 2]},
+        "steps": {
+            "ok": {"capability": "steps", "map": "$.input.items", "input": {"n": "$.item"}},
+            "held": {"capability": "hold"},
+            "last": {"capability": "noop", "after": ["ok", "held"]},
+        },
+        "on_failure": "continue",
+    }
+    wf = (await fleet.api.post("/v1/workflows", json=spec)).json()
+    seen = fleet.seen["w1"]
+    await wait_until(seen.started.is_set, message="held running")
+    first_child = (await view(fleet, wf["id"]))["steps"]["held"]["job_ids"][0]
+    await fleet.api.post(f"/v1/jobs/{first_child}/cancel")  # the step fails: not the workflow
+    failed = (await fleet.api.get(f"/v1/jobs/{wf['id']}", params={"wait": 20})).json()
+    assert failed["status"] == "failed", failed
+    assert failed["error"]["details"]["step"] == "held"
+    seen.release.set()
+    r = await fleet.api.post(f"/v1/dead-letters/{wf['id']}/redrive")
+    assert r.status_code in (200, 202), r.text
+    done = (await fleet.api.get(f"/v1/jobs/{wf['id']}", params={"wait": 20})).json()
+    assert done["status"] == "succeeded", done
+    assert len(calls(fleet, "steps")) == 2  # kept from the first run
+    assert len(calls(fleet, "hold")) == 2  # cancelled, then run again by the redrive
+    steps = (await view(fleet, done["id"]))["steps"]
+    assert {s["status"] for s in steps.values()} == {"succeeded"}
+    again = steps["held"]["job_ids"][0]
+    assert again != first_child
+    child = (await fleet.api.get(f"/v1/jobs/{again}")).json()
+    assert child["idempotency_key"].startswith(f"wf:{done['id']}:held@run")
