@@ -386,3 +386,23 @@ async def test_a_redriven_workflow_runs_again_only_what_failed(fleet: Fleet) -> 
     assert again != first_child
     child = (await fleet.api.get(f"/v1/jobs/{again}")).json()
     assert child["idempotency_key"].startswith(f"wf:{done['id']}:held@run")
+
+
+async def test_a_child_refused_for_a_limit_waits_its_turn() -> None:
+    """429 on a child's submit (here the in-flight limit, which a workflow without a tenant
+    has to itself) is waited out, not a failure of the step."""
+    async with AsyncExitStack() as stack:
+        fleet = await start_fleet(stack, workers=1, tenant_max_inflight=3)
+        spec = {
+            "input": {"items": [1, 2, 3, 4, 5]},
+            "steps": {"m": {"capability": "hold", "map": "$.input.items", "concurrency": 5}},
+        }
+        wf = (await fleet.api.post("/v1/workflows", json=spec)).json()
+        await wait_until(lambda: len(calls(fleet, "hold")) == 3, message="3 holding")
+        steps = (await view(fleet, wf["id"]))["steps"]
+        assert steps["m"]["status"] == "running" and steps["m"]["failed"] == 0
+        assert (await fleet.api.get(f"/v1/jobs/{wf['id']}")).json()["status"] == "running"
+        fleet.seen["w1"].release.set()
+        done = (await fleet.api.get(f"/v1/jobs/{wf['id']}", params={"wait": 30})).json()
+        assert done["status"] == "succeeded", done
+        assert len(calls(fleet, "hold")) == 5
