@@ -37,7 +37,7 @@ from supervisor.dispatch.held import ACTIVE, Held
 from supervisor.dispatch.outcome import cancelled
 from supervisor.services import Services
 from supervisor.workflows.engine import Flow, Rerun, WorkflowCancelled
-from supervisor.workflows.spec import WorkflowSpec, plan
+from supervisor.workflows.spec import SUBMITTED_BY, WorkflowSpec, plan
 from supervisor.workflows.state import StepState, fold
 
 __all__ = ["JobChildren", "WorkflowRunner", "read_run", "read_steps"]
@@ -108,8 +108,10 @@ class WorkflowRunner:
     async def run(self, job: Job, held: Held) -> bool:
         """Run (or resume) ``job`` to its end; True once it ended."""
         outcomes = self.svc.dispatcher.runner.outcomes
+        stored = dict(job.input)
+        actor = str(stored.pop(SUBMITTED_BY, None) or f"workflow:{job.id}")
         try:
-            spec = WorkflowSpec.model_validate(job.input)
+            spec = WorkflowSpec.model_validate(stored)
             steps = plan(spec)
         except (ValidationError, FleetError) as exc:  # stored by an older, laxer supervisor
             error = JobError(code="INVALID_WORKFLOW", message=f"the workflow is invalid: {exc}")
@@ -118,12 +120,8 @@ class WorkflowRunner:
         if not await self._start(job, held):
             return True
         recorded, rerun = await read_run(self.svc, job.id)
-        who = Principal(
-            f"workflow:{job.id}",
-            frozenset({JOBS_READ, JOBS_WRITE}),
-            "none",
-            tenant=job.tenant,
-        )
+        # Its children count against the limits of its submitter: its tenant, else the actor.
+        who = Principal(actor, frozenset({JOBS_READ, JOBS_WRITE}), "none", tenant=job.tenant)
         children = JobChildren(self.svc, who, job)
 
         async def write(

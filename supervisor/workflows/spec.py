@@ -37,6 +37,7 @@ __all__ = [
     "MAX_CONCURRENCY",
     "MAX_MAP_ITEMS",
     "MAX_STEPS",
+    "SUBMITTED_BY",
     "Plan",
     "StepSpec",
     "WorkflowSpec",
@@ -53,6 +54,9 @@ workflow's children as a whole)."""
 DEFAULT_CONCURRENCY = 8
 """A map step's items in flight at once when it does not say."""
 MAX_CONCURRENCY = 1000
+SUBMITTED_BY = "submitted_by"
+"""The key of the stored workflow (the job's input) that names the actor who submitted it:
+its children count against that actor's limits (a tenant's workflow: the tenant's)."""
 STEP_NAME = r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$"
 CAPABILITY = r"^[A-Za-z0-9_.:/-]+$"
 IDEMPOTENCY_KEY = r"^[^\x00-\x1f\x7f]+$"

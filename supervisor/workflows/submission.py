@@ -16,7 +16,7 @@ from supervisor.api.submission import Submitted, submit
 from supervisor.api.validation import check_capability
 from supervisor.services import Services
 from supervisor.workflows.refs import refs_in
-from supervisor.workflows.spec import WorkflowSpec, invalid, parse_spec, plan
+from supervisor.workflows.spec import SUBMITTED_BY, WorkflowSpec, invalid, parse_spec, plan
 
 __all__ = ["check_steps", "submit_workflow"]
 
@@ -32,7 +32,8 @@ async def submit_workflow(
     traceparent: str | None = None,
 ) -> Submitted:
     """Check ``data`` as a workflow (422 ``INVALID_WORKFLOW`` naming the step and field),
-    then store it as a job; ``idempotency_key`` (a header's) stands beside the body's."""
+    then store it as a job whose input is the normalised spec and :data:`SUBMITTED_BY`;
+    ``idempotency_key`` (a header's) stands beside the body's."""
     spec = parse_spec(data)
     if idempotency_key:
         if spec.idempotency_key and spec.idempotency_key != idempotency_key:
@@ -44,9 +45,12 @@ async def submit_workflow(
     await check_steps(svc, spec)
     body = JobSubmit(
         capability=WORKFLOW_CAPABILITY,
-        input=spec.model_dump(
-            mode="json", exclude={"idempotency_key", "labels"}, exclude_none=True
-        ),
+        input={
+            **spec.model_dump(
+                mode="json", exclude={"idempotency_key", "labels"}, exclude_none=True
+            ),
+            SUBMITTED_BY: who.actor,
+        },
         idempotency_key=spec.idempotency_key,
         labels=spec.labels,
     )

@@ -389,8 +389,8 @@ async def test_a_redriven_workflow_runs_again_only_what_failed(fleet: Fleet) -> 
 
 
 async def test_a_child_refused_for_a_limit_waits_its_turn() -> None:
-    """429 on a child's submit (here the in-flight limit, which a workflow without a tenant
-    has to itself) is waited out, not a failure of the step."""
+    """429 on a child's submit (here the in-flight limit of its submitter, which the
+    workflow itself takes one of) is waited out, not a failure of the step."""
     async with AsyncExitStack() as stack:
         fleet = await start_fleet(stack, workers=1, tenant_max_inflight=3)
         spec = {
@@ -398,9 +398,12 @@ async def test_a_child_refused_for_a_limit_waits_its_turn() -> None:
             "steps": {"m": {"capability": "hold", "map": "$.input.items", "concurrency": 5}},
         }
         wf = (await fleet.api.post("/v1/workflows", json=spec)).json()
-        await wait_until(lambda: len(calls(fleet, "hold")) == 3, message="3 holding")
+        await wait_until(lambda: len(calls(fleet, "hold")) == 2, message="2 holding")
+        other = await fleet.api.post("/v1/jobs", json={"capability": "noop"})
+        assert other.status_code == 429  # the submitter's budget: workflow + 2 children
         steps = (await view(fleet, wf["id"]))["steps"]
         assert steps["m"]["status"] == "running" and steps["m"]["failed"] == 0
+        assert len(calls(fleet, "hold")) == 2
         assert (await fleet.api.get(f"/v1/jobs/{wf['id']}")).json()["status"] == "running"
         fleet.seen["w1"].release.set()
         done = (await fleet.api.get(f"/v1/jobs/{wf['id']}", params={"wait": 30})).json()
