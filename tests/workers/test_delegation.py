@@ -21,10 +21,11 @@ from pydantic import Field
 
 from shared import SupervisorSettings
 from shared.protocol import META_JOB_ID, decode_tool_error
+from shared.serving import serving
 from shared.settings import WorkerSettings
 from supervisor.app import create_app
 from tests.helpers import wait_until
-from tests.servers import serve_asgi
+from tests.servers import free_socket
 from tests.workers.conftest import served
 from workers import text
 from workers.kit import (
@@ -102,7 +103,9 @@ async def fan(
             return_exceptions=return_exceptions,
         )
         children = list(fleet.submitted)
-    shown = [{"failed": r.code, "index": r.index} if isinstance(r, ChildFailed) else r for r in results]
+    shown = [
+        {"failed": r.code, "index": r.index} if isinstance(r, ChildFailed) else r for r in results
+    ]
     return {"results": shown, "children": children}
 
 
@@ -151,7 +154,9 @@ class Stack:
     url: str
     workers: dict[str, Worker]
 
-    async def submit(self, capability: str, input: dict[str, Any], **headers: str) -> dict[str, Any]:
+    async def submit(
+        self, capability: str, input: dict[str, Any], **headers: str
+    ) -> dict[str, Any]:
         r = await self.api.post(
             "/v1/jobs", json={"capability": capability, "input": input}, headers=headers
         )
@@ -181,15 +186,18 @@ async def fleet_of(**overrides: Any) -> AsyncIterator[Stack]:
             "text": text.build(WorkerSettings(redis_url=None)),
         }
         urls = [await stack.enter_async_context(served(w)) for w in workers.values()]
+        sock = free_socket()  # bound first: the supervisor names its URL in every call
         settings = SupervisorSettings(
             redis_url="memory://",
+            public_url=f"http://127.0.0.1:{sock.getsockname()[1]}",
             workers=",".join(urls),
             probe_interval_s=0.5,
             backoff_initial_s=0.01,
             backoff_max_s=0.1,
             **overrides,
         )
-        base = await stack.enter_async_context(serve_asgi(create_app(settings)))
+        running = await stack.enter_async_context(serving(create_app(settings), sockets=[sock]))
+        base = running.url
         api = await stack.enter_async_context(httpx.AsyncClient(base_url=base, timeout=30))
 
         async def healthy() -> bool:
@@ -266,7 +274,12 @@ async def test_a_failing_child_fails_the_map_and_cancels_its_siblings(fleet: Sta
     assert error["code"] == "CHILD_FAILED", error
     assert "item 2" in error["message"] and "BOOM" in error["message"]
     children = [await fleet.get(c) for c in done["children"]]
-    assert sorted(c["status"] for c in children) == ["cancelled", "cancelled", "cancelled", "failed"]
+    assert sorted(c["status"] for c in children) == [
+        "cancelled",
+        "cancelled",
+        "cancelled",
+        "failed",
+    ]
     # The siblings' calls were cancelled on the worker, not just marked.
     siblings = {c["id"] for c in children if c["status"] == "cancelled"}
     await wait_until(lambda: siblings <= set(SEEN.cancelled), message="siblings cancelled")

@@ -48,7 +48,7 @@ import asyncio
 import contextlib
 import time
 import weakref
-from collections.abc import Generator, Iterable, Mapping
+from collections.abc import Coroutine, Generator, Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -86,6 +86,8 @@ NO_SUPERVISOR = "NO_SUPERVISOR"
 
 _CANCEL_GRACE_S = 5.0
 """How long leaving the block may spend cancelling the children that are still running."""
+_BACKGROUND: set[asyncio.Task[None]] = set()
+"""Clean-ups running on their own (see :meth:`Fleet._detached`): held so none is collected."""
 _RECONNECT_S = 30.0
 """How long waiting on a child rides out a supervisor that stopped answering (a restart)."""
 
@@ -311,6 +313,7 @@ class Fleet:
         self._transport = transport
         self._client: AsyncFleetClient | None = None
         self._open: dict[str, Child] = {}
+        self._cleanups: set[asyncio.Task[None]] = set()
         self.submitted: list[str] = []
         """The ids of every child submitted through this handle, in the order submitted."""
 
@@ -363,8 +366,14 @@ class Fleet:
 
     async def aclose(self) -> None:
         """Cancel the children still running, then close the HTTP client."""
+        await self._detached(self._close())
+
+    async def _close(self) -> None:
         try:
             await self._cancel_all(self.open_children)
+            others = self._cleanups - {asyncio.current_task()}
+            if others:  # a map's own clean-up, still using the client
+                await asyncio.wait(others, timeout=_CANCEL_GRACE_S)
         finally:
             if self._client is not None:
                 client, self._client = self._client, None
@@ -372,6 +381,22 @@ class Fleet:
 
     def _forget(self, child: Child) -> None:
         self._open.pop(child.id, None)
+
+    async def _detached(self, cleanup: Coroutine[Any, Any, None]) -> None:
+        """Run ``cleanup`` in a task of its own and wait for it. A cancelled call may be
+        cancelled again and again while it unwinds (the MCP server's cancel scope is level
+        triggered): the clean-up then goes on by itself instead of being cut mid-request."""
+        task = asyncio.get_running_loop().create_task(cleanup)
+        for held in (_BACKGROUND, self._cleanups):
+            held.add(task)
+            task.add_done_callback(held.discard)
+        await asyncio.shield(task)
+
+    async def _settle(self, children: Iterable[Child]) -> None:
+        """Cancel those of ``children`` that have not ended (a map or run given up)."""
+        pending = [c for c in children if not c.ended]
+        if pending:
+            await self._detached(self._cancel_all(pending))
 
     async def _cancel_all(self, children: Iterable[Child]) -> None:
         """Best effort and bounded: the parent's own end or cancellation cancels them too."""
@@ -432,8 +457,7 @@ class Fleet:
         try:
             return await child.result()
         finally:
-            if not child.ended:  # cancelled while waiting: the child is no longer wanted
-                await asyncio.shield(self._cancel_all([child]))
+            await self._settle([child])  # given up (cancelled, unreachable): not wanted
 
     async def map(
         self,
@@ -490,10 +514,9 @@ class Fleet:
                 for index, item in enumerate(items):
                     group.create_task(one(index, item))
         except BaseExceptionGroup as group_error:
-            first = group_error.exceptions[0]
-            await asyncio.shield(self._cancel_all(mine))
-            raise first from None
+            await self._settle(mine)
+            raise group_error.exceptions[0] from None
         except BaseException:
-            await asyncio.shield(self._cancel_all(mine))
+            await self._settle(mine)
             raise
         return results
