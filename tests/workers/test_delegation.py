@@ -178,12 +178,13 @@ class Stack:
 
 
 @asynccontextmanager
-async def fleet_of(**overrides: Any) -> AsyncIterator[Stack]:
+async def fleet_of(supervisor_token: str | None = None, **overrides: Any) -> AsyncIterator[Stack]:
     """The test worker and the text worker, and a supervisor (memory store) calling both."""
     async with AsyncExitStack() as stack:
+        mine = WorkerSettings(redis_url=None, supervisor_token=supervisor_token)
         workers = {
-            "deleg": Worker("deleg", tools=tools, settings=WorkerSettings(redis_url=None)),
-            "text": text.build(WorkerSettings(redis_url=None)),
+            "deleg": Worker("deleg", tools=tools, settings=mine),
+            "text": text.build(mine),
         }
         urls = [await stack.enter_async_context(served(w)) for w in workers.values()]
         sock = free_socket()  # bound first: the supervisor names its URL in every call
@@ -198,7 +199,11 @@ async def fleet_of(**overrides: Any) -> AsyncIterator[Stack]:
         )
         running = await stack.enter_async_context(serving(create_app(settings), sockets=[sock]))
         base = running.url
-        api = await stack.enter_async_context(httpx.AsyncClient(base_url=base, timeout=30))
+        tokens = settings.tokens
+        headers = {"Authorization": f"Bearer {tokens[0]}"} if tokens else {}
+        api = await stack.enter_async_context(
+            httpx.AsyncClient(base_url=base, timeout=30, headers=headers)
+        )
 
         async def healthy() -> bool:
             found = (await api.get("/v1/workers")).json()["workers"]
@@ -368,6 +373,19 @@ async def test_uncaught_limit_fails_the_call_with_its_code() -> None:
         assert done["error"]["code"] == "DELEGATION_LIMIT", done["error"]
 
 
+async def test_the_handle_presents_the_supervisor_token() -> None:
+    async with fleet_of(supervisor_token="deleg-token-1", api_tokens="deleg-token-1") as fleet:
+        parent = await fleet.submit("fan", {"capability": "nap", "inputs": [{"seconds": 0}]})
+        done = await fleet.get(parent["id"], wait=30)
+        assert done["status"] == "succeeded", done
+    async with fleet_of(api_tokens="deleg-token-1") as fleet:  # the worker has no token
+        parent = await fleet.submit("fan", {"capability": "nap", "inputs": [{"seconds": 0}]})
+        done = await fleet.get(parent["id"], wait=30)
+        assert done["status"] == "failed", done
+        assert done["error"]["code"] == "UNAUTHORIZED", done["error"]
+        assert "submitting a nap child job" in done["error"]["message"]
+
+
 async def test_the_worker_setting_names_the_supervisor(fleet: Stack) -> None:
     """Called straight over MCP (no supervisor, no job): FLEET_SUPERVISOR_URL is where the
     handle goes, and the children are top-level jobs there."""
@@ -388,3 +406,56 @@ async def test_no_supervisor_is_a_clear_error() -> None:
             await client.call_tool("nested", {"levels": 1}, meta={META_JOB_ID: "0" * 32})
     error = decode_tool_error(str(caught.value))
     assert error.code == "NO_SUPERVISOR" and "FLEET_SUPERVISOR_URL" in error.message
+
+
+@pytest.fixture
+def spans() -> Iterator[Any]:
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.util._once import Once
+
+    from shared import configure_tracing
+
+    exporter = InMemorySpanExporter()
+    configure_tracing("fleet-test", exporter=exporter)
+    yield exporter
+    trace._TRACER_PROVIDER_SET_ONCE = Once()  # type: ignore[attr-defined]
+    trace._TRACER_PROVIDER = None  # type: ignore[attr-defined]
+
+
+async def test_parent_and_children_are_one_trace(spans: Any) -> None:
+    """With tracing on, the child continues the span of the worker's call that submitted it:
+    the supervisor's span for the child and the worker's span for the child's call hang
+    under the parent's worker span, all in the parent job's trace."""
+    async with fleet_of() as fleet:
+        spans.clear()
+        parent = await fleet.submit("fan", {"capability": "nap", "inputs": [{"seconds": 0}] * 2})
+        done = await fleet.get(parent["id"], wait=30)
+        assert done["status"] == "succeeded", done
+        children = [await fleet.get(c) for c in done["children"]]
+
+    def worker_span(job_id: str) -> Any:
+        found = [
+            s
+            for s in spans.get_finished_spans()
+            if (s.attributes or {}).get("fleet.job_id") == job_id
+            and s.name.startswith("tools/call")
+        ]
+        assert len(found) == 1, found
+        return found[0]
+
+    parent_call = worker_span(parent["id"])
+    trace_id = format(parent_call.context.trace_id, "032x")
+    by_id = {s.context.span_id: s for s in spans.get_finished_spans()}
+    for child in children:
+        _, child_trace, parent_span, _ = child["traceparent"].split("-")
+        assert child_trace == trace_id
+        assert int(parent_span, 16) == parent_call.context.span_id
+        child_call = worker_span(child["id"])
+        assert child_call.context.trace_id == parent_call.context.trace_id
+        # Walk up from the child's call on the worker: it reaches the parent's call.
+        span, seen = child_call, []
+        while span.parent is not None and span.parent.span_id in by_id:
+            span = by_id[span.parent.span_id]
+            seen.append(span.name)
+        assert parent_call.name in seen and "job nap" in seen, seen
