@@ -31,6 +31,7 @@ from workers import text
 from workers.kit import (
     ChildFailed,
     Context,
+    DelegationError,
     DelegationLimit,
     Fleet,
     Toolset,
@@ -459,3 +460,32 @@ async def test_parent_and_children_are_one_trace(spans: Any) -> None:
             span = by_id[span.parent.span_id]
             seen.append(span.name)
         assert parent_call.name in seen and "job nap" in seen, seen
+
+
+async def test_an_unreachable_supervisor_is_retryable_unavailable() -> None:
+    sock = free_socket()  # bound, never served: connections are refused
+    port = sock.getsockname()[1]
+    sock.close()
+    async with Fleet(f"http://127.0.0.1:{port}") as fleet:
+        with pytest.raises(DelegationError) as caught:
+            await fleet.run("nap", {"seconds": 0})
+    assert caught.value.code == "UNAVAILABLE" and caught.value.retryable
+    assert decode_tool_error(str(caught.value)).retryable  # as a tool error, too
+
+
+async def test_a_handle_outside_a_call(fleet: Stack) -> None:
+    """The constructor, for programs that know it all: wait with a timeout, cancel."""
+    async with Fleet(fleet.url) as handle:
+        child = await handle.submit("nap", {"seconds": 60})
+        assert not child.ended and handle.open_children == [child]
+        seen = await child.wait(timeout=0.2)  # not ended yet: as it is now
+        assert seen.status in ("queued", "running") and seen.parent_id is None
+        await child.cancel()
+        assert child.ended and child.job.status == "cancelled" and not handle.open_children
+        await child.cancel()  # ended: nothing to do
+        with pytest.raises(ChildFailed) as caught:
+            await child
+        assert caught.value.child.id == child.id and "cancelled" in caught.value.message
+        left = await handle.submit("nap", {"seconds": 60})
+    # Leaving the block cancelled the child it left running.
+    assert (await fleet.get(left.id, wait=10))["status"] == "cancelled"
