@@ -384,7 +384,7 @@ async def test_the_handle_presents_the_supervisor_token() -> None:
         done = await fleet.get(parent["id"], wait=30)
         assert done["status"] == "failed", done
         assert done["error"]["code"] == "UNAUTHORIZED", done["error"]
-        assert "submitting a nap child job" in done["error"]["message"]
+        assert "submitting a child job of nap" in done["error"]["message"]
 
 
 async def test_the_worker_setting_names_the_supervisor(fleet: Stack) -> None:

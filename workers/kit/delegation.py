@@ -441,7 +441,7 @@ class Fleet:
                 traceparent=_current_traceparent(self.traceparent),
             )
         except (ApiError, Unreachable) as exc:
-            raise _translate(exc, f"submitting a {capability} child job") from exc
+            raise _translate(exc, f"submitting a child job of {capability}") from exc
         child = Child(self, job)
         self.submitted.append(child.id)
         if not child.ended:
