@@ -142,7 +142,7 @@ class ChildFailed(DelegationError):
         super().__init__(
             CHILD_FAILED,
             f"child job {child.id} ({child.capability}){where} ended {child.status.value}: {why}",
-            hint=f"See the child with: fleet get {child.id}",
+            hint=f"See the child with: fleet status {child.id}",
             details={
                 "child_id": child.id,
                 "status": child.status.value,
@@ -314,6 +314,7 @@ class Fleet:
         self._client: AsyncFleetClient | None = None
         self._open: dict[str, Child] = {}
         self._cleanups: set[asyncio.Task[None]] = set()
+        self._closed = False
         self.submitted: list[str] = []
         """The ids of every child submitted through this handle, in the order submitted."""
 
@@ -345,6 +346,8 @@ class Fleet:
     def client(self) -> AsyncFleetClient:
         """The HTTP client, made on first use."""
         if self._client is None:
+            if self._closed:
+                raise RuntimeError("this Fleet handle is closed (its async with block ended)")
             self._client = AsyncFleetClient(self.url, token=self._token, transport=self._transport)
         return self._client
 
@@ -366,7 +369,9 @@ class Fleet:
 
     async def aclose(self) -> None:
         """Cancel the children still running, then close the HTTP client."""
-        await self._detached(self._close())
+        self._closed = True
+        if self._client is not None:
+            await self._detached(self._close())
 
     async def _close(self) -> None:
         try:
@@ -399,7 +404,8 @@ class Fleet:
             await self._detached(self._cancel_all(pending))
 
     async def _cancel_all(self, children: Iterable[Child]) -> None:
-        """Best effort and bounded: the parent's own end or cancellation cancels them too."""
+        """Best effort and bounded (cancelling the parent job cancels them on the supervisor
+        too)."""
         pending = [c for c in children if not c.ended]
         if not pending:
             return
