@@ -245,6 +245,16 @@ async def test_keywords_by_chunk_fans_out_as_children(fleet: Stack) -> None:
     assert [p["progress"] for p in progress] == sorted(p["progress"] for p in progress)
 
 
+async def test_map_progress_counts_children_on_the_parent(fleet: Stack) -> None:
+    inputs = [{"seconds": 0}] * 3
+    parent = await fleet.submit("fan", {"capability": "nap", "inputs": inputs, "progress": True})
+    done = await fleet.get(parent["id"], wait=30)
+    assert done["status"] == "succeeded", done
+    progress = [e["data"] for e in await fleet.events(parent["id"]) if e["type"] == "progress"]
+    assert [(p["progress"], p["total"]) for p in progress] == [(1, 3), (2, 3), (3, 3)]
+    assert progress[-1]["message"] == "nap 3/3"
+
+
 async def test_run_and_submit_return_the_results(fleet: Stack) -> None:
     parent = await fleet.submit("pair", {"words": ARTICLE})
     done = await fleet.get(parent["id"], wait=30)

@@ -15,7 +15,7 @@ makes it a child is what the handle sends with it:
 
 - ``parent_id``: the job id of the current call (``_meta["mcp-fleet/job-id"]``). The
   supervisor gives the child ``depth`` = the parent's + 1, lists it in the parent's
-  ``children``, cancels it when the parent is cancelled or ends, and refuses it past
+  ``children``, cancels it when the parent is cancelled, and refuses it past
   ``FLEET_MAX_DEPTH`` or ``FLEET_MAX_CHILDREN`` (:class:`DelegationLimit`). A call made
   outside a job (an MCP client calling the worker directly) submits top-level jobs.
 - ``X-Correlation-ID``: the call's correlation id, so one id finds every log line of the tree.
