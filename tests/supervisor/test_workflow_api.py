@@ -409,3 +409,32 @@ async def test_a_child_refused_for_a_limit_waits_its_turn() -> None:
         done = (await fleet.api.get(f"/v1/jobs/{wf['id']}", params={"wait": 30})).json()
         assert done["status"] == "succeeded", done
         assert len(calls(fleet, "hold")) == 5
+
+
+async def test_a_tenants_workflow_and_its_children_are_the_tenants() -> None:
+    tokens = "acme=a-tok:jobs:read+jobs:write,globex=g-tok:jobs:read+jobs:write"
+    async with AsyncExitStack() as stack:
+        fleet = await start_fleet(
+            stack, workers=1, api_tokens=tokens, token_tenants="acme=acme,globex=globex"
+        )
+        acme, globex = [
+            await stack.enter_async_context(
+                httpx.AsyncClient(
+                    base_url=fleet.url, timeout=30, headers={"Authorization": f"Bearer {t}"}
+                )
+            )
+            for t in ("a-tok", "g-tok")
+        ]
+        spec = {"steps": {"a": {"capability": "noop"}, "b": {"capability": "noop", "after": ["a"]}}}
+        r = await acme.post("/v1/workflows", params={"wait": 20}, json=spec)
+        done = r.json()
+        assert done["status"] == "succeeded" and done["tenant"] == "acme", done
+        assert done["input"]["submitted_by"] == "acme"
+        seen = (await acme.get(f"/v1/workflows/{done['id']}")).json()
+        for child in seen["job"]["children"]:
+            job = (await acme.get(f"/v1/jobs/{child}")).json()
+            assert job["tenant"] == "acme" and job["parent_id"] == done["id"]
+            assert (await globex.get(f"/v1/jobs/{child}")).status_code == 404
+        other = await globex.get(f"/v1/workflows/{done['id']}")
+        assert other.status_code == 404 and other.json()["error"]["code"] == "JOB_NOT_FOUND"
+        assert (await globex.get(f"/v1/workflows/{done['id'][:10]}")).status_code == 404
