@@ -101,7 +101,9 @@ async def submit(
         traceparent=traceparent,
         created_at=now(),
     )
-    canonical = body.model_dump(mode="json", exclude={"idempotency_key"})
+    # The parent is not part of the request: a key reused under another parent (a workflow
+    # step's own key, shared by two workflows) hands back the first job, its result.
+    canonical = body.model_dump(mode="json", exclude={"idempotency_key", "parent_id"})
     fingerprint = hashlib.sha256(
         json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()
     ).hexdigest()

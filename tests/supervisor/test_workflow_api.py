@@ -438,3 +438,19 @@ async def test_a_tenants_workflow_and_its_children_are_the_tenants() -> None:
         other = await globex.get(f"/v1/workflows/{done['id']}")
         assert other.status_code == 404 and other.json()["error"]["code"] == "JOB_NOT_FOUND"
         assert (await globex.get(f"/v1/workflows/{done['id'][:10]}")).status_code == 404
+
+
+async def test_a_step_key_shared_by_two_workflows_runs_its_work_once(fleet: Fleet) -> None:
+    spec = {"steps": {"count": {"capability": "steps", "input": {"n": 3},
+                                "idempotency_key": "count-3-once"}}}  # fmt: skip
+    first = await run(fleet, spec)
+    second = await run(fleet, spec)
+    assert first["status"] == second["status"] == "succeeded"
+    assert first["result"] == second["result"]
+    assert len(calls(fleet, "steps")) == 1  # the second workflow was handed the first's job
+    ids = [(await view(fleet, w["id"]))["steps"]["count"]["job_ids"] for w in (first, second)]
+    assert ids[0] == ids[1]
+    kids = [
+        (await fleet.api.get(f"/v1/jobs/{w['id']}")).json()["children"] for w in (first, second)
+    ]
+    assert kids == [ids[0], None]  # it is the first workflow's child only
