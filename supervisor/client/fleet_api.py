@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from shared.protocol import HEADER_CORRELATION_ID
+from shared.protocol import HEADER_CORRELATION_ID, HEADER_IDEMPOTENCY_KEY
 from shared.sse import SSEParser
 
 __all__ = ["ApiError", "FleetApi", "Unreachable"]
@@ -155,6 +155,33 @@ class FleetApi:
 
     async def cancel(self, job_id: str) -> dict[str, Any]:
         result: dict[str, Any] = await self.request("POST", f"/v1/jobs/{job_id}/cancel")
+        return result
+
+    # -- workflows ----------------------------------------------------------------------
+
+    async def submit_workflow(
+        self,
+        spec: dict[str, Any],
+        *,
+        idempotency_key: str | None = None,
+        correlation_id: str | None = None,
+        wait: float = 0,
+    ) -> dict[str, Any]:
+        """``POST /v1/workflows``: the workflow's job (a job like any other)."""
+        headers = {HEADER_CORRELATION_ID: correlation_id} if correlation_id else {}
+        if idempotency_key:
+            headers[HEADER_IDEMPOTENCY_KEY] = idempotency_key
+        params = {"wait": wait} if wait else None
+        timeout = httpx.Timeout(30.0, read=wait + 30.0)
+        result: dict[str, Any] = await self.request(
+            "POST", "/v1/workflows", json=spec, headers=headers or None, params=params,
+            timeout=timeout,
+        )  # fmt: skip
+        return result
+
+    async def workflow(self, job_id: str) -> dict[str, Any]:
+        """``GET /v1/workflows/{id}``: ``{"job": ..., "steps": {name: state}}``."""
+        result: dict[str, Any] = await self.request("GET", f"/v1/workflows/{job_id}")
         return result
 
     async def workers(self) -> list[dict[str, Any]]:

@@ -1,0 +1,119 @@
+"""Follow a workflow to its end: its tree redrawn live on a terminal, lines off one, or JSON.
+
+The steps' state is folded from the workflow's own event stream (``step`` events, see
+:class:`~supervisor.client.StepBoard`): the live tree costs no request beyond the stream,
+which :meth:`FleetApi.events` resumes after a dropped connection with ``Last-Event-ID``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich.console import Console, ConsoleOptions, RenderResult
+from rich.live import Live
+from rich.text import Text
+
+from supervisor.cli.base import print_json
+from supervisor.cli.workflow_view import tree
+from supervisor.client import FleetApi, StepBoard
+
+__all__ = ["FlowWatch"]
+
+_PLAIN_PROGRESS_EVERY_S = 1.0
+
+
+class FlowWatch:
+    """Follow one workflow job; :meth:`run` returns its final body (the ``done`` event's).
+
+    ``job`` is its body as known at the start (the submit's answer, a ``GET``): its ``input``
+    (the spec) names the steps, so every step is drawn from the first frame on.
+    """
+
+    def __init__(
+        self,
+        api: FleetApi,
+        console: Console,
+        job: dict[str, Any],
+        *,
+        json_lines: bool = False,
+        live: bool | None = None,
+    ) -> None:
+        self.api = api
+        self.console = console
+        self.job = dict(job)
+        self.board = StepBoard.from_spec(job.get("input"))
+        self.json_lines = json_lines
+        self.live = console.is_terminal if live is None else live
+        self.note = ""
+        self._printed: dict[str, tuple[str, int, int]] = {}
+        self._last_plain = 0.0
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield tree(self.job, self.board, options.max_width, note=self.note)
+
+    async def run(self) -> dict[str, Any]:
+        if self.live and not self.json_lines:
+            with Live(
+                self, console=self.console, refresh_per_second=4, transient=False
+            ) as live:  # the clock ticks by itself; events redraw at once
+                await self._follow(live)
+        else:
+            await self._follow(None)
+            if not self.json_lines:
+                self.console.print(tree(self.job, self.board, self.console.width))
+        return self.job
+
+    async def _follow(self, live: Live | None) -> None:
+        def reconnecting(last: int, reason: str) -> None:
+            self.note = f"reconnecting… ({reason[:50]}); resuming after event {last}"
+            if live is not None:
+                live.refresh()
+            elif not self.json_lines:
+                self._plain(self.note)
+
+        async for event in self.api.events(self.job["id"], on_reconnect=reconnecting):
+            self.note = ""
+            if self.json_lines:
+                print_json(event)
+            changed = self._apply(event)
+            if live is not None:
+                live.refresh()
+            elif not self.json_lines and changed:
+                self._tell(changed)
+
+    def _apply(self, event: dict[str, Any]) -> str | None:
+        """Fold one event into the job and the steps; the step it changed, if any."""
+        kind, data = event.get("type"), event.get("data") or {}
+        if kind == "status":
+            self.job["status"] = data.get("status", self.job.get("status"))
+            if data.get("status") == "running" and not self.job.get("started_at"):
+                self.job["started_at"] = event.get("ts")
+        elif kind == "progress":
+            self.job["progress"] = data
+        elif kind == "done":
+            self.job = dict(data)
+        return self.board.apply(event)
+
+    def _tell(self, name: str) -> None:
+        """Off a terminal: a line when a step changes status, and a map step's count at most
+        once a second (and when it ends)."""
+        step = self.board.steps[name]
+        now = time.monotonic()
+        said = self._printed.get(name)
+        if said is not None and said[0] == step.status:  # the same status: only counts news
+            if said[1:] == (step.done, step.failed):
+                return
+            if now - self._last_plain < _PLAIN_PROGRESS_EVERY_S:
+                return
+        self._last_plain = now
+        self._printed[name] = (step.status, step.done, step.failed)
+        total = step.total if step.total is not None else "?"
+        line = f"{name}  {step.status}  {step.done}/{total}"
+        line += f"  {step.failed} failed" if step.failed else ""
+        if step.error is not None:
+            line += f"  {step.error.code}: {step.error.message}"
+        self._plain(line)
+
+    def _plain(self, line: str) -> None:
+        self.console.print(Text(line), soft_wrap=True)
