@@ -139,20 +139,22 @@ def _header(job: dict[str, Any], board: StepBoard, now: float, width: int) -> Te
     short_id = str(job.get("id", ""))[:12]
     for word, ident, clock in ((True, True, True), (False, True, True), (False, False, True),
                                (False, False, False)):  # fmt: skip
-        line = Text.assemble((mark, style), " ")
-        if word:
-            line.append("workflow ")
-        if name:
-            line.append(f"{name} ", style="bold")
-        if ident or not name:
-            line.append(short_id + " ")
-        line.append(" ")
-        line.append(status, style=STATUS_STYLE.get(status, ""))
-        line.append(f"  {units}")
+        tail = Text.assemble(" ", (status, STATUS_STYLE.get(status, "")), f"  {units}")
         if clock and took:
-            line.append(f"  {took}", style="dim")
-        if cell_len(line.plain) <= width:
+            tail.append(f"  {took}", style="dim")
+        head = "workflow " if word else ""
+        if ident or not name:
+            head_id = short_id + " "
+        else:
+            head_id = ""
+        room = width - 2 - cell_len(head) - cell_len(head_id) - cell_len(tail.plain)
+        if not name or cell_len(name) + 1 <= room or (word, ident, clock) == (False,) * 3:
             break
+    line = Text.assemble((mark, style), " ", head)
+    if name:  # cut last, to what is left: the status and the units always show
+        line.append(_cut(name, max(2, room - 1)).rstrip() + " ", style="bold")
+    line.append(head_id)
+    line.append_text(tail)
     return line
 
 
