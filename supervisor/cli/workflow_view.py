@@ -143,10 +143,7 @@ def _header(job: dict[str, Any], board: StepBoard, now: float, width: int) -> Te
         if clock and took:
             tail.append(f"  {took}", style="dim")
         head = "workflow " if word else ""
-        if ident or not name:
-            head_id = short_id + " "
-        else:
-            head_id = ""
+        head_id = short_id + " " if ident or not name else ""
         room = width - 2 - cell_len(head) - cell_len(head_id) - cell_len(tail.plain)
         if not name or cell_len(name) + 1 <= room or (word, ident, clock) == (False,) * 3:
             break

@@ -21,22 +21,21 @@ from supervisor.cli.workflow import parse_inputs, read_spec
 from supervisor.cli.workflow_view import columns, tree
 from supervisor.client import StepBoard, StepState, Workflow
 
+MAP = "extract-keywords-from-every-chunk-of-the-text"
 SPEC: dict[str, Any] = {
     "name": "keywords-of-a-rather-long-document-name",
     "input": {"text": "..."},
     "steps": {
         "split": {"capability": "chunk_text", "input": {"text": "$.input.text"}},
-        "extract-keywords-from-every-chunk-of-the-text": {
+        MAP: {
             "capability": "a-very-long-service-name.extract_keywords_with_phrases",
             "map": "$.steps.split.result.chunks",
             "input": {"text": "$.item.text"},
         },
-        "merge": {"capability": "summarize", "after": ["extract-keywords-from-every-chunk-of-the-text"],
-                  "input": {"text": "$.input.text"}},
+        "merge": {"capability": "summarize", "after": [MAP], "input": {"text": "$.input.text"}},
         "never": {"capability": "echo", "after": ["merge"], "input": {}},
     },
 }  # fmt: skip
-MAP = "extract-keywords-from-every-chunk-of-the-text"
 
 
 def _step(name: str, status: str, **data: Any) -> dict[str, Any]:
@@ -49,8 +48,8 @@ def _board() -> StepBoard:
     board.apply(_step("split", "running", total=1, done=0, failed=0))
     board.apply(_step("split", "succeeded", total=1, done=1, failed=0, job_ids=["a" * 32]))
     board.apply(_step(MAP, "running", total=12345, done=6789, failed=321))
-    board.apply(_step("merge", "failed", total=1, done=0, failed=1,
-                      error={"code": "WORKER_SAID_NO_WITH_A_LONG_CODE", "message": "m" * 200}))  # fmt: skip
+    error = {"code": "WORKER_SAID_NO_WITH_A_LONG_CODE", "message": "m" * 200}
+    board.apply(_step("merge", "failed", total=1, done=0, failed=1, error=error))
     board.apply(_step("never", "skipped"))
     return board
 
