@@ -18,9 +18,35 @@ from supervisor.cli.base import print_json
 from supervisor.cli.workflow_view import tree
 from supervisor.client import FleetApi, StepBoard
 
-__all__ = ["FlowWatch"]
+__all__ = ["FlowState", "FlowWatch"]
 
 _PLAIN_PROGRESS_EVERY_S = 1.0
+
+
+class FlowState:
+    """A workflow as its events tell it: the job's body and every step's state. A renderable:
+    its tree at the width it is drawn at (the live views redraw it as events arrive)."""
+
+    def __init__(self, job: dict[str, Any]) -> None:
+        self.job = dict(job)
+        self.board = StepBoard.from_spec(job.get("input"))
+        self.note = ""
+
+    def apply(self, event: dict[str, Any]) -> str | None:
+        """Fold one event into the job and the steps; the step it changed, if any."""
+        kind, data = event.get("type"), event.get("data") or {}
+        if kind == "status":
+            self.job["status"] = data.get("status", self.job.get("status"))
+            if data.get("status") == "running" and not self.job.get("started_at"):
+                self.job["started_at"] = event.get("ts")
+        elif kind == "progress":
+            self.job["progress"] = data
+        elif kind == "done":
+            self.job = dict(data)
+        return self.board.apply(event)
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield tree(self.job, self.board, options.max_width, note=self.note)
 
 
 class FlowWatch:
@@ -41,64 +67,46 @@ class FlowWatch:
     ) -> None:
         self.api = api
         self.console = console
-        self.job = dict(job)
-        self.board = StepBoard.from_spec(job.get("input"))
+        self.state = FlowState(job)
         self.json_lines = json_lines
         self.live = console.is_terminal if live is None else live
-        self.note = ""
         self._printed: dict[str, tuple[str, int, int]] = {}
         self._last_plain = 0.0
-
-    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        yield tree(self.job, self.board, options.max_width, note=self.note)
 
     async def run(self) -> dict[str, Any]:
         if self.live and not self.json_lines:
             with Live(
-                self, console=self.console, refresh_per_second=4, transient=False
+                self.state, console=self.console, refresh_per_second=4, transient=False
             ) as live:  # the clock ticks by itself; events redraw at once
                 await self._follow(live)
         else:
             await self._follow(None)
             if not self.json_lines:
-                self.console.print(tree(self.job, self.board, self.console.width))
-        return self.job
+                self.console.print(self.state)
+        return self.state.job
 
     async def _follow(self, live: Live | None) -> None:
         def reconnecting(last: int, reason: str) -> None:
-            self.note = f"reconnecting… ({reason[:50]}); resuming after event {last}"
+            self.state.note = f"reconnecting… ({reason[:50]}); resuming after event {last}"
             if live is not None:
                 live.refresh()
             elif not self.json_lines:
-                self._plain(self.note)
+                self._plain(self.state.note)
 
-        async for event in self.api.events(self.job["id"], on_reconnect=reconnecting):
-            self.note = ""
+        async for event in self.api.events(self.state.job["id"], on_reconnect=reconnecting):
+            self.state.note = ""
             if self.json_lines:
                 print_json(event)
-            changed = self._apply(event)
+            changed = self.state.apply(event)
             if live is not None:
                 live.refresh()
             elif not self.json_lines and changed:
                 self._tell(changed)
 
-    def _apply(self, event: dict[str, Any]) -> str | None:
-        """Fold one event into the job and the steps; the step it changed, if any."""
-        kind, data = event.get("type"), event.get("data") or {}
-        if kind == "status":
-            self.job["status"] = data.get("status", self.job.get("status"))
-            if data.get("status") == "running" and not self.job.get("started_at"):
-                self.job["started_at"] = event.get("ts")
-        elif kind == "progress":
-            self.job["progress"] = data
-        elif kind == "done":
-            self.job = dict(data)
-        return self.board.apply(event)
-
     def _tell(self, name: str) -> None:
         """Off a terminal: a line when a step changes status, and a map step's count at most
         once a second (and when it ends)."""
-        step = self.board.steps[name]
+        step = self.state.board.steps[name]
         now = time.monotonic()
         said = self._printed.get(name)
         if said is not None and said[0] == step.status:  # the same status: only counts news

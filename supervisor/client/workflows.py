@@ -22,11 +22,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.models import Event, Job, JobError
+from shared.protocol import WORKFLOW_CAPABILITY
 
 __all__ = ["STEP_ENDED", "StepBoard", "StepState", "Workflow", "is_workflow"]
-
-WORKFLOW_CAPABILITY = "fleet:workflow"
-"""The capability of a workflow job (``shared.protocol.WORKFLOW_CAPABILITY``)."""
 
 STEP_ENDED = frozenset({"succeeded", "failed", "skipped", "cancelled"})
 """A step in one of these statuses will not change again."""
