@@ -166,9 +166,9 @@ def run(
     submitted: dict[str, str] = {}
 
     async def go(api: FleetApi) -> Exit:
-        job = await api.submit_workflow(
-            spec, idempotency_key=idempotency_key, wait=0 if watch else wait
-        )
+        if idempotency_key is not None:
+            spec["idempotency_key"] = idempotency_key
+        job = await api.submit_workflow(spec, wait=0 if watch else wait)
         submitted["id"] = job["id"]
         if watch:
             if not as_json:

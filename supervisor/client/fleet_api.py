@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from shared.protocol import HEADER_CORRELATION_ID, HEADER_IDEMPOTENCY_KEY
+from shared.protocol import HEADER_CORRELATION_ID
 from shared.sse import SSEParser
 
 __all__ = ["ApiError", "FleetApi", "Unreachable"]
@@ -160,23 +160,15 @@ class FleetApi:
     # -- workflows ----------------------------------------------------------------------
 
     async def submit_workflow(
-        self,
-        spec: dict[str, Any],
-        *,
-        idempotency_key: str | None = None,
-        correlation_id: str | None = None,
-        wait: float = 0,
+        self, spec: dict[str, Any], *, correlation_id: str | None = None, wait: float = 0
     ) -> dict[str, Any]:
         """``POST /v1/workflows``: the workflow's job (a job like any other)."""
-        headers = {HEADER_CORRELATION_ID: correlation_id} if correlation_id else {}
-        if idempotency_key:
-            headers[HEADER_IDEMPOTENCY_KEY] = idempotency_key
+        headers = {HEADER_CORRELATION_ID: correlation_id} if correlation_id else None
         params = {"wait": wait} if wait else None
         timeout = httpx.Timeout(30.0, read=wait + 30.0)
         result: dict[str, Any] = await self.request(
-            "POST", "/v1/workflows", json=spec, headers=headers or None, params=params,
-            timeout=timeout,
-        )  # fmt: skip
+            "POST", "/v1/workflows", json=spec, headers=headers, params=params, timeout=timeout
+        )
         return result
 
     async def workflow(self, job_id: str) -> dict[str, Any]:

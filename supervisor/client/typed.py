@@ -201,7 +201,8 @@ class AsyncFleetClient:
         wait: float = 0,
     ) -> Job:
         """Submit a workflow (its spec: ``steps``, optional ``name``, ``input``, ``output``,
-        ``on_failure``); ``input`` given here replaces the spec's. The answer is the
+        ``on_failure``); ``input`` given here replaces the spec's, ``idempotency_key`` its
+        key (a retry of this call submits it at most once). The answer is the
         workflow's job: ``get``, ``wait``, ``watch`` and ``cancel`` take its id as any job's
         (its events include one ``step`` event per step transition; fold them with
         :class:`~supervisor.client.StepBoard`). An invalid spec raises :class:`ApiError`
@@ -209,9 +210,9 @@ class AsyncFleetClient:
         body = dict(spec)
         if input is not None:
             body["input"] = input
-        answer = await self.raw.submit_workflow(
-            body, idempotency_key=idempotency_key, correlation_id=correlation_id, wait=wait
-        )
+        if idempotency_key is not None:
+            body["idempotency_key"] = idempotency_key
+        answer = await self.raw.submit_workflow(body, correlation_id=correlation_id, wait=wait)
         return _parse(Job, answer)
 
     async def workflow(self, job_id: str) -> Workflow:

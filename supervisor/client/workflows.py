@@ -124,8 +124,13 @@ class StepBoard:
             step.total = data["total"]
         if isinstance(data.get("job_ids"), list):
             step.job_ids = [str(j) for j in data["job_ids"]]
-        if isinstance(data.get("error"), Mapping):
-            step.error = JobError.model_validate(data["error"])
+        error = data.get("error")
+        if isinstance(error, Mapping):
+            step.error = JobError(
+                code=str(error.get("code") or "STEP_FAILED"),
+                message=str(error.get("message") or ""),
+                details=dict(error.get("details") or {}),
+            )
         if step.status == "succeeded" and step.total is not None:
             step.done = max(step.done, step.total - step.failed)
         return name

@@ -17,6 +17,7 @@ from rich.cells import cell_len
 from rich.console import Console
 
 from supervisor.cli.base import CliError
+from supervisor.cli.demo_flow import flow_spec
 from supervisor.cli.workflow import parse_inputs, read_spec
 from supervisor.cli.workflow_view import columns, tree
 from supervisor.client import StepBoard, StepState, Workflow
@@ -225,7 +226,9 @@ def test_a_spec_must_be_a_json_object(tmp_path: Path) -> None:
         read_spec(str(bad))
 
 
-def test_the_example_flow_names_the_text_workers_tools() -> None:
+def test_the_example_flow_is_the_demos_workflow() -> None:
     spec = read_spec(str(Path(__file__).resolve().parents[2] / "examples" / "flow.json"))
     capabilities = [step["capability"] for step in spec["steps"].values()]
     assert capabilities == ["chunk_text", "extract_keywords", "summarize"]
+    assert spec == flow_spec()  # the text comes with --input text=@examples/article.txt
+    assert flow_spec("some text")["input"] == {**spec["input"], "text": "some text"}
