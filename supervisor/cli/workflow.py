@@ -196,29 +196,32 @@ def run(
     "show",
     epilog=examples(
         "fleet workflow show 3f2a9c01d4e5",
+        "fleet workflow show $id --wait 30    # exit 0 succeeded, 1 failed, 6 still running",
         "fleet workflow show $id --json | jq '.steps | map_values(.status)'",
     ),
 )
 def show(
     ctx: typer.Context,
     job_id: Annotated[str, typer.Argument(help="The workflow's job id (or a short one).")],
+    wait: Annotated[
+        float,
+        typer.Option(min=0, max=60, help="Wait up to S seconds for it to end; then exit with "
+                     "its outcome (0 succeeded, 1 failed, 3 cancelled, 6 not ended yet)."),
+    ] = 0,
     json_out: JsonOpt = False,
-) -> None:
+) -> None:  # fmt: skip
     """A workflow's steps as a tree: status, capability, items done/failed.
 
     With --json, the supervisor's answer: the job and each step's state.
     """
     st = state(ctx)
-
-    async def go(api: FleetApi) -> dict[str, Any]:
-        job = await api.job(job_id)  # resolves a short id
-        return await api.workflow(job["id"])
-
-    found = run_api(st, go)
+    found = run_api(st, lambda api: api.workflow(job_id, wait=wait))
     if st.wants_json(json_out):
         print_json(found)
     else:
         print_tree(st, found)
+    if wait:
+        raise typer.Exit(int(exit_for_status(found["job"].get("status"))))
 
 
 @app.command(

@@ -209,8 +209,8 @@ class FleetClient:
             )
         )
 
-    def workflow(self, job_id: str) -> Workflow:
-        return self._run(self.aio.workflow(job_id))
+    def workflow(self, job_id: str, *, wait: float = 0) -> Workflow:
+        return self._run(self.aio.workflow(job_id, wait=wait))
 
     # -- dead letters -----------------------------------------------------------------------
 

@@ -171,9 +171,13 @@ class FleetApi:
         )
         return result
 
-    async def workflow(self, job_id: str) -> dict[str, Any]:
+    async def workflow(self, job_id: str, *, wait: float = 0) -> dict[str, Any]:
         """``GET /v1/workflows/{id}``: ``{"job": ..., "steps": {name: state}}``."""
-        result: dict[str, Any] = await self.request("GET", f"/v1/workflows/{job_id}")
+        params = {"wait": wait} if wait else None
+        timeout = httpx.Timeout(30.0, read=wait + 30.0)
+        result: dict[str, Any] = await self.request(
+            "GET", f"/v1/workflows/{job_id}", params=params, timeout=timeout
+        )
         return result
 
     async def workers(self) -> list[dict[str, Any]]:

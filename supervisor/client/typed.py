@@ -215,9 +215,11 @@ class AsyncFleetClient:
         answer = await self.raw.submit_workflow(body, correlation_id=correlation_id, wait=wait)
         return _parse(Job, answer)
 
-    async def workflow(self, job_id: str) -> Workflow:
-        """The workflow's job and the state of each of its steps."""
-        return _parse(Workflow, await self.raw.workflow(job_id))
+    async def workflow(self, job_id: str, *, wait: float = 0) -> Workflow:
+        """The workflow's job and the state of each of its steps; with ``wait`` (at most
+        60 s), once it ended or when the time is up. A job that is no workflow: ``ApiError``
+        ``JOB_NOT_FOUND`` (404)."""
+        return _parse(Workflow, await self.raw.workflow(job_id, wait=wait))
 
     # -- dead letters -----------------------------------------------------------------------
 
