@@ -51,7 +51,7 @@ def flow_spec(text: str | None = None) -> dict[str, Any]:
 
 def _describe(result: Any) -> str:
     terms = list(dict.fromkeys(result["top_keyword_per_chunk"]))
-    return f"{result['chunks']} chunks; top terms {', '.join(terms[:3])}; 2-sentence summary"
+    return f"{result['chunks']} chunks → keywords ({', '.join(terms[:3])}) → summary"
 
 
 def flow_job(text: str) -> DemoJob:

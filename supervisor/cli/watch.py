@@ -265,7 +265,8 @@ class Watch:
             view.clock.restart(_ts(event))  # each attempt's run starts its own clock
             self.progress.start_task(view.task)
             worker, attempt = data.get("worker"), data.get("attempt")
-            self._log(view, f"running on {worker} (attempt {attempt})", "cyan")
+            where = f" on {worker}" if worker else ""  # a workflow runs on no worker of its own
+            self._log(view, f"running{where} (attempt {attempt})", "cyan")
         elif status == "queued" and data.get("redriven"):
             self._log(view, "redriven: queued again", "yellow")
         self._update(view)  # terminal statuses are told by the ``done`` event that follows
