@@ -36,7 +36,7 @@ from supervisor.cli.schema_input import example, fields, submit_commands, typed_
 from supervisor.client import ApiError, FleetApi
 from supervisor.client.workflows import is_workflow
 
-__all__ = ["parse_input", "parse_labels"]
+__all__ = ["parse_input", "parse_labels", "print_outcome"]
 
 
 def parse_input(raw: str) -> dict[str, Any]:
@@ -76,11 +76,11 @@ async def _follow(st: State, api: FleetApi, job_id: str, as_json: bool) -> Exit:
     final = (await watch.run([job_id]))[job_id]
     status = str(final.get("status"))
     if not as_json:
-        _print_outcome(st, final)
+        print_outcome(st, final)
     return exit_for_status(status)
 
 
-def _print_outcome(st: State, job: dict[str, Any]) -> None:
+def print_outcome(st: State, job: dict[str, Any]) -> None:
     status = job.get("status")
     if status == "succeeded":
         result = job.get("result")

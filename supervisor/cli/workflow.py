@@ -102,11 +102,14 @@ def print_tree(st: State, workflow: Workflow | dict[str, Any]) -> None:
 
 
 async def follow_workflow(st: State, api: FleetApi, job: dict[str, Any], as_json: bool) -> Exit:
-    """Follow a workflow job to its end (the tree live, lines, or JSON events); the exit code
-    follows its outcome."""
+    """Follow a workflow job to its end (the tree live, lines, or JSON events), then print its
+    result whole (as ``fleet submit --watch`` does); the exit code follows its outcome."""
+    from supervisor.cli.jobs import print_outcome
     from supervisor.cli.workflow_watch import FlowWatch
 
     final = await FlowWatch(api, st.out, job, json_lines=as_json).run()
+    if not as_json:
+        print_outcome(st, final)
     return exit_for_status(str(final.get("status")))
 
 

@@ -167,13 +167,13 @@ def _units(job: dict[str, Any], board: StepBoard) -> tuple[float, float | None]:
     return float(steps_done), (float(steps_total) if steps_total is not None else None)
 
 
-def _footer(job: dict[str, Any], board: StepBoard, width: int) -> list[Text]:
-    """Why steps failed, and the outcome once it ended; each one line."""
+def _footer(job: dict[str, Any], board: StepBoard, width: int, outcome: bool) -> list[Text]:
+    """Why steps failed, and (``outcome``) the outcome once it ended; each one line."""
     lines = []
     for name, step in board.steps.items():
         if step.error is not None:
             lines.append(Text(f"   {name}: {step.error.code}: {step.error.message}", style="red"))
-    status = job.get("status")
+    status = job.get("status") if outcome else None
     if status == "succeeded":
         lines.append(Text(f"result: {short_json(job.get('result'), max(8, width - 8))}"))
     elif status in ("failed", "cancelled") and job.get("error"):
@@ -189,9 +189,11 @@ def tree(
     *,
     now: float | None = None,
     note: str = "",
+    outcome: bool = True,
 ) -> Group:
     """The workflow's tree in lines of at most ``width`` cells. ``note``: a last line (the
-    live view's "reconnecting…")."""
+    live view's "reconnecting…"); ``outcome``: end with its result or error once it ended
+    (one line, cut to fit: leave it out when the whole result is printed after)."""
     width = max(1, width)
     cols = columns(board.steps, width)
     names = list(board.steps)
@@ -200,7 +202,7 @@ def tree(
         _step_line(name, board.steps[name], cols, i == len(names) - 1)
         for i, name in enumerate(names)
     ]
-    lines += _footer(job, board, width)
+    lines += _footer(job, board, width, outcome)
     if note:
         lines.append(Text(note, style="dim"))
     for line in lines:

@@ -27,10 +27,11 @@ class FlowState:
     """A workflow as its events tell it: the job's body and every step's state. A renderable:
     its tree at the width it is drawn at (the live views redraw it as events arrive)."""
 
-    def __init__(self, job: dict[str, Any]) -> None:
+    def __init__(self, job: dict[str, Any], *, outcome: bool = True) -> None:
         self.job = dict(job)
         self.board = StepBoard.from_spec(job.get("input"))
         self.note = ""
+        self.outcome = outcome
 
     def apply(self, event: dict[str, Any]) -> str | None:
         """Fold one event into the job and the steps; the step it changed, if any."""
@@ -46,7 +47,7 @@ class FlowState:
         return self.board.apply(event)
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        yield tree(self.job, self.board, options.max_width, note=self.note)
+        yield tree(self.job, self.board, options.max_width, note=self.note, outcome=self.outcome)
 
 
 class FlowWatch:
@@ -67,7 +68,7 @@ class FlowWatch:
     ) -> None:
         self.api = api
         self.console = console
-        self.state = FlowState(job)
+        self.state = FlowState(job, outcome=False)  # the caller prints it whole
         self.json_lines = json_lines
         self.live = console.is_terminal if live is None else live
         self._printed: dict[str, tuple[str, int, int]] = {}

@@ -99,9 +99,15 @@ def test_fleet_watch_on_a_workflow_says_each_step_then_draws_it(
     job_id = cli_fleet.invoke("workflow", "run", _flow(tmp_path)).output.strip()
     out = cli_fleet.invoke("watch", job_id)
     assert out.exit_code == 0, out.output
-    lines = out.output.splitlines()
+    lines = out.stdout.splitlines()
     assert "first  succeeded  1/1" in lines and "each  succeeded  5/5" in lines
-    assert lines[-5].startswith("✓ workflow echoes") and lines[-1].startswith("result: ")
+    top = next(i for i, line in enumerate(lines) if line.startswith("✓ workflow echoes"))
+    assert lines[top + 3].startswith("└─ ✓ last")
+    # Then the result whole, as fleet submit --watch prints it.
+    assert json.loads("\n".join(lines[top + 4 :])) == {
+        "echoed": list("abcde"),
+        "last": {"ok": True},
+    }
 
 
 def test_a_failed_step_fails_the_workflow_with_exit_1(cli_fleet: CliFleet, tmp_path: Path) -> None:

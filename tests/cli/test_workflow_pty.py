@@ -62,7 +62,9 @@ def test_the_readmes_workflow_watched_at_80x24(url: str) -> None:
     try:
         assert term.exit_code(timeout=60) == 0, term.text
         screen = term.text
-        assert not term.screen.overflows, term.screen.overflows
+        # Only the result printed whole after the tree may run past the 80th column.
+        tree_overflows = [o for o in term.screen.overflows if "─ " in o or "workflow " in o]
+        assert not tree_overflows, tree_overflows
         for name, capability in (("split", "chunk_text"), ("keywords", "extract_keywords"),
                                  ("summary", "summarize")):  # fmt: skip
             rows = _rows(screen, name)
@@ -71,7 +73,7 @@ def test_the_readmes_workflow_watched_at_80x24(url: str) -> None:
         (keywords,) = _rows(screen, "keywords")
         assert re.search(r"\b6/6$", keywords), keywords  # six chunks, summed on one line
         assert re.search(r"^✓ workflow keywords [0-9a-f]{12}  succeeded  8/8  ", screen, re.M)
-        assert "submitted workflow" in screen and 'result: {"chunks":6' in screen
+        assert "submitted workflow" in screen and '"chunks": 6,' in screen  # the result, whole
     finally:
         term.close()
 
