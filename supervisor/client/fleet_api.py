@@ -41,7 +41,10 @@ class ApiError(Exception):
 
     def one_line(self) -> str:
         line = f"{self.code}: {self.message}"
-        if self.field and not self.message.startswith(self.field):
+        named = self.field and (
+            self.message.startswith(self.field) or f" {self.field}: " in self.message
+        )  # the message says it already ("step 'a': after[0]: no step named 'b'")
+        if self.field and not named:
             line += f" (field: {self.field})"
         return line
 

@@ -132,6 +132,7 @@ def test_an_invalid_spec_is_one_line_and_exit_2(cli_fleet: CliFleet, tmp_path: P
     out = cli_fleet.invoke("workflow", "run", _flow(tmp_path, spec))
     assert out.exit_code == 2, out.output
     assert out.output.startswith("error: INVALID_WORKFLOW: ") and "'a'" in out.output
+    assert "after[0]" in out.output and "(field: " not in out.output  # said once
     assert len(out.output.strip().splitlines()) == 1
     missing = cli_fleet.invoke("workflow", "run", str(tmp_path / "nope.json"))
     assert missing.exit_code == 2 and "cannot read the workflow" in missing.output
