@@ -41,6 +41,11 @@ workflows = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     help="Workflows: steps over capabilities, each step's work run as child jobs.",
+    epilog=examples(
+        "fleet workflow run examples/flow.json --input text=@examples/article.txt --watch",
+        "fleet workflow show $id          # its steps as a tree",
+        "fleet workflow run --help        # the spec file, --input, --wait",
+    ),
 )
 
 
