@@ -150,3 +150,27 @@ def test_show_refuses_a_job_that_is_no_workflow(cli_fleet: CliFleet) -> None:
     job_id = cli_fleet.submit("noop", {})
     out = cli_fleet.invoke("workflow", "show", job_id)
     assert out.exit_code == 5 and out.output.startswith("error: JOB_NOT_FOUND: "), out.output
+
+
+def test_watching_a_workflow_rides_out_a_dropped_stream(
+    cli_fleet: CliFleet, tmp_path: Path
+) -> None:
+    """The stream cut inside its 4th event: resumed after the 3rd (Last-Event-ID), every step
+    told once, the tree and result whole."""
+    from typer.testing import CliRunner
+
+    from supervisor.cli import app
+    from tests.cli.test_watch_resume import CUT_INSIDE_EVENT, _with_proxy
+
+    url, proxy, stack = _with_proxy(cli_fleet)
+    try:
+        out = CliRunner().invoke(app, ["--url", url, "workflow", "run", _flow(tmp_path), "--watch"])
+    finally:
+        cli_fleet.bg.run(stack.aclose())
+    assert out.exit_code == 0, out.output
+    assert proxy.cuts == 1 and proxy.last_event_ids() == [None, str(CUT_INSIDE_EVENT - 1)]
+    lines = out.stdout.splitlines()
+    assert any(f"resuming after event {CUT_INSIDE_EVENT - 1}" in line for line in lines), lines
+    for step in ("first", "each", "last"):
+        assert [line.split()[:2] for line in lines].count([step, "succeeded"]) == 1, lines
+    assert any(line.startswith("├─ ✓ each   echo") and line.endswith("5/5") for line in lines)
