@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
+from shared.protocol import WORKFLOW_CAPABILITY
 from supervisor.cli.base import (
     CliError,
     Exit,
@@ -34,7 +35,6 @@ from supervisor.cli.render import (
 )
 from supervisor.cli.schema_input import example, fields, submit_commands, typed_input
 from supervisor.client import ApiError, FleetApi
-from supervisor.client.workflows import is_workflow
 
 __all__ = ["parse_input", "parse_labels", "print_outcome"]
 
@@ -220,7 +220,7 @@ def watch_cmd(
     async def go(api: FleetApi) -> Exit:
         if not as_json:  # a workflow is drawn as the tree of its steps
             job = await api.job(job_id)
-            if is_workflow(job):
+            if job.get("capability") == WORKFLOW_CAPABILITY:
                 from supervisor.cli.workflow import follow_workflow
 
                 return await follow_workflow(st, api, job, as_json)
@@ -292,7 +292,7 @@ def status(
         job = await api.job(job_id, wait=wait)
         if as_json:
             return job
-        if is_workflow(job):
+        if job.get("capability") == WORKFLOW_CAPABILITY:
             related["workflow"] = await api.workflow(job["id"])
         elif job.get("children"):
             related["children"] = await _children(api, job["children"])

@@ -22,17 +22,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.models import Event, Job, JobError
-from shared.protocol import WORKFLOW_CAPABILITY
 
-__all__ = ["STEP_ENDED", "StepBoard", "StepState", "Workflow", "is_workflow"]
+__all__ = ["STEP_ENDED", "StepBoard", "StepState", "Workflow"]
 
 STEP_ENDED = frozenset({"succeeded", "failed", "skipped", "cancelled"})
 """A step in one of these statuses will not change again."""
-
-
-def is_workflow(job: Job | Mapping[str, Any]) -> bool:
-    capability = job.capability if isinstance(job, Job) else job.get("capability")
-    return capability == WORKFLOW_CAPABILITY
 
 
 class StepState(BaseModel):
