@@ -211,8 +211,8 @@ def watch_cmd(
 ) -> None:
     """Live progress of a job until it ends; --json prints one event per line.
 
-    Reconnects and resumes a dropped stream with no gap and no duplicate. Ctrl-C detaches
-    without cancelling the job.
+    A workflow is drawn as the tree of its steps. Reconnects and resumes a dropped stream with
+    no gap and no duplicate. Ctrl-C detaches without cancelling the job.
     """
     st = state(ctx)
     as_json = st.wants_json(json_out)
@@ -283,7 +283,7 @@ def status(
     ] = 0,
     json_out: JsonOpt = False,
 ) -> None:  # fmt: skip
-    """Show one job."""
+    """Show one job; a workflow with the tree of its steps, a job with children with them."""
     st = state(ctx)
     as_json = st.wants_json(json_out)
     related: dict[str, Any] = {}

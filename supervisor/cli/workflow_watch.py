@@ -7,6 +7,7 @@ which :meth:`FleetApi.events` resumes after a dropped connection with ``Last-Eve
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -21,13 +22,19 @@ from supervisor.client import FleetApi, StepBoard
 __all__ = ["FlowState", "FlowWatch"]
 
 _PLAIN_PROGRESS_EVERY_S = 1.0
+_REDRAW_EVERY_S = 0.05
+"""An event redraws the tree at once, unless it was redrawn this recently: attaching late
+replays the events so far in one burst, and a redraw per event would be a slideshow (the
+Live's own refresh draws the last of them)."""
 
 
 class FlowState:
     """A workflow as its events tell it: the job's body and every step's state. A renderable:
-    its tree at the width it is drawn at (the live views redraw it as events arrive)."""
+    its tree at the width it is drawn at (the live views redraw it as events arrive, from
+    the Live's refresh thread: the lock keeps a frame from seeing half an event)."""
 
     def __init__(self, job: dict[str, Any], *, outcome: bool = True) -> None:
+        self._lock = threading.Lock()
         self.job = dict(job)
         self.board = StepBoard.from_spec(job.get("input"))
         self.note = ""
@@ -35,6 +42,10 @@ class FlowState:
 
     def apply(self, event: dict[str, Any]) -> str | None:
         """Fold one event into the job and the steps; the step it changed, if any."""
+        with self._lock:
+            return self._apply(event)
+
+    def _apply(self, event: dict[str, Any]) -> str | None:
         kind, data = event.get("type"), event.get("data") or {}
         if kind == "status":
             self.job["status"] = data.get("status", self.job.get("status"))
@@ -47,7 +58,11 @@ class FlowState:
         return self.board.apply(event)
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        yield tree(self.job, self.board, options.max_width, note=self.note, outcome=self.outcome)
+        with self._lock:
+            frame = tree(
+                self.job, self.board, options.max_width, note=self.note, outcome=self.outcome
+            )
+        yield frame
 
 
 class FlowWatch:
@@ -94,13 +109,16 @@ class FlowWatch:
             elif not self.json_lines:
                 self._plain(self.state.note)
 
+        drawn = 0.0
         async for event in self.api.events(self.state.job["id"], on_reconnect=reconnecting):
             self.state.note = ""
             if self.json_lines:
                 print_json(event)
             changed = self.state.apply(event)
             if live is not None:
-                live.refresh()
+                if time.monotonic() - drawn >= _REDRAW_EVERY_S:
+                    live.refresh()
+                    drawn = time.monotonic()
             elif not self.json_lines and changed:
                 self._tell(changed)
 
