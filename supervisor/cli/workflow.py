@@ -30,7 +30,7 @@ from supervisor.cli.base import (
     state,
 )
 from supervisor.cli.hints import examples
-from supervisor.client import FleetApi, StepBoard, Workflow
+from supervisor.client import FleetApi, StepBoard
 
 __all__ = ["follow_workflow", "parse_inputs", "print_tree", "read_spec"]
 
@@ -97,13 +97,18 @@ def parse_inputs(items: list[str], base: dict[str, Any] | None = None) -> dict[s
     return out
 
 
-def print_tree(st: State, workflow: Workflow | dict[str, Any]) -> None:
-    """The tree of a workflow once (``GET /v1/workflows/{id}``'s answer)."""
+def print_tree(st: State, workflow: dict[str, Any]) -> None:
+    """The tree of a workflow once (``GET /v1/workflows/{id}``'s answer). Its steps go
+    through the same fold as the live view's events, which takes what it understands and
+    never fails on the rest."""
     from supervisor.cli.workflow_view import tree
 
-    parsed = workflow if isinstance(workflow, Workflow) else Workflow.model_validate(workflow)
-    job = parsed.job.model_dump(mode="json")
-    st.out.print(tree(job, StepBoard.of(parsed), st.out.width))
+    job = workflow.get("job") or {}
+    board = StepBoard.from_spec(job.get("input"))
+    for name, step in (workflow.get("steps") or {}).items():
+        if isinstance(step, dict):
+            board.apply({"type": "step", "data": {**step, "step": name}})
+    st.out.print(tree(job, board, st.out.width))
 
 
 async def follow_workflow(st: State, api: FleetApi, job: dict[str, Any], as_json: bool) -> Exit:
