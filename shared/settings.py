@@ -439,7 +439,7 @@ class WorkerSettings(_Serving):
     insecure: bool = False
     """Allow a non-loopback bind with no ``worker_token``."""
     supervisor_url: str | None = None
-    """The supervisor a tool delegates work to (``workers.kit.fleet``); unset: the one that
+    """The supervisor a tool delegates work to (``workers.kit.Fleet``); unset: the one that
     made the call, as it names itself in the call's ``_meta``."""
     supervisor_token: str | None = None
     """The token the tool's delegated submissions carry, when the supervisor needs one."""

@@ -124,9 +124,16 @@ class FleetApi:
     # -- jobs -------------------------------------------------------------------------
 
     async def submit(
-        self, body: dict[str, Any], *, correlation_id: str | None = None, wait: float = 0
+        self,
+        body: dict[str, Any],
+        *,
+        correlation_id: str | None = None,
+        wait: float = 0,
+        traceparent: str | None = None,
     ) -> dict[str, Any]:
-        headers = {HEADER_CORRELATION_ID: correlation_id} if correlation_id else None
+        # ``traceparent`` (W3C): the job continues that trace (a delegating tool's span).
+        sent = {HEADER_CORRELATION_ID: correlation_id, "traceparent": traceparent}
+        headers = {k: v for k, v in sent.items() if v} or None
         params = {"wait": wait} if wait else None
         timeout = httpx.Timeout(30.0, read=wait + 30.0)
         result: dict[str, Any] = await self.request(
