@@ -17,7 +17,8 @@
     ├── HostNotAllowed              421 HOST_NOT_ALLOWED (DNS rebinding)
     ├── ValidationFailed            422 VALIDATION_ERROR
     │   ├── UnknownCapability       422 UNKNOWN_CAPABILITY
-    │   └── InvalidInput            422 INVALID_INPUT
+    │   ├── InvalidInput            422 INVALID_INPUT
+    │   └── InvalidWorkflow         422 INVALID_WORKFLOW (names the step and field)
     ├── AdmissionRefused            429 QUEUE_FULL (carries retry_after)
     │   └── RateLimited             429 RATE_LIMITED (a tenant's limit; names it)
     ├── StoreUnavailable            503 STORE_UNAVAILABLE
@@ -60,6 +61,7 @@ __all__ = [
     "InsufficientScope",
     "InvalidInput",
     "InvalidToken",
+    "InvalidWorkflow",
     "JobFinished",
     "JobNotFound",
     "KeysUnavailable",
@@ -217,6 +219,13 @@ class UnknownCapability(ValidationFailed):
 
 class InvalidInput(ValidationFailed):
     code = "INVALID_INPUT"
+
+
+class InvalidWorkflow(ValidationFailed):
+    """A workflow refused at submit: ``details`` has ``step`` (None: the workflow itself),
+    ``field`` and ``reason`` (a cycle: ``cycle``, the steps on it)."""
+
+    code = "INVALID_WORKFLOW"
 
 
 class DelegationLimit(ValidationFailed):

@@ -31,6 +31,7 @@ from supervisor.registry import Registry
 from supervisor.services import Services
 from supervisor.store import open_store
 from supervisor.trust import WorkerTrust
+from supervisor.workflows.runner import WorkflowRunner
 
 __all__ = ["build_services", "create_app"]
 
@@ -75,6 +76,7 @@ async def build_services(
         stack.push_async_callback(dispatcher.stop)  # after the loops: held jobs stay pending
         loops = await stack.enter_async_context(Loops(metrics))
         services = Services(settings, store, pool, registry, dispatcher, metrics, loops)
+        dispatcher.runner.workflows = WorkflowRunner(services)  # workflow jobs run here
         if run_loops:
             loops.start("registry", discovery.run)
             if not store.embedded:  # other replicas' changes: there are none in-process

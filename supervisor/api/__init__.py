@@ -4,6 +4,7 @@ Routes only translate HTTP to store/registry calls and back. Every error leaves 
 ``{"error": {"code", "message", "details"}}`` (:mod:`supervisor.api.errors`).
 
 - :mod:`~supervisor.api.jobs` — ``/v1/jobs``: submit, list, get, events, cancel
+- :mod:`~supervisor.api.workflows` — ``/v1/workflows``: submit a DAG of steps, read its steps
 - :mod:`~supervisor.api.workers` — ``/v1/workers``, ``/v1/capabilities``
 - :mod:`~supervisor.api.admin` — ``/v1/queues``, ``/v1/dead-letters``, redrive
 - :mod:`~supervisor.api.probes` — ``/healthz``, ``/readyz``, ``/metrics``
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
-from supervisor.api import admin, jobs, probes, scopes, workers
+from supervisor.api import admin, jobs, probes, scopes, workers, workflows
 from supervisor.api.deps import correlation_header
 from supervisor.api.openapi import COMMON_ERRORS, V1_ERRORS
 
@@ -32,7 +33,7 @@ __all__ = ["router"]
 router = APIRouter(dependencies=[Depends(correlation_header)], responses=COMMON_ERRORS)
 
 v1 = APIRouter(prefix="/v1", dependencies=[Depends(scopes.authenticate)], responses=V1_ERRORS)
-for routes in (jobs, workers, admin):
+for routes in (jobs, workflows, workers, admin):
     v1.include_router(routes.router)
 
 router.include_router(v1)

@@ -50,6 +50,7 @@ from shared.errors import (
     HostNotAllowed,
     InsufficientScope,
     InvalidToken,
+    InvalidWorkflow,
     KeysUnavailable,
     NoHealthyWorker,
     NotFound,
@@ -193,6 +194,10 @@ RULES: dict[type[FleetError], Rule] = {
     ),
     UnknownCapability: Rule("No known worker serves the capability; the message names those."),
     InvalidInput: Rule("The input does not match the capability's input schema."),
+    InvalidWorkflow: Rule(
+        "The workflow is not valid (a cycle, an unknown step, a bad reference …); "
+        "`details` has `step`, `field` and `reason`."
+    ),
     DelegationLimit: Rule(
         "A child job (`parent_id`) past a limit: `details.limit` is `depth` (FLEET_MAX_DEPTH) "
         "or `children` (FLEET_MAX_CHILDREN), `details.max` the limit."

@@ -14,7 +14,8 @@ served by the supervisor's own app, behind its guards (body limit, ``Host``/``Or
   Cancelling the call (``notifications/cancelled``, or closing its stream on 2026-07-28)
   cancels the job. ``_meta["mcp-fleet/idempotency_key"]`` on the call makes a repeated call
   (a host reconnecting after a drop) follow the first job instead of starting another.
-- Fleet tools: ``fleet_submit``, ``fleet_job``, ``fleet_cancel``, ``fleet_workers``.
+- Fleet tools: ``fleet_submit``, ``fleet_workflow``, ``fleet_job``, ``fleet_cancel``,
+  ``fleet_workers``.
 - Resources: ``fleet://catalog``, ``fleet://jobs/{id}``, ``fleet://jobs/{id}/events``.
 - Tasks: :mod:`supervisor.mcp.tasks`.
 - Auth: the REST API's bearer tokens and JWTs; connecting needs ``jobs:read``, anything that
@@ -28,7 +29,7 @@ import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import anyio
 from fastapi import FastAPI
@@ -51,6 +52,9 @@ from supervisor.mcp.catalog import Catalog, Sessions
 from supervisor.mcp.results import surfaced, tool_result
 from supervisor.mcp.tasks import FleetTasks
 from supervisor.services import Services
+from supervisor.workflows.runner import read_steps
+from supervisor.workflows.state import steps_view
+from supervisor.workflows.submission import submit_workflow
 
 __all__ = ["IDEMPOTENCY_META", "McpFace"]
 
@@ -63,8 +67,9 @@ EVENTS_PER_READ = 1000
 INSTRUCTIONS = (
     "mcp-fleet: every tool but the fleet_* ones runs on a worker of the fleet as a durable "
     "job (retried, failed over, cancellable); its result's _meta['mcp-fleet/job'] names the "
-    "job. fleet_submit starts a job without waiting, fleet_job reads it (optionally waiting "
-    "for its end), fleet_cancel stops it, fleet_workers lists the workers. The resources "
+    "job. fleet_submit starts a job without waiting, fleet_workflow a workflow of steps "
+    "(each run as child jobs), fleet_job reads it (optionally waiting for its end), "
+    "fleet_cancel stops it, fleet_workers lists the workers. The resources "
     "fleet://jobs/{id} and fleet://jobs/{id}/events hold a job and its event log."
 )
 
@@ -246,6 +251,65 @@ class McpFace:
                 max_attempts=max_attempts,
             )
             return {**_view(submitted.job), "replayed": not submitted.created}
+
+        @mcp.tool(annotations=ToolAnnotations(open_world_hint=True))
+        @surfaced(ToolError)
+        async def fleet_workflow(
+            steps: Annotated[
+                dict[str, dict[str, Any]],
+                Field(
+                    description="Step name → {capability, input, after?, map?, concurrency?, "
+                    "max_attempts?, timeout_s?, idempotency_key?}. Input strings may be "
+                    "references: $.input.x, $.steps.NAME.result.x, $.steps.NAME.results[*].x "
+                    "(a map step's), $.item / $.index (in a map step); $$ for a literal $."
+                ),
+            ],
+            input: Annotated[
+                dict[str, Any] | None, Field(description="The workflow's input ($.input).")
+            ] = None,
+            output: Annotated[
+                Any,
+                Field(
+                    description="The result: a template with references (default: "
+                    "the last step's result)."
+                ),
+            ] = None,
+            on_failure: Annotated[
+                Literal["fail_fast", "continue"],
+                Field(
+                    description="fail_fast stops all at the first failed step; continue "
+                    "runs what does not depend on it."
+                ),
+            ] = "fail_fast",
+            name: Annotated[str | None, Field(max_length=200)] = None,
+            idempotency_key: Annotated[
+                str | None, Field(description="The same key answers the same workflow.")
+            ] = None,
+            wait_s: Annotated[
+                float, Field(ge=0, le=MAX_WAIT_S, description="Wait up to this for its end.")
+            ] = 0,
+        ) -> dict[str, Any]:
+            """Start a workflow: steps that run capabilities as durable child jobs, in the
+            order their dependencies give, a map step once per item of a list. Returns its job
+            and each step's state; with wait_s, once it ended. Read it again with fleet_job."""
+            who = await self.caller(JOBS_WRITE)
+            given = {"steps": steps, "input": input, "output": output, "name": name,
+                     "idempotency_key": idempotency_key}  # fmt: skip
+            data = {k: v for k, v in given.items() if v is not None}
+            submitted = await submit_workflow(
+                self.services,
+                who,
+                {**data, "on_failure": on_failure},
+                correlation_id=_correlation_id(),
+                wait=wait_s,
+            )
+            job = submitted.job
+            states = await read_steps(self.services, job.id)
+            return {
+                **_view(job),
+                "steps": steps_view(job.input, states),
+                "replayed": not submitted.created,
+            }
 
         @mcp.tool(annotations=ToolAnnotations(read_only_hint=True))
         @surfaced(ToolError)

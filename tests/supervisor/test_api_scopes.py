@@ -31,6 +31,8 @@ SCOPES = {
     ("GET", "/v1/jobs/{job_id}"): "jobs:read",
     ("GET", "/v1/jobs/{job_id}/events"): "jobs:read",
     ("POST", "/v1/jobs/{job_id}/cancel"): "jobs:write",
+    ("POST", "/v1/workflows"): "jobs:write",
+    ("GET", "/v1/workflows/{job_id}"): "jobs:read",
     ("GET", "/v1/workers"): "jobs:read",
     ("GET", "/v1/capabilities"): "jobs:read",
     ("GET", "/v1/queues"): "jobs:read",
