@@ -37,8 +37,11 @@ def test_client_exports_are_deliberate() -> None:
         "JobPage",
         "JobStatus",
         "QueueDepths",
+        "StepBoard",
+        "StepState",
         "Unreachable",
         "WorkerInfo",
+        "Workflow",
     ]
     assert public_names(supervisor.client) == set(supervisor.client.__all__)
 

@@ -30,6 +30,7 @@ COMMANDS: dict[str, LazyCommand] = {
     "jobs": LazyCommand("jobs", "List jobs, newest first."),
     "status": LazyCommand("jobs", "Show one job; --wait S waits for it to end."),
     "cancel": LazyCommand("jobs", "Cancel a queued or running job."),
+    "workflow": LazyCommand("workflow", "Run a workflow file (steps over capabilities); show one."),
     "workers": LazyCommand("jobs", "Workers the supervisor knows: health, load, why down."),
     "capabilities": LazyCommand("jobs", "The capability catalog; with NAME, its input."),
     "dead-letters": LazyCommand("jobs", "Failed jobs waiting for a look."),

@@ -2,9 +2,10 @@
 
 It starts the example workers (``echo``, ``data``, ``text``) as child processes on free
 ports, an embedded supervisor (memory store) in this process, submits the batch from
-:mod:`supervisor.cli.batch` over real HTTP — including one invalid input (422) and one job it
-cancels while it runs — follows every job's event stream, prints a summary and stops
-everything. Exit 0 when each job ended as expected.
+:mod:`supervisor.cli.batch` over real HTTP — including one invalid input (422), one job it
+cancels while it runs and a workflow (:mod:`supervisor.cli.demo_flow`: split a text, keywords
+per chunk, a summary; its steps drawn as a tree under the bars) — follows every job's event
+stream, prints a summary and stops everything. Exit 0 when each job ended as expected.
 """
 
 from __future__ import annotations
@@ -26,10 +27,12 @@ from rich.text import Text
 
 from supervisor.cli.base import Exit, JsonOpt, app, print_json, state
 from supervisor.cli.batch import CANCEL_JOB, INVALID_JOB, DemoJob, batch, dataset, sample_text
+from supervisor.cli.demo_flow import flow_job
 from supervisor.cli.hints import examples
 from supervisor.cli.procs import reap, start_fleet
 from supervisor.cli.render import STATUS_STYLE, duration, job_duration
 from supervisor.cli.watch import Watch
+from supervisor.cli.workflow_watch import FlowState
 from supervisor.client import ApiError, FleetApi
 
 __all__ = ["DemoReport", "run_demo"]
@@ -110,6 +113,11 @@ async def _submit(api: FleetApi, job: DemoJob) -> Outcome:
     return Outcome(job, id=body["id"], status=body["status"], body=body)
 
 
+async def _submit_flow(api: FleetApi, job: DemoJob) -> Outcome:
+    body = await api.submit_workflow(job.input)
+    return Outcome(job, id=body["id"], status=body["status"], body=body)
+
+
 async def run_demo(console: Console, *, quiet: bool, spawned: set[int]) -> DemoReport:
     report = DemoReport()
     started = time.monotonic()
@@ -138,12 +146,20 @@ async def run_demo(console: Console, *, quiet: bool, spawned: set[int]) -> DemoR
             _say(console, quiet, Text(f"invalid input → {invalid.note}", style="yellow"))
 
             outcomes = [await _submit(api, job) for job in batch(records, text)]
+            flow = await _submit_flow(api, flow_job(text))
             long_job = await _submit(api, CANCEL_JOB)
-            outcomes.append(long_job)
-            _say(console, quiet, f"submitted {len(outcomes)} jobs "
+            outcomes += [flow, long_job]
+            _say(console, quiet, f"submitted {len(outcomes)} jobs, one a workflow "
                  f"({len(records)} records, {len(text)} characters of text)")  # fmt: skip
 
-            watch = Watch(api, Console(quiet=True) if quiet else console)
+            # The workflow's steps, folded from its events as they pass: drawn under the bars.
+            tree = FlowState(flow.body or {})
+            watch = Watch(
+                api,
+                Console(quiet=True) if quiet else console,
+                on_event=lambda event: tree.apply(event) if event["job_id"] == flow.id else None,
+                extras=[tree],
+            )
             for o in outcomes:
                 assert o.id is not None
                 watch.add(o.id, o.job.label)
@@ -154,6 +170,8 @@ async def run_demo(console: Console, *, quiet: bool, spawned: set[int]) -> DemoR
             finally:  # interrupted: the canceller must not outlive the supervisor
                 canceller.cancel()
                 await asyncio.gather(canceller, return_exceptions=True)
+            if not watch.live:
+                _say(console, quiet, tree)
             for o in outcomes:
                 o.body = finals.get(o.id or "") or o.body
                 o.status = (o.body or {}).get("status", o.status)
@@ -203,7 +221,8 @@ def demo(
     """Run a whole fleet here: example workers, an embedded supervisor, a sample batch.
 
     Shows live progress and a summary, then stops everything. Exit 0 when every job ended
-    as expected (one invalid input rejected, one job cancelled, one failing on purpose).
+    as expected (one invalid input rejected, one job cancelled, one failing on purpose); one
+    of them is a workflow, its steps drawn as a tree.
     """
     st = state(ctx)
     as_json = st.wants_json(json_out)

@@ -50,6 +50,7 @@ def _announce(out: Console, urls: dict[str, object], redis_url: str, as_json: bo
         "In another shell:",
         f"  export FLEET_URL={urls['supervisor']}",
         "  fleet submit sleep seconds=3 --watch",
+        "  fleet workflow run examples/flow.json --input text=@examples/article.txt --watch",
     ]
     out.print("\n".join(lines), markup=False, highlight=False)
 

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
+from shared.protocol import WORKFLOW_CAPABILITY
 from supervisor.cli.base import (
     CliError,
     Exit,
@@ -35,7 +36,7 @@ from supervisor.cli.render import (
 from supervisor.cli.schema_input import example, fields, submit_commands, typed_input
 from supervisor.client import ApiError, FleetApi
 
-__all__ = ["parse_input", "parse_labels"]
+__all__ = ["parse_input", "parse_labels", "print_outcome"]
 
 
 def parse_input(raw: str) -> dict[str, Any]:
@@ -75,11 +76,11 @@ async def _follow(st: State, api: FleetApi, job_id: str, as_json: bool) -> Exit:
     final = (await watch.run([job_id]))[job_id]
     status = str(final.get("status"))
     if not as_json:
-        _print_outcome(st, final)
+        print_outcome(st, final)
     return exit_for_status(status)
 
 
-def _print_outcome(st: State, job: dict[str, Any]) -> None:
+def print_outcome(st: State, job: dict[str, Any]) -> None:
     status = job.get("status")
     if status == "succeeded":
         result = job.get("result")
@@ -210,13 +211,23 @@ def watch_cmd(
 ) -> None:
     """Live progress of a job until it ends; --json prints one event per line.
 
-    Reconnects and resumes a dropped stream with no gap and no duplicate. Ctrl-C detaches
-    without cancelling the job.
+    A workflow is drawn as the tree of its steps. Reconnects and resumes a dropped stream with
+    no gap and no duplicate. Ctrl-C detaches without cancelling the job.
     """
     st = state(ctx)
     as_json = st.wants_json(json_out)
+
+    async def go(api: FleetApi) -> Exit:
+        if not as_json:  # a workflow is drawn as the tree of its steps
+            job = await api.job(job_id)
+            if job.get("capability") == WORKFLOW_CAPABILITY:
+                from supervisor.cli.workflow import follow_workflow
+
+                return await follow_workflow(st, api, job, as_json)
+        return await _follow(st, api, job_id, as_json)
+
     try:
-        code = run_api(st, lambda api: _follow(st, api, job_id, as_json))
+        code = run_api(st, go)
     except KeyboardInterrupt:
         _detached(st, job_id)
     raise typer.Exit(int(code))
@@ -272,15 +283,58 @@ def status(
     ] = 0,
     json_out: JsonOpt = False,
 ) -> None:  # fmt: skip
-    """Show one job."""
+    """Show one job; a workflow with the tree of its steps, a job with children with them."""
     st = state(ctx)
-    job = run_api(st, lambda api: api.job(job_id, wait=wait))
-    if st.wants_json(json_out):
+    as_json = st.wants_json(json_out)
+    related: dict[str, Any] = {}
+
+    async def go(api: FleetApi) -> dict[str, Any]:
+        job = await api.job(job_id, wait=wait)
+        if as_json:
+            return job
+        if job.get("capability") == WORKFLOW_CAPABILITY:
+            related["workflow"] = await api.workflow(job["id"])
+        elif job.get("children"):
+            related["children"] = await _children(api, job["children"])
+        return job
+
+    job = run_api(st, go)
+    if as_json:
         print_json(job)
     else:
         st.out.print(job_detail(job))
+        if "workflow" in related:
+            from supervisor.cli.workflow import print_tree
+
+            st.out.print()
+            print_tree(st, related["workflow"])
+        elif related.get("children"):
+            shown, count = related["children"], len(job["children"])
+            more = f" (the first {len(shown)})" if len(shown) < count else ""
+            st.out.print(f"\nchildren: {count}{more}", markup=False)
+            print_table(st.out, jobs_table(shown))
     if wait:
         raise typer.Exit(int(exit_for_status(job.get("status"))))
+
+
+_CHILDREN_SHOWN = 20
+"""``fleet status`` lists at most this many of a job's children (one request each)."""
+
+
+async def _children(api: FleetApi, ids: list[str]) -> list[dict[str, Any]]:
+    """The first children of a job, in submit order; one that is gone is left out."""
+    import asyncio
+
+    async def one(child_id: str) -> dict[str, Any] | None:
+        try:
+            return await api.job(child_id)
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    found = await asyncio.gather(*(one(c) for c in ids[:_CHILDREN_SHOWN]))
+    return [child for child in found if child is not None]
 
 
 @app.command(

@@ -167,6 +167,10 @@ def job_detail(job: dict[str, Any]) -> Table:
         ("took", duration(job_duration(job))),
         ("correlation id", job.get("correlation_id") or "-"),
     ]
+    if job.get("parent_id"):
+        rows.append(("parent", f"{job['parent_id']} (depth {job.get('depth', 1)})"))
+    if job.get("children"):
+        rows.append(("children", str(len(job["children"]))))
     if job.get("idempotency_key"):
         rows.append(("idempotency key", job["idempotency_key"]))
     if job.get("labels"):

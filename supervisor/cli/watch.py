@@ -170,13 +170,16 @@ class Watch:
         *,
         json_lines: bool = False,
         live: bool | None = None,
-        on_event: Callable[[dict[str, Any]], None] | None = None,
+        on_event: Callable[[dict[str, Any]], object] | None = None,
+        extras: list[RenderableType] | None = None,
     ) -> None:
+        """``extras``: drawn under the bars in the live view (the demo's workflow tree)."""
         self.api = api
         self.console = console
         self.json_lines = json_lines
         self.live = console.is_terminal if live is None else live
         self.on_event = on_event
+        self.extras = list(extras or [])
         self.views: dict[str, JobView] = {}
         self.logs: deque[Text] = deque(maxlen=_LOG_LINES)
         self.progress = Progress(
@@ -209,6 +212,8 @@ class Watch:
 
     def __rich__(self) -> RenderableType:
         parts: list[RenderableType] = [self.progress.get_renderable()]
+        for extra in self.extras:
+            parts += [Text(""), extra]
         if self.logs:
             parts.append(Text(""))
             parts.extend(self.logs)
@@ -260,7 +265,8 @@ class Watch:
             view.clock.restart(_ts(event))  # each attempt's run starts its own clock
             self.progress.start_task(view.task)
             worker, attempt = data.get("worker"), data.get("attempt")
-            self._log(view, f"running on {worker} (attempt {attempt})", "cyan")
+            where = f" on {worker}" if worker else ""  # a workflow runs on no worker of its own
+            self._log(view, f"running{where} (attempt {attempt})", "cyan")
         elif status == "queued" and data.get("redriven"):
             self._log(view, "redriven: queued again", "yellow")
         self._update(view)  # terminal statuses are told by the ``done`` event that follows

@@ -11,7 +11,8 @@
         print(fleet.wait(fleet.submit("noop").id).status)
 
 Answers are the shared models (:class:`Job`, :class:`Event`, :class:`JobPage`,
-:class:`WorkerInfo`, :class:`CapabilityInfo`, :class:`QueueDepths`); ``client.raw`` (a
+:class:`WorkerInfo`, :class:`CapabilityInfo`, :class:`QueueDepths`, and for workflows
+:class:`Workflow` and :class:`StepState`); ``client.raw`` (a
 :class:`FleetApi`) is the same client answering the API's JSON as dicts. Every call raises
 :class:`ApiError` (the supervisor refused: ``code``, ``message``, ``details``) or
 :class:`Unreachable` (no answer), nothing else. It needs only the base install
@@ -30,6 +31,7 @@ from shared.models import (
 from supervisor.client.blocking import FleetClient
 from supervisor.client.fleet_api import ApiError, FleetApi, Unreachable
 from supervisor.client.typed import AsyncFleetClient
+from supervisor.client.workflows import StepBoard, StepState, Workflow
 
 __all__ = [
     "ApiError",
@@ -42,6 +44,9 @@ __all__ = [
     "JobPage",
     "JobStatus",
     "QueueDepths",
+    "StepBoard",
+    "StepState",
     "Unreachable",
     "WorkerInfo",
+    "Workflow",
 ]

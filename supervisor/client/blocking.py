@@ -9,7 +9,7 @@ a running event loop (there, use the async client).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -17,6 +17,7 @@ import httpx
 
 from shared.models import CapabilityInfo, Event, Job, JobPage, JobStatus, QueueDepths, WorkerInfo
 from supervisor.client.typed import DEFAULT_URL, AsyncFleetClient
+from supervisor.client.workflows import Workflow
 
 __all__ = ["FleetClient"]
 
@@ -186,6 +187,30 @@ class FleetClient:
 
     def cancel(self, job_id: str) -> Job:
         return self._run(self.aio.cancel(job_id))
+
+    # -- workflows --------------------------------------------------------------------------
+
+    def submit_workflow(
+        self,
+        spec: Mapping[str, Any],
+        input: dict[str, Any] | None = None,
+        *,
+        idempotency_key: str | None = None,
+        correlation_id: str | None = None,
+        wait: float = 0,
+    ) -> Job:
+        return self._run(
+            self.aio.submit_workflow(
+                spec,
+                input,
+                idempotency_key=idempotency_key,
+                correlation_id=correlation_id,
+                wait=wait,
+            )
+        )
+
+    def workflow(self, job_id: str, *, wait: float = 0) -> Workflow:
+        return self._run(self.aio.workflow(job_id, wait=wait))
 
     # -- dead letters -----------------------------------------------------------------------
 

@@ -41,7 +41,10 @@ class ApiError(Exception):
 
     def one_line(self) -> str:
         line = f"{self.code}: {self.message}"
-        if self.field and not self.message.startswith(self.field):
+        named = self.field and (
+            self.message.startswith(self.field) or f" {self.field}: " in self.message
+        )  # the message says it already ("step 'a': after[0]: no step named 'b'")
+        if self.field and not named:
             line += f" (field: {self.field})"
         return line
 
@@ -162,6 +165,29 @@ class FleetApi:
 
     async def cancel(self, job_id: str) -> dict[str, Any]:
         result: dict[str, Any] = await self.request("POST", f"/v1/jobs/{job_id}/cancel")
+        return result
+
+    # -- workflows ----------------------------------------------------------------------
+
+    async def submit_workflow(
+        self, spec: dict[str, Any], *, correlation_id: str | None = None, wait: float = 0
+    ) -> dict[str, Any]:
+        """``POST /v1/workflows``: the workflow's job (a job like any other)."""
+        headers = {HEADER_CORRELATION_ID: correlation_id} if correlation_id else None
+        params = {"wait": wait} if wait else None
+        timeout = httpx.Timeout(30.0, read=wait + 30.0)
+        result: dict[str, Any] = await self.request(
+            "POST", "/v1/workflows", json=spec, headers=headers, params=params, timeout=timeout
+        )
+        return result
+
+    async def workflow(self, job_id: str, *, wait: float = 0) -> dict[str, Any]:
+        """``GET /v1/workflows/{id}``: ``{"job": ..., "steps": {name: state}}``."""
+        params = {"wait": wait} if wait else None
+        timeout = httpx.Timeout(30.0, read=wait + 30.0)
+        result: dict[str, Any] = await self.request(
+            "GET", f"/v1/workflows/{job_id}", params=params, timeout=timeout
+        )
         return result
 
     async def workers(self) -> list[dict[str, Any]]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -20,6 +20,7 @@ from shared.models import (
     WorkerInfo,
 )
 from supervisor.client.fleet_api import ApiError, FleetApi
+from supervisor.client.workflows import Workflow
 
 __all__ = ["DEFAULT_URL", "AsyncFleetClient"]
 
@@ -194,6 +195,38 @@ class AsyncFleetClient:
     async def cancel(self, job_id: str) -> Job:
         """Cancel a queued or running job (``JOB_FINISHED``, 409, once it ended)."""
         return _parse(Job, await self.raw.cancel(job_id))
+
+    # -- workflows --------------------------------------------------------------------------
+
+    async def submit_workflow(
+        self,
+        spec: Mapping[str, Any],
+        input: dict[str, Any] | None = None,
+        *,
+        idempotency_key: str | None = None,
+        correlation_id: str | None = None,
+        wait: float = 0,
+    ) -> Job:
+        """Submit a workflow (its spec: ``steps``, optional ``name``, ``input``, ``output``,
+        ``on_failure``); ``input`` given here replaces the spec's, ``idempotency_key`` its
+        key (a retry of this call submits it at most once). The answer is the
+        workflow's job: ``get``, ``wait``, ``watch`` and ``cancel`` take its id as any job's
+        (its events include one ``step`` event per step transition; fold them with
+        :class:`~supervisor.client.StepBoard`). An invalid spec raises :class:`ApiError`
+        ``INVALID_WORKFLOW`` (422) whose ``details`` name the step, field and reason."""
+        body = dict(spec)
+        if input is not None:
+            body["input"] = input
+        if idempotency_key is not None:
+            body["idempotency_key"] = idempotency_key
+        answer = await self.raw.submit_workflow(body, correlation_id=correlation_id, wait=wait)
+        return _parse(Job, answer)
+
+    async def workflow(self, job_id: str, *, wait: float = 0) -> Workflow:
+        """The workflow's job and the state of each of its steps; with ``wait`` (at most
+        60 s), once it ended or when the time is up. A job that is no workflow: ``ApiError``
+        ``JOB_NOT_FOUND`` (404)."""
+        return _parse(Workflow, await self.raw.workflow(job_id, wait=wait))
 
     # -- dead letters -----------------------------------------------------------------------
 

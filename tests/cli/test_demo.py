@@ -53,7 +53,7 @@ def test_demo_runs_the_batch_and_leaves_nothing_behind() -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
     assert "Traceback" not in out + proc.stderr
-    assert "demo ok: 12/12 jobs as expected" in out
+    assert "demo ok: 13/13 jobs as expected" in out
     assert "invalid input → 422 INVALID_INPUT: input.seconds" in out
     for capability in (
         "profile_dataset",
@@ -66,10 +66,12 @@ def test_demo_runs_the_batch_and_leaves_nothing_behind() -> None:
         "sleep",
         "echo",
         "fail",
+        "fleet:workflow",
     ):
         assert re.search(rf"│ {capability}\b.*│ ✓ (succeeded|failed|cancelled)", out), capability
     assert "✓ cancelled" in out and "✓ rejected" in out and "UPSTREAM_DOWN after 2 attempts" in out
     assert "3000 records" in out and "100%  step 40/40" in out
+    assert re.search(r"^└─ ✓ summary +summarize ", out, re.M)  # the workflow's tree
     assert took < 60, f"the demo took {took:.1f}s"
 
     # Every worker it started is gone: ports closed, no process left.

@@ -2,7 +2,8 @@
 events it prints have no gap and no duplicate.
 
 A TCP proxy between the CLI and the supervisor cuts the first event stream in the middle of
-an event (after its ``id:`` line, before the blank line that completes it).
+an event (after its ``id:`` line, before the blank line that completes it), also when that
+stream is not the first request on its connection.
 """
 
 from __future__ import annotations
@@ -53,21 +54,23 @@ class Proxy:
         except (asyncio.IncompleteReadError, ConnectionError):
             up_writer.close()
             return
-        self.requests.append(head)
-        cut = b"/events" in head.split(b"\r\n")[0] and self.cuts == 0
-        if cut:
-            self.cuts += 1
+        cut = self._cuts(head)
         up_writer.write(head)
         await up_writer.drain()
+        seen = b""
 
         async def client_to_upstream() -> None:
+            nonlocal cut, seen
             with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
                 while data := await reader.read(65536):
+                    # The next request on a kept-alive connection (after a GET of the job, say):
+                    # HTTP/1.1 without pipelining, so the previous answer has ended.
+                    if data.startswith((b"GET ", b"POST ")) and self._cuts(data):
+                        cut, seen = True, b""
                     up_writer.write(data)
                     await up_writer.drain()
 
         pump = asyncio.create_task(client_to_upstream())
-        seen = b""
         marker = f"id: {CUT_INSIDE_EVENT}\r\n".encode()
         try:
             while data := await up_reader.read(65536):
@@ -88,6 +91,15 @@ class Proxy:
             pump.cancel()
             up_writer.close()
             writer.close()
+
+    def _cuts(self, request: bytes) -> bool:
+        """Note a request's head; whether its answer is the stream to cut (the first one)."""
+        head = request.split(b"\r\n\r\n")[0] + b"\r\n\r\n"
+        self.requests.append(head)
+        if b"/events" in head.split(b"\r\n")[0] and self.cuts == 0:
+            self.cuts += 1
+            return True
+        return False
 
     def last_event_ids(self) -> list[str | None]:
         out: list[str | None] = []
