@@ -46,8 +46,31 @@ def configure_tracing(service_name: str, *, exporter: SpanExporter | None = None
     return True
 
 
+class _Tracer(trace.Tracer):
+    """A module's tracer that follows the global provider: OpenTelemetry's own proxy binds
+    for good to the first provider it sees, so a provider set later (a test's, then none
+    again) would never reach a module that made its tracer at import."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._provider: trace.TracerProvider | None = None
+        self._tracer: trace.Tracer = trace.NoOpTracer()
+
+    def _current(self) -> trace.Tracer:
+        provider = trace.get_tracer_provider()
+        if provider is not self._provider:
+            self._provider, self._tracer = provider, provider.get_tracer(self._name)
+        return self._tracer
+
+    def start_span(self, *args: Any, **kwargs: Any) -> trace.Span:
+        return self._current().start_span(*args, **kwargs)
+
+    def start_as_current_span(self, *args: Any, **kwargs: Any) -> Any:
+        return self._current().start_as_current_span(*args, **kwargs)
+
+
 def tracer(name: str) -> trace.Tracer:
-    return trace.get_tracer(name)
+    return _Tracer(name)
 
 
 def current_trace_id() -> str | None:
