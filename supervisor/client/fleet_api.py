@@ -15,7 +15,6 @@ from typing import Any
 
 import httpx
 
-from shared.protocol import HEADER_CORRELATION_ID
 from shared.sse import SSEParser
 
 __all__ = ["ApiError", "FleetApi", "Unreachable"]
@@ -123,6 +122,8 @@ class FleetApi:
     async def submit(
         self, body: dict[str, Any], *, correlation_id: str | None = None, wait: float = 0
     ) -> dict[str, Any]:
+        from shared.protocol import HEADER_CORRELATION_ID  # a pydantic module: not for every call
+
         headers = {HEADER_CORRELATION_ID: correlation_id} if correlation_id else None
         params = {"wait": wait} if wait else None
         timeout = httpx.Timeout(30.0, read=wait + 30.0)
