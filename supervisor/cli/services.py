@@ -1,15 +1,15 @@
 """``fleet supervisor`` and ``fleet worker NAME``: run the services with their own flags.
 
-Both pass their arguments through: ``fleet supervisor ARGS`` parses ARGS exactly as
-``python -m supervisor.server`` does (in this process) and ``fleet worker NAME ARGS`` becomes
-``python -m workers.NAME ARGS``, so ``--help`` lists the real flags and nothing is declared
-twice.
+Both pass their arguments through and run the service in this process: ``fleet supervisor
+ARGS`` parses ARGS exactly as ``python -m supervisor.server`` does, and ``fleet worker NAME
+ARGS`` exactly as ``python -m workers.NAME`` does, so ``--help`` lists the real flags and
+nothing is declared twice. Their usage lines and start-up errors name the command typed
+(``fleet worker echo: port 8701 on 127.0.0.1 is already in use: ...``).
 """
 
 from __future__ import annotations
 
-import os
-import sys
+import importlib
 from typing import Annotated
 
 import typer
@@ -44,7 +44,7 @@ def worker(
         str | None, typer.Argument(metavar="NAME", help=f"One of: {', '.join(WORKERS)}.")
     ] = None,
 ) -> None:
-    """Run an example worker: python -m workers.NAME with the arguments that follow.
+    """Run an example worker, as python -m workers.NAME with the arguments that follow.
 
     Flags override FLEET_*; fleet worker NAME --help lists them and the exit codes.
     """
@@ -55,7 +55,10 @@ def worker(
     if name not in WORKERS:
         what = f"unknown worker {name!r}" if name else "name a worker"
         die(f"{what}: choose one of {', '.join(WORKERS)}", Exit.BAD_INPUT, st.err)
-    argv = [sys.executable, "-m", f"workers.{name}", *ctx.args]
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execv(argv[0], argv)  # the worker handles its own signals and graceful drain
+    # Imported here, as the supervisor is: the worker stack costs seconds to import.
+    from workers.kit import main
+
+    build = importlib.import_module(f"workers.{name}").build
+    # The worker handles its own signals and graceful drain; start-up problems are one line
+    # naming what was typed, and an exit code of their own (fleet worker NAME --help).
+    main(build, prog=f"fleet worker {name}", argv=ctx.args)
