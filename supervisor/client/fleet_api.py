@@ -111,7 +111,14 @@ class FleetApi:
             response = await self._client.request(method, path, **kw)
         except httpx.TransportError as exc:
             raise Unreachable(self._unreachable(exc)) from exc
-        return _check(response)
+        try:
+            return _check(response)
+        except ValueError as exc:  # a 2xx that is not JSON: something else listens at the URL
+            kind = response.headers.get("content-type", "no content type").split(";")[0]
+            raise Unreachable(
+                f"supervisor unreachable at {self.url}: what answered is not a fleet "
+                f"supervisor ({response.status_code} {kind} to {method} {path})"
+            ) from exc
 
     def _unreachable(self, exc: Exception) -> str:
         reason = str(exc) or type(exc).__name__
