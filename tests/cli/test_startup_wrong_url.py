@@ -1,0 +1,60 @@
+"""A URL where something other than the supervisor answers (a web page, a proxy's 200): every
+command says so in one line and exits 4, as for no answer at all; never a traceback."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from typer.testing import CliRunner
+
+from supervisor.cli import app
+
+
+class _Page(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # the name http.server calls
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body = b"<html><body>not a supervisor</body></html>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_POST = do_GET
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+class _Quiet(ThreadingHTTPServer):
+    def handle_error(self, *_: object) -> None:  # a client gone early: not this test's output
+        pass
+
+
+@pytest.fixture
+def web_page() -> Iterator[str]:
+    server = _Quiet(("127.0.0.1", 0), _Page)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+@pytest.mark.parametrize(
+    "args", [["status", "abcdef"], ["jobs"], ["workers"], ["top", "--once"], ["cancel", "abcdef"]]
+)
+def test_not_a_supervisor_is_one_line_and_exit_4(web_page: str, args: list[str]) -> None:
+    result = CliRunner().invoke(app, ["--url", web_page, *args])
+    assert result.exit_code == 4, (result.output, result.exception)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"error: supervisor unreachable at {web_page}: what answered")
+    assert "not a fleet supervisor (200 text/html" in lines[0]
+    assert "Traceback" not in result.output
