@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -62,6 +63,14 @@ class ApiError(Exception):
 
 class Unreachable(Exception):
     """No answer from the supervisor (refused, reset, timed out, unknown host)."""
+
+
+def _segment(job_id: str) -> str:
+    """A job id as one path segment: ``a/b`` or ``..`` stays an (unknown) id, never another
+    route of the API; an empty id is the supervisor's own "no such job"."""
+    if not str(job_id).strip():
+        raise ApiError(404, "JOB_NOT_FOUND", f"no job with id {job_id!r}", {"job_id": job_id})
+    return quote(str(job_id), safe="").replace(".", "%2E")
 
 
 def _check(response: httpx.Response) -> Any:
@@ -143,7 +152,7 @@ class FleetApi:
         params = {"wait": wait} if wait else None
         timeout = httpx.Timeout(30.0, read=wait + 30.0)
         result: dict[str, Any] = await self.request(
-            "GET", f"/v1/jobs/{job_id}", params=params, timeout=timeout
+            "GET", f"/v1/jobs/{_segment(job_id)}", params=params, timeout=timeout
         )
         return result
 
@@ -162,7 +171,7 @@ class FleetApi:
         return result
 
     async def cancel(self, job_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = await self.request("POST", f"/v1/jobs/{job_id}/cancel")
+        result: dict[str, Any] = await self.request("POST", f"/v1/jobs/{_segment(job_id)}/cancel")
         return result
 
     async def workers(self) -> list[dict[str, Any]]:
@@ -180,7 +189,8 @@ class FleetApi:
         return list(body["jobs"])
 
     async def redrive(self, job_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = await self.request("POST", f"/v1/dead-letters/{job_id}/redrive")
+        path = f"/v1/dead-letters/{_segment(job_id)}/redrive"
+        result: dict[str, Any] = await self.request("POST", path)
         return result
 
     # -- events -------------------------------------------------------------------------
@@ -206,7 +216,7 @@ class FleetApi:
             try:
                 async with self._client.stream(
                     "GET",
-                    f"/v1/jobs/{job_id}/events",
+                    f"/v1/jobs/{_segment(job_id)}/events",
                     headers={**headers, "Accept": "text/event-stream"},
                     timeout=httpx.Timeout(10.0, read=60.0),
                 ) as response:

@@ -1,5 +1,9 @@
-"""A URL where something other than the supervisor answers (a web page, a proxy's 200): every
-command says so in one line and exits 4, as for no answer at all; never a traceback."""
+"""What a user may type that the CLI did not expect, answered in one line, never a traceback.
+
+A URL where something other than the supervisor answers (a web page, a proxy's 200): every
+command says so and exits 4, as for no answer at all. An id that is empty or looks like a
+path (``a/b``, ``../../v1/workers``) is an unknown job (exit 5), never another route of the
+API: ``fleet cancel ../../dead-letters/ID/redrive`` redrives nothing."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from supervisor.cli import app
+from tests.cli.conftest import CliFleet
 
 
 class _Page(BaseHTTPRequestHandler):
@@ -58,3 +63,21 @@ def test_not_a_supervisor_is_one_line_and_exit_4(web_page: str, args: list[str])
     assert lines[0].startswith(f"error: supervisor unreachable at {web_page}: what answered")
     assert "not a fleet supervisor (200 text/html" in lines[0]
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("job_id", ["", " ", "a/b", "../../v1/workers", "..", "%2e%2e"])
+def test_an_id_that_is_not_one_is_an_unknown_job(cli_fleet: CliFleet, job_id: str) -> None:
+    for command in ("status", "cancel", "redrive", "watch"):
+        result = cli_fleet.invoke(command, job_id)
+        assert result.exit_code == 5, (command, result.output, result.exception)
+        (line,) = result.stderr.strip().splitlines()
+        assert line.startswith(("error: JOB_NOT_FOUND", "error: NOT_FOUND")), line
+
+
+def test_an_id_cannot_reach_another_route(cli_fleet: CliFleet) -> None:
+    failed = cli_fleet.submit("fail", {"code": "ODD_ID"}, max_attempts=1)
+    assert cli_fleet.job(failed, wait=10)["status"] == "failed"
+    result = cli_fleet.invoke("cancel", f"../../dead-letters/{failed}/redrive")
+    assert result.exit_code == 5, result.output
+    job = cli_fleet.job(failed)
+    assert job["status"] == "failed" and job["attempts"] == 1  # not redriven
