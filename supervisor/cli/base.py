@@ -157,7 +157,13 @@ class LazyGroup(TyperGroup):
         return super().parse_args(ctx, args)
 
     def get_command(self, ctx: typer.Context, cmd_name: str) -> Any:  # type: ignore[override]
-        if cmd_name in self.commands:
+        command = self._command(ctx, cmd_name)
+        if command is not None:
+            quicken(command, ctx)  # its values checked without pydantic (supervisor.cli.params)
+        return command
+
+    def _command(self, ctx: typer.Context, cmd_name: str) -> Any:
+        if cmd_name in self.commands:  # built already (or by typer: its module was imported)
             return self.commands[cmd_name]
         entry = self.table().get(cmd_name)
         if entry is None:
@@ -175,7 +181,6 @@ class LazyGroup(TyperGroup):
                     pretty_exceptions_short=app.pretty_exceptions_short,
                     rich_markup_mode=app.rich_markup_mode,
                 )
-                quicken(command, ctx)
                 self.commands[cmd_name] = command
                 return command
         raise RuntimeError(f"supervisor.cli.{entry.module} defines no command {cmd_name!r}")
