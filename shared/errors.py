@@ -52,6 +52,7 @@ __all__ = [
     "AdmissionRefused",
     "BadRequest",
     "Conflict",
+    "DelegationLimit",
     "FleetError",
     "Forbidden",
     "HostNotAllowed",
@@ -216,6 +217,13 @@ class UnknownCapability(ValidationFailed):
 
 class InvalidInput(ValidationFailed):
     code = "INVALID_INPUT"
+
+
+class DelegationLimit(ValidationFailed):
+    """A child job past a limit: ``details.limit`` is ``depth`` (FLEET_MAX_DEPTH) or
+    ``children`` (FLEET_MAX_CHILDREN), ``details.max`` its value."""
+
+    code = "DELEGATION_LIMIT"
 
 
 class AdmissionRefused(FleetError):

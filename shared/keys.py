@@ -6,6 +6,7 @@ Data model (``{p}`` is the prefix, ``fleet`` by default):
 |-----------------------------|--------|--------------------------|-------|
 | ``{p}:job:{id}``            | hash   | retention after finish   | the job record (JSON fields) and its event counter |
 | ``{p}:job:{id}:events``     | stream | retention after finish   | the job's event log; entry id ``{seq}-1`` |
+| ``{p}:job:{id}:children``   | list   | idempotency window, renewed per child | the ids of its children, in submit order |
 | ``{p}:jobs``                | zset   | permanent index          | job ids scored by creation time (listing) |
 | ``{p}:jobs:{status}``       | zset   | permanent index          | the same, of the jobs in that status now |
 | ``{p}:ids``                 | zset   | permanent index          | the same ids, all scored 0: a short id's lookup by prefix |
@@ -54,6 +55,9 @@ class Keys:
 
     def events(self, job_id: str) -> str:
         return f"{self.prefix}:job:{job_id}:events"
+
+    def children(self, job_id: str) -> str:
+        return f"{self.prefix}:job:{job_id}:children"
 
     @property
     def jobs(self) -> str:

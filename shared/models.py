@@ -78,6 +78,9 @@ class JobSubmit(BaseModel):
     max_attempts: int | None = Field(default=None, ge=1, le=20)
     worker: str | None = Field(default=None, min_length=1, max_length=500)
     labels: dict[str, str] = Field(default_factory=dict, max_length=MAX_LABELS)
+    parent_id: str | None = Field(default=None, pattern=r"^[0-9a-f]{32}$")
+    """The job this one is a child of (a tool delegating work, a workflow's step): the child
+    takes the parent's tenant and correlation id, and is cancelled with it."""
 
 
 class Progress(BaseModel):
@@ -140,6 +143,16 @@ class Job(BaseModel):
     """The tenant of the caller that submitted it (None: no tenant); only that tenant's
     callers, and admins, see it."""
     labels: dict[str, str] = Field(default_factory=dict)
+    parent_id: str | None = None
+    """The job that submitted this one (delegation, a workflow's step); None at top level."""
+    depth: int = 0
+    """How many parents up to the top-level job (0: it is one)."""
+    children: list[str] | None = None
+    """The ids of the jobs submitted as its children, in submit order (None: none). Read with
+    the record, never stored in it."""
+    traceparent: str | None = None
+    """The W3C trace context the job continues (its submitter's), so that a parent and its
+    children are one trace."""
     usage: Usage | None = None
     """What it cost, once it ended (None before, and for jobs ended while queued)."""
     created_at: float
@@ -147,7 +160,8 @@ class Job(BaseModel):
     finished_at: float | None = None
 
 
-EventType = Literal["status", "progress", "log", "done"]
+EventType = Literal["status", "progress", "log", "step", "done"]
+"""``step``: a workflow step's transition (see ``supervisor.workflows``)."""
 
 
 class Event(BaseModel):

@@ -27,8 +27,10 @@ __all__ = [
     "META_CORRELATION_ID",
     "META_IDEMPOTENCY_KEY",
     "META_JOB_ID",
+    "META_SUPERVISOR_URL",
     "META_TRACEPARENT",
     "META_TRACESTATE",
+    "WORKFLOW_CAPABILITY",
     "ToolErrorPayload",
     "decode_tool_error",
     "encode_tool_error",
@@ -42,6 +44,13 @@ META_ATTEMPT = "mcp-fleet/attempt"
 META_IDEMPOTENCY_KEY = "mcp-fleet/idempotency-key"
 META_TRACEPARENT = "traceparent"
 META_TRACESTATE = "tracestate"
+META_SUPERVISOR_URL = "mcp-fleet/supervisor"
+"""The URL of the supervisor that made the call (its ``FLEET_PUBLIC_URL``, else the URL it
+serves on): where a tool delegating work to the fleet submits it."""
+
+WORKFLOW_CAPABILITY = "fleet:workflow"
+"""The capability of a workflow job: run by the supervisor itself, never by a worker (no MCP
+tool name has a colon in it)."""
 
 HEADER_CORRELATION_ID = "X-Correlation-ID"
 HEADER_JOB_ID = "X-Fleet-Job-ID"

@@ -214,7 +214,8 @@ class SupervisorSettings(_Serving):
     """Event streams (SSE) open at once per tenant (per actor without one) on one supervisor;
     beyond, 429 ``RATE_LIMITED``. 0: no limit."""
     public_url: str | None = None
-    """The supervisor's URL as clients reach it (the OAuth resource it is); unset:
+    """The supervisor's URL as clients and workers reach it (the OAuth resource it is; sent
+    in every call's ``_meta`` so that a tool can delegate work to the fleet); unset:
     ``http://<host>:<port>`` (``127.0.0.1`` for a wildcard host)."""
     jwks_url: str | None = None
     """URL of the JWT issuer's key set (JWKS); set, the API accepts JWT access tokens too."""
@@ -267,6 +268,12 @@ class SupervisorSettings(_Serving):
     """Seconds an attempt of a job may take when its submission names no ``timeout_s``."""
     default_max_attempts: int = Field(default=3, ge=1, le=20)
     """Attempts a job gets when its submission names no ``max_attempts``."""
+    max_depth: int = Field(default=4, ge=0, le=64)
+    """How deep jobs may nest: a child of a top-level job is at depth 1; a submission deeper
+    than this gets 422 ``DELEGATION_LIMIT`` (one runaway tool cannot recurse forever)."""
+    max_children: int = Field(default=1000, ge=1)
+    """How many children one job may submit (422 ``DELEGATION_LIMIT`` beyond): one bad tool
+    cannot flood the fleet."""
     concurrency: int = Field(default=256, ge=1)
     """Jobs one supervisor process runs at once."""
     waiting_limit: int = Field(default=4096, ge=0)
@@ -431,6 +438,11 @@ class WorkerSettings(_Serving):
     self-registrations with (HMAC-SHA256); unset, they are unsigned."""
     insecure: bool = False
     """Allow a non-loopback bind with no ``worker_token``."""
+    supervisor_url: str | None = None
+    """The supervisor a tool delegates work to (``workers.kit.Fleet``); unset: the one that
+    made the call, as it names itself in the call's ``_meta``."""
+    supervisor_token: str | None = None
+    """The token the tool's delegated submissions carry, when the supervisor needs one."""
     heartbeat_s: float = Field(default=5.0, gt=0)
     """Seconds between self-registration heartbeats."""
     grace_s: float = Field(default=10.0, ge=0)

@@ -77,6 +77,8 @@ def serve(settings: SupervisorSettings) -> None:
     on the way raises :class:`shared.startup.StartupError` (or the app's own exception)."""
     check_bind(settings)
     sock = bind_socket(settings.host, settings.port)
+    if settings.port == 0:  # its URL (resource_url: workers delegate to it) names the port
+        settings = settings.model_copy(update={"port": sock.getsockname()[1]})
     configure_logging(settings.log_format, settings.log_level)
     configure_tracing("mcp-fleet-supervisor")
     from supervisor.app import create_app  # after the bind: a busy port is said at once

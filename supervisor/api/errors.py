@@ -46,6 +46,7 @@ from shared import (
     get_logger,
 )
 from shared.errors import (
+    DelegationLimit,
     HostNotAllowed,
     InsufficientScope,
     InvalidToken,
@@ -192,6 +193,10 @@ RULES: dict[type[FleetError], Rule] = {
     ),
     UnknownCapability: Rule("No known worker serves the capability; the message names those."),
     InvalidInput: Rule("The input does not match the capability's input schema."),
+    DelegationLimit: Rule(
+        "A child job (`parent_id`) past a limit: `details.limit` is `depth` (FLEET_MAX_DEPTH) "
+        "or `children` (FLEET_MAX_CHILDREN), `details.max` the limit."
+    ),
     AdmissionRefused: Rule(
         "The capability's queue is full; `Retry-After` says when to retry.", (_RETRY_AFTER,)
     ),

@@ -35,7 +35,7 @@ from supervisor.api.limits import (
     LAST_EVENT_ID_PATTERN,
     MAX_EVENT_SEQ,
 )
-from supervisor.api.middleware import correlation_id
+from supervisor.api.middleware import correlation_id, traceparent_of
 from supervisor.api.openapi import SSE_RESPONSE, JobPage, errors
 from supervisor.api.scopes import needs
 from supervisor.api.submission import cancel, submit
@@ -96,7 +96,12 @@ async def submit_job(
     """
     body = await parse_submit(request, idempotency_key)
     submitted = await submit(
-        svc, principal_of(request), body, correlation_id=correlation_id(), wait=wait
+        svc,
+        principal_of(request),
+        body,
+        correlation_id=correlation_id(),
+        wait=wait,
+        traceparent=traceparent_of(request),
     )
     saved = submitted.job
     status = 202
@@ -167,6 +172,7 @@ async def get_job(
     job = visible(request, await svc.store.get(job_id))
     if wait:
         job = await _wait_terminal(svc, job_id, wait, known=job)
+    job.children = await svc.store.children(job_id) or None
     return job_response(job)
 
 

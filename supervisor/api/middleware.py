@@ -14,13 +14,14 @@ import re
 import uuid
 
 import structlog
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared import HEADER_CORRELATION_ID, FleetError, PayloadTooLarge, ValidationFailed
 from supervisor.api.guards import send_error
 from supervisor.api.limits import CORRELATION_ID_PATTERN
 
-__all__ = ["RequestContext", "correlation_id"]
+__all__ = ["RequestContext", "correlation_id", "traceparent_of"]
 
 _SANE = re.compile(CORRELATION_ID_PATTERN)
 _MAX_LENGTH_DIGITS = 18  # a longer Content-Length is over any limit (and int() could refuse it)
@@ -31,6 +32,16 @@ _current: contextvars.ContextVar[str] = contextvars.ContextVar("fleet_correlatio
 def correlation_id() -> str:
     """The current request's correlation id (a fresh one outside a request)."""
     return _current.get() or uuid.uuid4().hex
+
+
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
+
+
+def traceparent_of(request: Request) -> str | None:
+    """The request's W3C ``traceparent`` header when it is well formed (else None: a bad one
+    is ignored, as the W3C spec asks, never refused)."""
+    value = request.headers.get("traceparent", "").strip().lower()
+    return value if _TRACEPARENT.match(value) and not value.startswith("ff") else None
 
 
 class _TooLarge(Exception):

@@ -22,9 +22,11 @@ from shared import (
     JobNotFound,
     JobStatus,
     JobSubmit,
+    UnknownCapability,
     now,
 )
-from shared.errors import AmbiguousJobId
+from shared.errors import AmbiguousJobId, DelegationLimit
+from shared.protocol import WORKFLOW_CAPABILITY
 from supervisor.api.auth import Principal
 from supervisor.api.limits import MIN_JOB_ID_PREFIX, is_job_id, is_job_id_prefix, new_job_id
 from supervisor.api.quotas import admitted
@@ -32,7 +34,7 @@ from supervisor.api.validation import check_capability
 from supervisor.services import Services
 from supervisor.store import AdmissionFull
 
-__all__ = ["Submitted", "cancel", "resolve_job_id", "seen_by", "submit"]
+__all__ = ["Submitted", "cancel", "cancel_descendants", "resolve_job_id", "seen_by", "submit"]
 
 MAX_CANDIDATES = 10
 """How many jobs an ambiguous short id lists."""
@@ -55,11 +57,30 @@ async def submit(
     *,
     correlation_id: str,
     wait: float = 0,
+    workflow: bool = False,
+    traceparent: str | None = None,
 ) -> Submitted:
     """Validate ``body`` against the catalog, count it against ``who``'s limits and store it;
-    with ``wait``, return once it ended or ``wait`` seconds passed."""
-    target = await check_capability(svc, body)
+    with ``wait``, return once it ended or ``wait`` seconds passed.
+
+    ``workflow``: a workflow job (capability :data:`WORKFLOW_CAPABILITY`, checked by
+    :mod:`supervisor.workflows`, run by the supervisor itself); no other submission may name
+    that capability. A child (``body.parent_id``) takes its parent's tenant and correlation
+    id, one level deeper. ``traceparent``: the trace the job continues."""
     settings = svc.settings
+    if workflow != (body.capability == WORKFLOW_CAPABILITY):
+        if workflow:
+            raise ValueError(f"a workflow job's capability is {WORKFLOW_CAPABILITY!r}")
+        raise UnknownCapability(
+            f"{WORKFLOW_CAPABILITY!r} is not a worker's capability: submit a workflow to "
+            "POST /v1/workflows",
+            details={"field": "capability", "capability": body.capability},
+        )
+    target = None if workflow else await check_capability(svc, body)
+    tenant, depth = who.tenant, 0
+    if body.parent_id is not None:
+        parent = await _parent(svc, who, body.parent_id)
+        tenant, depth, correlation_id = parent.tenant, parent.depth + 1, parent.correlation_id
     job = Job(
         id=new_job_id(),
         status=JobStatus.QUEUED,
@@ -68,13 +89,16 @@ async def submit(
         max_attempts=body.max_attempts or settings.default_max_attempts,
         timeout_s=body.timeout_s or settings.default_timeout_s,
         pinned_worker=body.worker,
-        service=target.service,
-        tool=target.tool,
-        schema_digest=target.digest,
+        service=target.service if target else None,
+        tool=target.tool if target else None,
+        schema_digest=target.digest if target else None,
         correlation_id=correlation_id,
         idempotency_key=body.idempotency_key,
-        tenant=who.tenant,
+        tenant=tenant,
         labels=body.labels,
+        parent_id=body.parent_id,
+        depth=depth,
+        traceparent=traceparent,
         created_at=now(),
     )
     canonical = body.model_dump(mode="json", exclude={"idempotency_key"})
@@ -90,6 +114,7 @@ async def submit(
                     fingerprint=fingerprint,
                     queue_limit=settings.queue_limit,
                     tenant_share=settings.tenant_queue_share,
+                    max_children=settings.max_children,
                 )
                 ticket.created = created
         except AdmissionFull as exc:
@@ -116,6 +141,32 @@ async def submit(
             else:  # a replay: the first job, registered for only now
                 saved = await svc.store.wait_ended(saved.id, wait)
     return Submitted(saved, created)
+
+
+async def _parent(svc: Services, who: Principal, parent_id: str) -> Job:
+    """The parent a child names: one ``who`` may see, still running, not at the depth limit."""
+    try:
+        parent, flags = await svc.store.get_with_flags(parent_id)
+        seen_by(who, parent)
+    except JobNotFound:
+        raise JobNotFound(
+            f"no parent job with id {parent_id!r}",
+            details={"job_id": parent_id, "field": "parent_id"},
+        ) from None
+    if parent.status.terminal or flags.get("cancel"):
+        status = parent.status.value if parent.status.terminal else "cancelling"
+        raise JobFinished(
+            f"parent job {parent_id} already {status}: a child cannot start after its parent ended",
+            details={"parent_id": parent_id, "status": status},
+        )
+    limit = svc.settings.max_depth
+    if parent.depth + 1 > limit:
+        raise DelegationLimit(
+            f"job {parent_id} is at depth {parent.depth}: a child would be deeper than "
+            f"FLEET_MAX_DEPTH={limit}",
+            details={"limit": "depth", "max": limit, "parent_id": parent_id},
+        )
+    return parent
 
 
 def seen_by(who: Principal, job: Job) -> Job:
@@ -174,8 +225,8 @@ async def resolve_job_id(svc: Services, who: Principal, value: str) -> str:
 
 
 async def cancel(svc: Services, who: Principal, job_id: str, *, wait: float = 10.0) -> Job:
-    """Cancel a queued or running job ``who`` may see; the job once it ended (or, after
-    ``wait`` seconds, as it is: still stopping)."""
+    """Cancel a queued or running job ``who`` may see, and every descendant of it that has
+    not ended; the job once it ended (or, after ``wait`` seconds, as it is: still stopping)."""
     store = svc.store
     job = seen_by(who, await store.get(job_id))
     if job.status.terminal:
@@ -183,6 +234,41 @@ async def cancel(svc: Services, who: Principal, job_id: str, *, wait: float = 10
             f"job {job_id} already {job.status.value}",
             details={"job_id": job_id, "status": job.status.value},
         )
+    await _stop(svc, job)
+    await cancel_descendants(svc, job_id)
+    return await store.wait_ended(job_id, wait)
+
+
+MAX_TREE = 100_000
+"""Most jobs one cancel walks (the limits make a deeper or wider tree impossible)."""
+
+
+async def cancel_descendants(svc: Services, job_id: str) -> int:
+    """Cancel every job under ``job_id`` that has not ended (breadth first; a child that
+    ended may still have running children of its own). Returns how many were cancelled."""
+    store = svc.store
+    level, seen, stopped = [job_id], 0, 0
+    while level and seen < MAX_TREE:
+        kids = [k for ids in await asyncio.gather(*map(store.children, level)) for k in ids]
+        seen += len(kids)
+
+        async def stop(kid: str) -> bool:
+            with contextlib.suppress(JobNotFound):  # expired
+                child = await store.get(kid)
+                if not child.status.terminal:
+                    await _stop(svc, child)
+                    return True
+            return False
+
+        stopped += sum(await asyncio.gather(*map(stop, kids)))
+        level = kids
+    return stopped
+
+
+async def _stop(svc: Services, job: Job) -> None:
+    """Ask ``job``'s holder to stop its call; a queued job ends cancelled here and now."""
+    store = svc.store
+    job_id = job.id
     await store.publish_cancel(job_id)
     if job.status is JobStatus.QUEUED:
         job.status = JobStatus.CANCELLED
@@ -198,4 +284,3 @@ async def cancel(svc: Services, who: Principal, job_id: str, *, wait: float = 10
             status=JobStatus.CANCELLED,
             finished_at=job.finished_at,
         )
-    return await store.wait_ended(job_id, wait)

@@ -157,6 +157,9 @@ async def embedded_supervisor(settings: Any, port: int = 0) -> AsyncIterator[str
     except OSError:
         sock.close()
         raise
+    if settings.public_url is None:  # each call's _meta names it: where tools delegate to
+        bound = sock.getsockname()[1]
+        settings = settings.model_copy(update={"public_url": f"http://127.0.0.1:{bound}"})
     async with serving(
         create_app(settings),
         sockets=[sock],

@@ -136,11 +136,18 @@ class FleetApi:
     # -- jobs -------------------------------------------------------------------------
 
     async def submit(
-        self, body: dict[str, Any], *, correlation_id: str | None = None, wait: float = 0
+        self,
+        body: dict[str, Any],
+        *,
+        correlation_id: str | None = None,
+        wait: float = 0,
+        traceparent: str | None = None,
     ) -> dict[str, Any]:
         from shared.protocol import HEADER_CORRELATION_ID  # a pydantic module: not for every call
 
-        headers = {HEADER_CORRELATION_ID: correlation_id} if correlation_id else None
+        # ``traceparent`` (W3C): the job continues that trace (a delegating tool's span).
+        sent = {HEADER_CORRELATION_ID: correlation_id, "traceparent": traceparent}
+        headers = {k: v for k, v in sent.items() if v} or None
         params = {"wait": wait} if wait else None
         timeout = httpx.Timeout(30.0, read=wait + 30.0)
         result: dict[str, Any] = await self.request(

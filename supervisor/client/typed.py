@@ -104,10 +104,13 @@ class AsyncFleetClient:
         worker: str | None = None,
         labels: dict[str, str] | None = None,
         wait: float = 0,
+        parent_id: str | None = None,
+        traceparent: str | None = None,
     ) -> Job:
         """Submit a job. ``idempotency_key``: a retry of this call submits it at most once
         (the first job comes back). ``wait``: seconds to wait for its end in the same request
-        (at most 60); the job comes back as it is then."""
+        (at most 60); the job comes back as it is then. ``parent_id``: submit it as a child
+        of that job; ``traceparent``: the W3C trace context it continues."""
         body: dict[str, Any] = {"capability": capability, "input": input or {}}
         extra = {
             "idempotency_key": idempotency_key,
@@ -115,9 +118,13 @@ class AsyncFleetClient:
             "max_attempts": max_attempts,
             "worker": worker,
             "labels": labels,
+            "parent_id": parent_id,
         }
         body.update({k: v for k, v in extra.items() if v is not None})
-        return _parse(Job, await self.raw.submit(body, correlation_id=correlation_id, wait=wait))
+        sent = await self.raw.submit(
+            body, correlation_id=correlation_id, wait=wait, traceparent=traceparent
+        )
+        return _parse(Job, sent)
 
     async def get(self, job_id: str, *, wait: float = 0) -> Job:
         """The job; with ``wait`` (at most 60 s), once it ended or when the time is up."""

@@ -32,6 +32,7 @@ from shared import (
     labels,
     now,
 )
+from shared.protocol import META_SUPERVISOR_URL
 from supervisor.calls import CallResult, call_headers
 from supervisor.dispatch.held import ACTIVE, Held
 from supervisor.dispatch.placement import tool_of
@@ -60,6 +61,8 @@ class Calls:
         self.registry = registry
         self.caller = caller
         self.metrics = metrics
+        self.supervisor_url: str | None = None
+        """Sent in every call's ``_meta``: where a tool delegating work submits it."""
 
     async def call(self, job: Job, worker: WorkerView, held: Held) -> CallResult:
         held.tried.add(worker.url)
@@ -91,6 +94,8 @@ class Calls:
             META_ATTEMPT: job.attempts,
             META_IDEMPOTENCY_KEY: job.idempotency_key or job.id,
         }
+        if self.supervisor_url:
+            meta[META_SUPERVISOR_URL] = self.supervisor_url
         headers = {HEADER_CORRELATION_ID: job.correlation_id, HEADER_JOB_ID: job.id}
         propagate.inject(headers)
 

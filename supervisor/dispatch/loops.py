@@ -52,12 +52,14 @@ class Dispatcher:
         self.held: dict[str, Held] = {}
         self._slot_freed = asyncio.Event()
         self.placement = Placement(registry, self._slot_freed.set)
+        calls = Calls(store, registry, caller, metrics)
+        calls.supervisor_url = settings.resource_url
         self.runner = Runner(
             store,
             registry,
             metrics,
             self.placement,
-            Calls(store, registry, caller, metrics),
+            calls,
             Outcomes(store, settings, metrics),
             RetryPolicy.from_settings(settings),
         )

@@ -33,7 +33,11 @@ class Placement:
         self.wake_intake = wake_intake
         self.inflight: collections.Counter[tuple[str, str]] = collections.Counter()
         self.router = Router(registry, lambda url, cap: self.inflight[(url, cap)])
-        self._tool_freed: dict[str, asyncio.Condition] = {}
+        self._waiters: dict[str, collections.deque[asyncio.Future[None]]] = {}
+        """Per tool, the jobs waiting for one of its slots, oldest first. Plain futures, no
+        ``asyncio.Condition``: a Condition waited on under ``wait_for`` and cancelled while
+        it re-takes its lock leaves ``async with`` releasing a lock it does not hold
+        (``RuntimeError``), which turned every waiting job's shutdown into an error."""
 
     def route(self, job: Job, avoid: set[str] | None = None) -> WorkerView | None:
         if job.service is None:  # a job recorded before capabilities had identity
@@ -64,15 +68,30 @@ class Placement:
     async def wait_tool(self, job: Job, held: Held, timeout: float) -> None:
         """Wait for a slot of this job's tool to free (or ``timeout``, which also catches
         registry changes), holding no dispatcher slot meanwhile."""
-        cond = self._tool_freed.setdefault(tool_of(job), asyncio.Condition())
+        waiters = self._waiters.setdefault(tool_of(job), collections.deque())
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiters.append(waiter)
         held.waiting = True
         self.wake_intake()  # intake may take another job in this one's place
         try:
-            async with cond:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(cond.wait(), timeout)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(waiter, timeout)
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # Python 3.11's wait_for returns the result of a future woken in the same
+                # turn as the task's cancel, swallowing the cancel: a stopping supervisor
+                # would start the call anyway.
+                raise asyncio.CancelledError
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._wake(tool_of(job))  # woken, but leaving: the slot goes to the next one
+            raise
         finally:
             held.waiting = False
+            if not waiter.done():
+                waiter.cancel()
+            with contextlib.suppress(ValueError):  # woken: the waker took it off already
+                waiters.remove(waiter)
 
     @contextlib.asynccontextmanager
     async def slot(self, worker: WorkerView, tool: str) -> AsyncIterator[None]:
@@ -88,10 +107,17 @@ class Placement:
             await self._tool_slot_freed(tool)  # a slot freed: a waiting job may go
 
     async def _tool_slot_freed(self, tool: str) -> None:
-        cond = self._tool_freed.get(tool)
-        if cond is not None:
-            async with cond:
-                cond.notify(1)  # one slot: one waiter (the others retry within a second)
+        self._wake(tool)
+
+    def _wake(self, tool: str) -> None:
+        """One slot: one waiter, the oldest still waiting (the others retry within a
+        second)."""
+        waiters = self._waiters.get(tool)
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
 
 
 def tool_of(job: Job) -> str:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
+from typing import Any, Protocol
 
+from opentelemetry import propagate
+from opentelemetry.context import Context
 from tenacity import RetryCallState
 
 from shared import (
@@ -25,6 +27,7 @@ from shared import (
     labels,
     tracer,
 )
+from shared.protocol import WORKFLOW_CAPABILITY
 from supervisor.dispatch.call import Calls, Ended
 from supervisor.dispatch.held import ACTIVE, Held, lose
 from supervisor.dispatch.outcome import Outcomes, cancelled, job_error
@@ -40,8 +43,18 @@ log = get_logger("fleet.dispatcher")
 _tracer = tracer("mcp-fleet.supervisor")
 
 
+class WorkflowRunner(Protocol):
+    """Runs a workflow job (:mod:`supervisor.workflows`): True once it ended."""
+
+    async def run(self, job: Job, held: Held) -> bool: ...
+
+
 class Runner:
     """Runs held jobs, one :meth:`handle` per job."""
+
+    workflows: WorkflowRunner | None = None
+    """Runs jobs of :data:`WORKFLOW_CAPABILITY` (set by the app's wiring; tests without it
+    leave such jobs queued)."""
 
     def __init__(
         self,
@@ -76,6 +89,8 @@ class Runner:
                 elif flags.get("cancel"):
                     await self.outcomes.finish(job, held, JobStatus.CANCELLED, error=cancelled())
                     done = True
+                elif job.capability == WORKFLOW_CAPABILITY:
+                    done = await self._workflow(job, held)
                 elif held.reclaimed and await self._refuse_rerun(job, held):
                     done = True
                 else:
@@ -100,6 +115,20 @@ class Runner:
             if done and not held.lost and not held.acked:  # the outcome's write acks it
                 with contextlib.suppress(StoreUnavailable):
                     await self.store.ack(held.entry_id)
+
+    async def _workflow(self, job: Job, held: Held) -> bool:
+        """A workflow runs here, reclaimed or not (it resumes from its record and its
+        children's), holding no slot: it only waits on its children."""
+        if self.workflows is None:
+            log.warning("dispatcher.no_workflow_runner", job_id=job.id)
+            return False  # left pending: a supervisor that runs workflows reclaims it
+        held.waiting = True
+        with _tracer.start_as_current_span(
+            f"workflow {job.id}",
+            context=_trace_context(job),
+            attributes=labels(job_id=job.id, correlation_id=job.correlation_id),
+        ):
+            return await self.workflows.run(job, held)
 
     async def _unexpected(self, job_id: str, job: Job | None, held: Held, exc: Exception) -> bool:
         """An error in handling ends the attempt as ``INTERNAL``; the job goes back to the
@@ -185,6 +214,7 @@ class Runner:
         )
         with _tracer.start_as_current_span(
             f"job {job.capability}",
+            context=_trace_context(job),
             attributes=labels(
                 job_id=job.id, capability=job.capability, correlation_id=job.correlation_id
             ),
@@ -215,3 +245,11 @@ class Runner:
             if await self.store.flag(job.id, "cancel"):
                 await self.outcomes.finish(job, held, JobStatus.CANCELLED, error=cancelled())
                 return None
+
+
+def _trace_context(job: Job) -> Context | None:
+    """The trace the job continues (its submitter's ``traceparent``: a delegating tool's
+    call, a workflow), so that a parent and its children are one trace; None: a new one."""
+    if not job.traceparent:
+        return None
+    return propagate.extract({"traceparent": job.traceparent})

@@ -13,7 +13,7 @@ from shared import Job, JobNotFound
 RAW = {"status", "capability", "correlation_id", "cancel"}
 # Internal fields of the job hash handed out beside the job (not part of the Job model).
 FLAGS = {"cancel", "fence", "run_start"}
-JOB_FIELDS = tuple(Job.model_fields)
+JOB_FIELDS = tuple(f for f in Job.model_fields if f != "children")
 
 
 def text(value: Any) -> str:
@@ -38,7 +38,7 @@ def encode_fields(fields: dict[str, Any]) -> list[str]:
 
 
 def job_fields(job: Job) -> dict[str, Any]:
-    return job.model_dump(mode="json")
+    return job.model_dump(mode="json", exclude={"children"})  # a list of its own
 
 
 def decode_job(raw: dict[Any, Any]) -> Job:

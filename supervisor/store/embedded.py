@@ -38,11 +38,15 @@ class EmbeddedScripts:
 
     async def submit(self, keys: list[str], a: list[str]) -> Any:
         r = self.r
-        idem, job, jobs, queue, queued, events, queued_index, ids = keys
+        idem, job, jobs, queue, queued, events, queued_index, ids, kids = keys
         if a[1] == "1":
             existing = await r.get(idem)
             if existing is not None:
                 return ["exists", existing]
+        if a[10]:
+            count = await r.llen(kids)
+            if count >= int(a[11]):
+                return ["children", str(count)]
         depth = int(text(await r.hget(queued, a[4]) or b"0"))
         if depth >= int(a[3]):
             return ["full", str(depth)]
@@ -51,9 +55,12 @@ class EmbeddedScripts:
             mine = int(text(await r.hget(queued, share) or b"0"))
             if mine >= int(a[9]):
                 return ["share", str(mine)]
+        if a[10]:
+            await r.rpush(kids, a[0])
+            await r.expire(kids, int(a[12]))
         if a[1] == "1":
             await r.set(idem, a[0], ex=int(a[2]))
-        await r.hset(job, mapping=dict(zip(a[10::2], a[11::2], strict=True)))
+        await r.hset(job, mapping=dict(zip(a[13::2], a[14::2], strict=True)))
         await r.zadd(jobs, {a[0]: float(a[5])})
         await r.zadd(queued_index, {a[0]: float(a[5])})
         await r.zadd(ids, {a[0]: 0.0})

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from shared import IdempotencyConflict, Job, JobStatus, now
+from shared.errors import DelegationLimit
 from supervisor.store.base import StoreBase
 from supervisor.store.codec import encode_fields, job_and_flags, job_fields, text
 from supervisor.store.errors import AdmissionFull, check_fence
@@ -17,7 +18,13 @@ class JobRecords(StoreBase):
     """The job hash: created by :meth:`submit`, advanced by :meth:`transition`."""
 
     async def submit(
-        self, job: Job, *, fingerprint: str, queue_limit: int, tenant_share: float = 1.0
+        self,
+        job: Job,
+        *,
+        fingerprint: str,
+        queue_limit: int,
+        tenant_share: float = 1.0,
+        max_children: int = 1000,
     ) -> tuple[Job, bool]:
         """Persist and enqueue ``job``. Returns ``(job, created)``.
 
@@ -44,6 +51,7 @@ class JobRecords(StoreBase):
                 k.events(job.id),
                 k.by_status("queued"),
                 k.ids,
+                k.children(job.parent_id or "-"),
             ],
             job_id=job.id,
             args=[
@@ -57,6 +65,9 @@ class JobRecords(StoreBase):
                 job.correlation_id,
                 job.tenant or "",
                 str(max(1, math.ceil(queue_limit * tenant_share))),
+                job.parent_id or "",
+                str(max_children),
+                str(self.retention_s + 86_400),  # outlives the parent's record once it ends
                 *encode_fields(fields),
             ],
         )
@@ -67,6 +78,12 @@ class JobRecords(StoreBase):
             raise AdmissionFull(int(text(out[1])))
         if verdict == "share":
             raise AdmissionFull(int(text(out[1])), tenant=job.tenant)
+        if verdict == "children":
+            raise DelegationLimit(
+                f"job {job.parent_id} already has {text(out[1])} children "
+                f"(FLEET_MAX_CHILDREN={max_children})",
+                details={"limit": "children", "max": max_children, "parent_id": job.parent_id},
+            )
         existing_id = text(out[1])
         existing = await self.get(existing_id)
         stored = await self._call("hget", k.job(existing_id), "fingerprint")
@@ -79,6 +96,10 @@ class JobRecords(StoreBase):
 
     async def get(self, job_id: str) -> Job:
         return (await self.get_with_flags(job_id))[0]
+
+    async def children(self, job_id: str) -> list[str]:
+        """The ids of the job's children, in submit order."""
+        return [text(v) for v in await self._call("lrange", self.keys.children(job_id), 0, -1)]
 
     async def get_with_flags(self, job_id: str) -> tuple[Job, dict[str, str]]:
         """The job and its internal fields (``cancel``, ``fence``, ``run_start``) in one read."""

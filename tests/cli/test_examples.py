@@ -17,10 +17,11 @@ import pytest
 
 from examples.submit_and_watch import submit_and_watch
 from shared import SupervisorSettings, WorkerSettings
+from shared.serving import serving
 from supervisor.app import create_app
 from tests.cli.conftest import BackgroundLoop, CliFleet
 from tests.helpers import wait_until_sync
-from tests.servers import free_socket, serve_asgi
+from tests.servers import free_socket
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -78,10 +79,15 @@ def data_and_text_fleet(bg: BackgroundLoop) -> Iterator[str]:
         for build in (workers.data.build, workers.text.build):
             worker = build(WorkerSettings(_env_file=None))
             urls.append(await stack.enter_async_context(worker.serving(sockets=[free_socket()])))
+        sock = free_socket()  # bound first: the supervisor names its URL to the workers
         settings = SupervisorSettings(
-            redis_url="memory://", workers=",".join(urls), probe_interval_s=0.5
+            redis_url="memory://",
+            workers=",".join(urls),
+            probe_interval_s=0.5,
+            public_url=f"http://127.0.0.1:{sock.getsockname()[1]}",
         )
-        return await stack.enter_async_context(serve_asgi(create_app(settings)))
+        running = await stack.enter_async_context(serving(create_app(settings), sockets=[sock]))
+        return running.url
 
     url = bg.run(start())
 

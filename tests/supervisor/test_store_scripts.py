@@ -44,15 +44,16 @@ def text_map(raw: dict[Any, Any]) -> dict[str, str]:
 
 
 def submit(
-    k: Keys, job_id: str, idem: str | None = None, tenant: str = ""
+    k: Keys, job_id: str, idem: str | None = None, tenant: str = "", parent: str = ""
 ) -> tuple[str, list[str], list[str]]:
-    """A SUBMIT with a queue limit of 2, and a tenant's share of 1 when ``tenant``."""
+    """A SUBMIT with a queue limit of 2, a tenant's share of 1 when ``tenant``, and at most
+    1 child per ``parent``."""
     job = make_job(id=job_id, key=idem, correlation_id="corr", created_at=float(T))
     fields = {**job.model_dump(mode="json"), "fingerprint": "f"}
     keys = [k.idempotency(idem or "-"), k.job(job_id), k.jobs, k.queue, k.queued, k.events(job_id)]
-    keys += [k.by_status("queued"), k.ids]
+    keys += [k.by_status("queued"), k.ids, k.children(parent or "-")]
     args = [job_id, "1" if idem else "0", "60", "2", "echo", T, '{"status":"queued"}', "corr"]
-    args += [tenant, "1"]
+    args += [tenant, "1", parent, "1", "60"]
     return "SUBMIT", keys, [*args, *encode_fields(fields)]
 
 
@@ -138,13 +139,16 @@ async def every_outcome(run: Run, client: Any, k: Keys) -> list[Any]:
     assert entry_b not in answer("", [i for i, _ in await client.xrange(k.queue)])
     pending = await client.xpending(k.queue, DISPATCH_GROUP)
     assert (pending["pending"] if isinstance(pending, dict) else pending[0]) == 0
+    await check(submit(k, "k1", parent="a"), ["ok", ""])  # a's child, listed under it
+    await check(submit(k, "k2", parent="a"), ["children", "1"])  # one child per parent here
+    await check(submit(k, "k3", idem="key-a", parent="a"), ["exists", "a"])  # a replay first
     return answers
 
 
 async def data(client: Any, k: Keys) -> dict[str, Any]:
     """Everything the scenario wrote, queue entry ids left out (they are clock-made)."""
     out: dict[str, Any] = {}
-    for j in ("a", "a2", "b", "c", "t"):
+    for j in ("a", "a2", "b", "c", "t", "k1", "k2"):
         ttl = [await client.ttl(key) for key in (k.job(j), k.events(j))]
         out[j] = {
             "record": text_map(await client.hgetall(k.job(j))),
@@ -162,6 +166,8 @@ async def data(client: Any, k: Keys) -> dict[str, Any]:
         key: answer("", await client.zrange(key, 0, -1)) for key in k.status_indexes()
     }
     out["idem"] = answer("", await client.get(k.idempotency("key-a")))
+    out["children"] = answer("", await client.lrange(k.children("a"), 0, -1))
+    out["children_ttl"] = await client.ttl(k.children("a")) > 0
     return out
 
 
@@ -186,12 +192,13 @@ async def test_twins_answer_as_the_lua(lua_on: str, request: pytest.FixtureReque
         twin_data, lua_data = await data(twin_client, k), await data(lua_client, k)
         assert twin_data == lua_data
         assert twin_data["a"]["ttl"] == ["forever", "forever"]  # the redrive lifted the TTL
-        # a, queued again by the redrive, is its tenant's one queued job too
-        assert twin_data["dead"] == [] and twin_data["queued"] == {"echo": "1", "echo@t1": "1"}
-        assert twin_data["queue"] == [{"job": "a"}]  # a's first entry and b's: acked
+        # a, queued again by the redrive, is its tenant's one queued job too; k1 is a's child
+        assert twin_data["dead"] == [] and twin_data["queued"] == {"echo": "2", "echo@t1": "1"}
+        assert twin_data["queue"] == [{"job": "a"}, {"job": "k1"}]  # a's first entry, b's: acked
+        assert twin_data["children"] == ["k1"] and twin_data["children_ttl"]
         by_status = dict(zip(STATUS_ORDER, twin_data["by_status"].values(), strict=True))
         assert by_status == {
-            "queued": ["a"], "running": [], "succeeded": [], "failed": [], "cancelled": ["b"]
+            "queued": ["a", "k1"], "running": [], "succeeded": [], "failed": [], "cancelled": ["b"]
         }  # fmt: skip
     finally:
         await twin_client.aclose()

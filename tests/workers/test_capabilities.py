@@ -15,7 +15,7 @@ from workers import data, echo, text
 EXPECTED = {
     "echo": {"noop", "echo", "sleep", "fail", "progress"},
     "data": {"validate_records", "transform_records", "profile_dataset"},
-    "text": {"text_stats", "extract_keywords", "summarize", "chunk_text"},
+    "text": {"text_stats", "extract_keywords", "summarize", "chunk_text", "keywords_by_chunk"},
 }
 
 

@@ -29,6 +29,7 @@ def test_public_surface_is_deliberate() -> None:
             "ProgressReporter", "ToolSpec", "Toolset", "Worker", "WorkerSettings",
             "check_range", "check_size", "check_url", "invalid", "main", "normalize_text",
             "parse_settings", "safe_relative_path", "tool_error", "too_large",
+            "Child", "ChildFailed", "DelegationError", "DelegationLimit", "Fleet",
         ]
     )  # fmt: skip
     for name in workers.kit.__all__:

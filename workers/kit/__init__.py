@@ -5,6 +5,8 @@ the worker gets streamable HTTP at ``/mcp`` with progress, ``/health`` and ``/re
 ``get_capabilities`` generated from the tools, correlation ids and trace context in every log
 line, per-tool concurrency limits answering ``BUSY``, idempotency keys, structured
 validation errors, cooperative cancellation, Redis self-registration and graceful shutdown.
+A tool delegates work to other capabilities, as child jobs of its own, through
+:class:`Fleet` (:mod:`workers.kit.delegation`).
 
 Example (the full, tested version is ``examples/hello_worker.py``)::
 
@@ -24,6 +26,13 @@ from fastmcp import Context
 
 from shared.settings import WorkerSettings
 from workers.kit.cli import main, parse_settings
+from workers.kit.delegation import (
+    Child,
+    ChildFailed,
+    DelegationError,
+    DelegationLimit,
+    Fleet,
+)
 from workers.kit.errors import (
     BUSY,
     IDEMPOTENCY_CONFLICT,
@@ -58,7 +67,12 @@ __all__ = [
     "TOO_LARGE",
     "UNAUTHORIZED",
     "UNAVAILABLE",
+    "Child",
+    "ChildFailed",
     "Context",
+    "DelegationError",
+    "DelegationLimit",
+    "Fleet",
     "ProgressReporter",
     "ToolSpec",
     "Toolset",

@@ -42,6 +42,7 @@ from shared.settings import WorkerSettings
 from workers.kit.auth import BearerTokenMiddleware
 from workers.kit.capabilities import CAPABILITIES_DESCRIPTION, CapabilityCatalog
 from workers.kit.concurrency import LoadTracker
+from workers.kit.delegation import configure as configure_delegation
 from workers.kit.health import HealthMonitor
 from workers.kit.hosts import HostOriginMiddleware, allowed_hosts
 from workers.kit.idempotency import LOCK_TTL_S, MemoryIdempotency, RedisIdempotency
@@ -162,6 +163,7 @@ class Worker:
             description=CAPABILITIES_DESCRIPTION,
             annotations=ToolAnnotations(idempotent_hint=True, read_only_hint=True),
         )
+        configure_delegation(self.server, self.settings)  # Fleet.of(ctx) finds the supervisor
         self.server.custom_route("/health", methods=["GET"])(self.health.health_endpoint)
         self.server.custom_route("/ready", methods=["GET"])(self.health.ready_endpoint)
         self._redis: aioredis.Redis | None = None

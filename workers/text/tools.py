@@ -8,7 +8,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field
 
-from workers.kit import Context, ProgressReporter, Toolset, invalid, normalize_text
+from workers.kit import Context, Fleet, ProgressReporter, Toolset, invalid, normalize_text
 from workers.text.analysis import STOPWORDS, paragraph_spans, sentences, syllables, words
 from workers.text.chunking import Respect, chunk_spans
 
@@ -230,3 +230,54 @@ async def chunk_text(
         out.append(Chunk(index=index, start=start, end=end, text=piece, words=len(words(piece))))
         await progress.step(message=f"chunk {index + 1}/{len(spans)}")
     return Chunks(chunks=out, count=len(out))
+
+
+class ChunkedKeywords(BaseModel):
+    keywords: list[Keyword]
+    chunks: int = Field(description="How many chunks the text was split into.")
+    child_jobs: list[str] = Field(
+        description="The ids of the extract_keywords child jobs, in the order submitted."
+    )
+
+
+@tools.tool(idempotent=True, read_only=True, estimated_duration_ms=1000)
+async def keywords_by_chunk(
+    text: Text,
+    ctx: Context,
+    max_chars: Annotated[int, Field(ge=50, le=100_000)] = 2000,
+    concurrency: Annotated[int, Field(ge=1, le=64)] = 8,
+    top_n: Annotated[int, Field(ge=1, le=100)] = 10,
+) -> ChunkedKeywords:
+    """Find the keywords of a long text by splitting it into chunks of at most `max_chars`
+    characters (at sentence boundaries), running extract_keywords on every chunk as child
+    jobs through the supervisor (at most `concurrency` at a time, on any worker that offers
+    it) and merging their counts. Call it for texts too long for one extract_keywords call to
+    be quick. Needs `text`; optionally `max_chars` (50-100000, default 2000), `concurrency`
+    (1-64, default 8) and `top_n` (1-100, default 10). Returns the merged keywords, the
+    number of chunks and the child job ids; reports progress per finished chunk. Only works
+    when called by a supervisor (or with FLEET_SUPERVISOR_URL set on the worker)."""
+    text = _clean(text)
+    spans = chunk_spans(text, max_chars=max_chars, overlap=0, respect="sentence")
+    pieces = [text[start:end] for start, end in spans]
+    inputs = [{"text": piece, "top_n": 100} for piece in pieces if piece.strip()]
+    progress = ProgressReporter(ctx, total=len(inputs))
+    async with Fleet.of(ctx) as fleet:
+        children = await fleet.map(
+            "extract_keywords", inputs, concurrency=concurrency, progress=progress
+        )
+    counts: Counter[str] = Counter()
+    first_seen: dict[str, int] = {}
+    for found in children:
+        for keyword in found["keywords"]:
+            counts[keyword["term"]] += keyword["count"]
+            first_seen.setdefault(keyword["term"], len(first_seen))
+    scored = {term: count * len(term.split()) for term, count in counts.items()}
+    ranked = sorted(scored, key=lambda t: (-scored[t], first_seen[t]))[:top_n]
+    best = scored[ranked[0]] if ranked else 1
+    return ChunkedKeywords(
+        keywords=[
+            Keyword(term=t, score=round(scored[t] / best, 4), count=counts[t]) for t in ranked
+        ],
+        chunks=len(inputs),
+        child_jobs=fleet.submitted,
+    )
