@@ -10,6 +10,8 @@ Exit codes (also in ``fleet --help``):
     5  any other API error (401/403, 404 unknown job, 409, 429, 5xx)
     6  the wait ended before the job did (``status --wait``): it is still queued or running
     130 interrupted: Ctrl-C (a watched job keeps running)
+    141 the output's reader went away (``fleet jobs | head -1``), as for any program a closed
+        pipe stops; nothing more is printed (a watched job keeps running)
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
+import os
 import sys
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -68,12 +71,14 @@ class Exit(IntEnum):
     API_ERROR = 5
     STILL_RUNNING = 6
     INTERRUPTED = 130
+    PIPE_CLOSED = 141
 
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 ok/succeeded, 1 job failed, 2 bad input or usage, 3 job cancelled, "
     "4 supervisor unreachable, 5 other API error, 6 the wait ended before the job, "
-    "130 interrupted (Ctrl-C; a watched job keeps running)."
+    "130 interrupted (Ctrl-C; a watched job keeps running), 141 the output's reader went away "
+    "(| head)."
 )
 
 
@@ -151,6 +156,12 @@ class LazyGroup(TyperGroup):
     def list_commands(self, ctx: typer.Context) -> list[str]:  # type: ignore[override]
         table = self.table()
         return [*table, *(name for name in self.commands if name not in table)]
+
+    def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            _pipe_closed()
 
     def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:  # type: ignore[override]
         quicken(self, ctx)  # the global options: no pydantic to read --url
@@ -312,7 +323,19 @@ def _console(*, stderr: bool) -> Console:
 
     probe = Console(stderr=stderr)
     width = None if probe.is_terminal else _PIPE_WIDTH
-    return Console(stderr=stderr, highlight=False, soft_wrap=True, width=width)
+    console = Console(stderr=stderr, highlight=False, soft_wrap=True, width=width)
+    console.on_broken_pipe = _pipe_closed  # type: ignore[method-assign]  # rich's: exit 1
+    return console
+
+
+def _pipe_closed() -> NoReturn:
+    """``fleet jobs | head -1``: the reader has what it wanted. Exit as a program that a closed
+    pipe stops does (128 + SIGPIPE), not 1 ("the job failed"), with stdout on /dev/null so
+    Python's last flush at exit has nowhere to fail."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    raise SystemExit(int(Exit.PIPE_CLOSED))
 
 
 def state(ctx: typer.Context) -> State:

@@ -7,6 +7,8 @@ API: ``fleet cancel ../../dead-letters/ID/redrive`` redrives nothing."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,6 +18,7 @@ from typer.testing import CliRunner
 
 from supervisor.cli import app
 from tests.cli.conftest import CliFleet
+from tests.processes import ROOT, process_env, stop
 
 
 class _Page(BaseHTTPRequestHandler):
@@ -81,3 +84,30 @@ def test_an_id_cannot_reach_another_route(cli_fleet: CliFleet) -> None:
     assert result.exit_code == 5, result.output
     job = cli_fleet.job(failed)
     assert job["status"] == "failed" and job["attempts"] == 1  # not redriven
+
+
+@pytest.mark.parametrize("args", [["--json", "top", "--interval", "0.2"], ["--json", "watch"]])
+def test_a_reader_that_goes_away_is_exit_141_and_silence(
+    cli_fleet: CliFleet, args: list[str]
+) -> None:
+    """``fleet --json top | head -1``: not exit 1 ("the job failed"), not a traceback."""
+    job_id = cli_fleet.submit("sleep", {"seconds": 30, "steps": 60})
+    argv = [*args, job_id] if "watch" in args else args
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "supervisor", "--url", cli_fleet.url, *argv],
+        cwd=ROOT,
+        env=process_env(PYTHONPATH=str(ROOT)),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        assert proc.stdout.readline().startswith(b"{")
+        proc.stdout.close()  # as `head -1` does once it has its line
+        assert proc.wait(30) == 141
+        assert proc.stderr.read() == b""
+        proc.stderr.close()
+    finally:
+        stop(proc)
+        cli_fleet.http.post(f"/v1/jobs/{job_id}/cancel")
