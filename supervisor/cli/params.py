@@ -19,10 +19,6 @@ from typing import Any
 
 __all__ = ["quick_value", "quicken"]
 
-try:
-    from typer._coercion import RuntimeParam, TypeDescriptor, build_runtime_param
-except ImportError:  # a typer without pydantic checking: nothing to speed up
-    RuntimeParam = None  # type: ignore[assignment,misc]
 
 _MISS = object()
 """Not a value this module decides: typer's adapter does."""
@@ -59,7 +55,8 @@ def quick_value(annotation: Any, info: Any, value: Any) -> Any:
     return number
 
 
-if RuntimeParam is not None:
+try:
+    from typer._coercion import RuntimeParam, TypeDescriptor, build_runtime_param
 
     @dataclass(frozen=True)
     class _QuickParam(RuntimeParam):
@@ -75,12 +72,22 @@ if RuntimeParam is not None:
             param._runtime_param = typer_own
             return typer_own._coerce_value(value, param=param, ctx=ctx)
 
+except (ImportError, TypeError):  # a typer that checks values otherwise: nothing to speed up
+    RuntimeParam = None  # type: ignore[assignment,misc]
+
 
 def quicken(command: Any, ctx: Any) -> None:
     """Give ``command``'s plain parameters (one str, bool, int or float each, no custom
     parser, no file), its ``--help`` too, the quick checker; the others keep typer's."""
     if RuntimeParam is None:
         return
+    try:
+        _quicken(command, ctx)
+    except (AttributeError, TypeError):  # a typer whose insides differ: its own checks stand
+        return
+
+
+def _quicken(command: Any, ctx: Any) -> None:
     for param in command.get_params(ctx):
         descriptor = getattr(param, "type_descriptor", None)
         if descriptor is None or getattr(param, "_runtime_param", _MISS) is not None:
