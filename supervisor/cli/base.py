@@ -9,6 +9,7 @@ Exit codes (also in ``fleet --help``):
     4  the supervisor is unreachable
     5  any other API error (401/403, 404 unknown job, 409, 429, 5xx)
     6  the wait ended before the job did (``status --wait``): it is still queued or running
+    70  an unexpected error in fleet itself: one line (``FLEET_DEBUG=1``: the traceback)
     130 interrupted: Ctrl-C (a watched job keeps running)
     141 the output's reader went away (``fleet jobs | head -1``), as for any program a closed
         pipe stops; nothing more is printed (a watched job keeps running)
@@ -70,6 +71,7 @@ class Exit(IntEnum):
     UNREACHABLE = 4
     API_ERROR = 5
     STILL_RUNNING = 6
+    INTERNAL = 70
     INTERRUPTED = 130
     PIPE_CLOSED = 141
 
@@ -77,6 +79,7 @@ class Exit(IntEnum):
 EXIT_CODES_HELP = (
     "Exit codes: 0 ok/succeeded, 1 job failed, 2 bad input or usage, 3 job cancelled, "
     "4 supervisor unreachable, 5 other API error, 6 the wait ended before the job, "
+    "70 an unexpected error in fleet (FLEET_DEBUG=1 shows the traceback), "
     "130 interrupted (Ctrl-C; a watched job keeps running), 141 the output's reader went away "
     "(| head)."
 )
@@ -162,6 +165,14 @@ class LazyGroup(TyperGroup):
             return super().invoke(ctx)
         except BrokenPipeError:
             _pipe_closed()
+        except Exception as exc:
+            if type(exc).__module__.split(".")[0] in ("typer", "click") or os.environ.get(
+                "FLEET_DEBUG"
+            ):
+                raise  # typer's own exits and usage errors; or a traceback, asked for
+            # A bug, or an answer no code path expected: one line, never a traceback.
+            what = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+            die(f"unexpected {what} (FLEET_DEBUG=1 shows the traceback)", Exit.INTERNAL)
 
     def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:  # type: ignore[override]
         quicken(self, ctx)  # the global options: no pydantic to read --url

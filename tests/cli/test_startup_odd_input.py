@@ -3,7 +3,9 @@
 A URL where something other than the supervisor answers (a web page, a proxy's 200): every
 command says so and exits 4, as for no answer at all. An id that is empty or looks like a
 path (``a/b``, ``../../v1/workers``) is an unknown job (exit 5), never another route of the
-API: ``fleet cancel ../../dead-letters/ID/redrive`` redrives nothing."""
+API: ``fleet cancel ../../dead-letters/ID/redrive`` redrives nothing. A reader that closes the
+pipe (``| head -1``) is exit 141 and silence. An answer no command expects (another JSON API at
+the URL) is one line and exit 70; ``FLEET_DEBUG=1`` shows the traceback instead."""
 
 from __future__ import annotations
 
@@ -111,3 +113,40 @@ def test_a_reader_that_goes_away_is_exit_141_and_silence(
     finally:
         stop(proc)
         cli_fleet.http.post(f"/v1/jobs/{job_id}/cancel")
+
+
+class _OtherApi(BaseHTTPRequestHandler):
+    """Some other JSON API: a 200 with a body no fleet command expects."""
+
+    def do_GET(self) -> None:  # the name http.server calls
+        body = b'{"hello": "world"}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+def test_an_answer_no_command_expects_is_one_line_and_exit_70(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("FLEET_DEBUG", raising=False)
+    server = _Quiet(("127.0.0.1", 0), _OtherApi)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        result = CliRunner().invoke(app, ["--url", url, "status", "abcdef"])
+        assert result.exit_code == 70, (result.output, result.exception)
+        (line,) = result.stderr.strip().splitlines()
+        assert line.startswith("error: unexpected KeyError: 'id' (FLEET_DEBUG=1 shows"), line
+        monkeypatch.setenv("FLEET_DEBUG", "1")  # asked for: the exception itself
+        result = CliRunner().invoke(app, ["--url", url, "status", "abcdef"])
+        assert isinstance(result.exception, KeyError)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
