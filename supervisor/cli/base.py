@@ -166,10 +166,14 @@ class LazyGroup(TyperGroup):
         except BrokenPipeError:
             _pipe_closed()
         except Exception as exc:
-            if type(exc).__module__.split(".")[0] in ("typer", "click") or os.environ.get(
-                "FLEET_DEBUG"
+            if (
+                type(exc).__module__.split(".")[0] in ("typer", "click")
+                or os.environ.get("FLEET_DEBUG")
+                or ctx.invoked_subcommand == "supervisor"
             ):
-                raise  # typer's own exits and usage errors; or a traceback, asked for
+                # typer's own exits and usage errors; a traceback asked for; or the service,
+                # which ends as `python -m supervisor.server` does
+                raise
             # A bug, or an answer no code path expected: one line, never a traceback.
             what = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
             die(f"unexpected {what} (FLEET_DEBUG=1 shows the traceback)", Exit.INTERNAL)
