@@ -374,3 +374,38 @@ def test_top_json_rides_out_a_restart_and_says_so_once_on_stderr(pty_fleet: PtyF
     errors = [line for name, line in seen if name == "err"]
     assert sum("reconnecting" in line for line in errors) <= 2, errors  # per change, not try
     assert not any("Traceback" in line for line in errors), errors
+
+
+def test_top_lists_a_queued_job_and_cancels_it_with_the_keys(pty_fleet: PtyFleet) -> None:
+    """Every sleep slot busy: the next job waits in the queue, and top shows it (marked
+    "queued") after the running ones, selectable and cancellable with the keys."""
+    limit = pty_fleet.http.get("/v1/queues").json()["slots"]["sleep"]["limit"]
+    mine = [pty_fleet.submit("sleep", SLEEP) for _ in range(limit + 1)]  # one more than fits
+    term = Term(["top", "--interval", "0.5"], pty_fleet.url)
+    try:
+        waiting = wait_until_sync(
+            lambda: (
+                next((j for j in mine if pty_fleet.job(j)["status"] == "queued"), None)
+                if pty_fleet.http.get("/v1/queues").json()["slots"]["sleep"]["in_flight"] >= limit
+                else None
+            ),
+            timeout=30,
+            message="a sleep waiting for a slot",
+        )
+        term.wait_for(waiting[:12])
+        row = _row_of(term.text, waiting) or ""
+        assert "queued" in row, term.text
+        _select(term, waiting)
+        term.send("c")
+        term.wait_for(f"cancel {waiting[:12]}")
+        term.send("y")
+        term.wait_for(f"cancelled {waiting[:12]}")
+        assert pty_fleet.job(waiting)["status"] == "cancelled"
+        term.wait_for(lambda text: _row_of(text, waiting) is None)
+        assert not term.screen.overflows, term.screen.overflows
+        term.send("q")
+        assert term.exit_code() == 0
+    finally:
+        term.close()
+        for job_id in mine:
+            pty_fleet.http.post(f"/v1/jobs/{job_id}/cancel")
