@@ -17,7 +17,7 @@ ROWS = (
     "fleet --help",
     "fleet --version",
     "fleet status ID",
-    "import supervisor.client",
+    "import the client (FleetClient)",
     "floor: python + the CLI's libraries",
     "supervisor listening, memory://",
     "supervisor listening, redis://",

@@ -9,7 +9,10 @@ Exit codes (also in ``fleet --help``):
     4  the supervisor is unreachable
     5  any other API error (401/403, 404 unknown job, 409, 429, 5xx)
     6  the wait ended before the job did (``status --wait``): it is still queued or running
+    70  an unexpected error in fleet itself: one line (``FLEET_DEBUG=1``: the traceback)
     130 interrupted: Ctrl-C (a watched job keeps running)
+    141 the output's reader went away (``fleet jobs | head -1``), as for any program a closed
+        pipe stops; nothing more is printed (a watched job keeps running)
 """
 
 from __future__ import annotations
@@ -17,28 +20,31 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
+import os
 import sys
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import TYPE_CHECKING, Annotated, Any, NamedTuple, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NamedTuple, NoReturn, Protocol, TypeVar
 
 import typer
 from typer.core import TyperGroup
 from typer.main import get_command_from_info, get_command_name
+
+from supervisor.cli.params import quicken
 
 # Only what every command needs is imported here: `fleet --help` must not pay for pydantic,
 # rich, httpx or the client (each is imported where it is first used).
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from shared import ClientSettings
     from supervisor.client import ApiError, FleetApi
 
 __all__ = [
     "EXIT_CODES_HELP",
     "EXTRAS",
     "CliError",
+    "Endpoint",
     "Exit",
     "JsonOpt",
     "LazyCommand",
@@ -65,13 +71,17 @@ class Exit(IntEnum):
     UNREACHABLE = 4
     API_ERROR = 5
     STILL_RUNNING = 6
+    INTERNAL = 70
     INTERRUPTED = 130
+    PIPE_CLOSED = 141
 
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 ok/succeeded, 1 job failed, 2 bad input or usage, 3 job cancelled, "
     "4 supervisor unreachable, 5 other API error, 6 the wait ended before the job, "
-    "130 interrupted (Ctrl-C; a watched job keeps running)."
+    "70 an unexpected error in fleet (FLEET_DEBUG=1 shows the traceback), "
+    "130 interrupted (Ctrl-C; a watched job keeps running), 141 the output's reader went away "
+    "(| head)."
 )
 
 
@@ -84,11 +94,27 @@ class CliError(Exception):
         self.code = code
 
 
+class Endpoint(Protocol):
+    """The supervisor a command talks to: ``shared.ClientSettings`` or the quick read of it
+    (:func:`endpoint`)."""
+
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def token(self) -> str | None: ...
+
+
+class _Endpoint(NamedTuple):
+    url: str
+    token: str | None
+
+
 @dataclass
 class State:
     """What every command gets from the global options."""
 
-    settings: ClientSettings
+    settings: Endpoint
     json: bool
     out: Console
     err: Console
@@ -134,8 +160,36 @@ class LazyGroup(TyperGroup):
         table = self.table()
         return [*table, *(name for name in self.commands if name not in table)]
 
+    def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            _pipe_closed()
+        except Exception as exc:
+            if (
+                type(exc).__module__.split(".")[0] in ("typer", "click")
+                or os.environ.get("FLEET_DEBUG")
+                or ctx.invoked_subcommand == "supervisor"
+            ):
+                # typer's own exits and usage errors; a traceback asked for; or the service,
+                # which ends as `python -m supervisor.server` does
+                raise
+            # A bug, or an answer no code path expected: one line, never a traceback.
+            what = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+            die(f"unexpected {what} (FLEET_DEBUG=1 shows the traceback)", Exit.INTERNAL)
+
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:  # type: ignore[override]
+        quicken(self, ctx)  # the global options: no pydantic to read --url
+        return super().parse_args(ctx, args)
+
     def get_command(self, ctx: typer.Context, cmd_name: str) -> Any:  # type: ignore[override]
-        if cmd_name in self.commands:
+        command = self._command(ctx, cmd_name)
+        if command is not None:
+            quicken(command, ctx)  # its values checked without pydantic (supervisor.cli.params)
+        return command
+
+    def _command(self, ctx: typer.Context, cmd_name: str) -> Any:
+        if cmd_name in self.commands:  # built already (or by typer: its module was imported)
             return self.commands[cmd_name]
         entry = self.table().get(cmd_name)
         if entry is None:
@@ -233,18 +287,48 @@ def main(
     ] = False,
 ) -> None:
     """Global options go before the command: fleet --url URL jobs."""
+    ctx.obj = State(
+        settings=endpoint(url, token),
+        json=json_out,
+        out=_console(stderr=False),
+        err=_console(stderr=True),
+    )
+
+
+_ENV = {"fleet_url": "FLEET_URL", "fleet_token": "FLEET_TOKEN"}
+
+
+def endpoint(url: str | None = None, token: str | None = None) -> Endpoint:
+    """The supervisor's URL and token: the flags, else ``FLEET_URL`` / ``FLEET_TOKEN``, as
+    :class:`shared.ClientSettings` reads them.
+
+    pydantic-settings costs ~35 ms of every call (and pydantic itself ~50), so the everyday case
+    is read here: variables spelled in capitals, an ``http://`` or ``https://`` URL with a host,
+    which ClientSettings would take as it is. Anything else (a URL to correct, a lower-case
+    variable name) goes through ClientSettings, whose one-line errors users see (exit 2).
+    """
+    import os
+
+    names = [name for name in os.environ if name.lower() in _ENV]
+    given = url if url is not None else os.environ.get("FLEET_URL", "http://127.0.0.1:8700")
+    scheme, _, rest = given.partition("://")
+    if all(name == _ENV[name.lower()] for name in names) and scheme in ("http", "https"):
+        value = f"{scheme}://{rest}"
+        if rest.strip("/") and value == value.strip():
+            return _Endpoint(value, token if token is not None else os.environ.get("FLEET_TOKEN"))
+    return _client_settings(url, token)
+
+
+def _client_settings(url: str | None, token: str | None) -> Endpoint:
     from pydantic import ValidationError
 
     from shared import ClientSettings
 
     overrides: dict[str, Any] = {"url": url, "token": token}
     try:
-        settings = ClientSettings(**{k: v for k, v in overrides.items() if v is not None})
-    except ValidationError as exc:  # e.g. a bad FLEET_LOG_LEVEL-style value in the env
+        return ClientSettings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:  # e.g. FLEET_URL=localhost:8700 (no scheme)
         die(f"bad settings: {exc.errors()[0]['msg']}", Exit.BAD_INPUT)
-    ctx.obj = State(
-        settings=settings, json=json_out, out=_console(stderr=False), err=_console(stderr=True)
-    )
 
 
 def _console(*, stderr: bool) -> Console:
@@ -254,15 +338,25 @@ def _console(*, stderr: bool) -> Console:
 
     probe = Console(stderr=stderr)
     width = None if probe.is_terminal else _PIPE_WIDTH
-    return Console(stderr=stderr, highlight=False, soft_wrap=True, width=width)
+    console = Console(stderr=stderr, highlight=False, soft_wrap=True, width=width)
+    console.on_broken_pipe = _pipe_closed  # type: ignore[method-assign]  # rich's: exit 1
+    return console
+
+
+def _pipe_closed() -> NoReturn:
+    """``fleet jobs | head -1``: the reader has what it wanted. Exit as a program that a closed
+    pipe stops does (128 + SIGPIPE), not 1 ("the job failed"), with stdout on /dev/null so
+    Python's last flush at exit has nowhere to fail."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    raise SystemExit(int(Exit.PIPE_CLOSED))
 
 
 def state(ctx: typer.Context) -> State:
     obj = ctx.find_root().obj
     if not isinstance(obj, State):  # invoked without the callback (never via the CLI)
-        from shared import ClientSettings
-
-        obj = State(ClientSettings(), False, _console(stderr=False), _console(stderr=True))
+        obj = State(endpoint(), False, _console(stderr=False), _console(stderr=True))
         ctx.find_root().obj = obj
     return obj
 
@@ -300,11 +394,11 @@ def run_api(st: State, work: Callable[[FleetApi], Awaitable[T]]) -> T:
     """
     import asyncio
 
-    from supervisor.client import ApiError, AsyncFleetClient, Unreachable
+    from supervisor.client import ApiError, FleetApi, Unreachable
 
-    async def go() -> T:
-        async with AsyncFleetClient(st.settings.url, token=st.settings.token) as client:
-            return await work(client.raw)
+    async def go() -> T:  # the raw layer alone: the typed one would import pydantic (~50 ms)
+        async with FleetApi(st.settings.url, token=st.settings.token) as api:
+            return await work(api)
 
     try:
         return asyncio.run(go())

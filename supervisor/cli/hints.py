@@ -3,9 +3,10 @@ the "Examples:" block of each command's ``--help``."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from supervisor.client import ApiError
+if TYPE_CHECKING:  # every command imports this module for its --help examples: keep it light
+    from supervisor.client import ApiError
 
 __all__ = ["auth_hint", "error_line", "examples"]
 

@@ -1,9 +1,11 @@
 """``fleet supervisor`` and ``fleet worker NAME``: run the services with their own flags.
 
 Both pass their arguments through: ``fleet supervisor ARGS`` parses ARGS exactly as
-``python -m supervisor.server`` does (in this process) and ``fleet worker NAME ARGS`` becomes
-``python -m workers.NAME ARGS``, so ``--help`` lists the real flags and nothing is declared
-twice.
+``python -m supervisor.server`` does (in this process) and ``fleet worker NAME ARGS`` runs
+what ``python -m workers.NAME ARGS`` runs (in a process of its own: the supervisor package
+never imports the workers'), so ``--help`` lists the real flags and nothing is declared twice.
+Their usage lines and start-up errors name the command typed (``fleet worker echo: port 8701
+on 127.0.0.1 is already in use: ...``), not the one it runs.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ def worker(
         str | None, typer.Argument(metavar="NAME", help=f"One of: {', '.join(WORKERS)}.")
     ] = None,
 ) -> None:
-    """Run an example worker: python -m workers.NAME with the arguments that follow.
+    """Run an example worker, as python -m workers.NAME with the arguments that follow.
 
     Flags override FLEET_*; fleet worker NAME --help lists them and the exit codes.
     """
@@ -55,7 +57,14 @@ def worker(
     if name not in WORKERS:
         what = f"unknown worker {name!r}" if name else "name a worker"
         die(f"{what}: choose one of {', '.join(WORKERS)}", Exit.BAD_INPUT, st.err)
-    argv = [sys.executable, "-m", f"workers.{name}", *ctx.args]
+    # What workers/NAME/__main__.py runs, under the name typed: its usage line and start-up
+    # errors (one line, an exit code of their own) say "fleet worker NAME". NAME is one of
+    # WORKERS, never free text.
+    run = (
+        f"from workers.{name} import build; from workers.kit import main; "
+        f"main(build, prog={f'fleet worker {name}'!r})"
+    )
+    argv = [sys.executable, "-c", run, *ctx.args]
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(argv[0], argv)  # the worker handles its own signals and graceful drain

@@ -12,7 +12,11 @@ watch only (the job keeps running); ``c`` cancels it (after ``y`` to confirm); `
 redrives a failed (dead-lettered) job; ``q`` quits.
 
 Off a terminal it prints one snapshot as text and exits 0; ``--json`` prints one snapshot
-per line every interval (with ``--once``, a single one).
+per line every interval (with ``--once``, a single one) and, like the screen, waits out a
+supervisor that stops answering (:func:`_json_lines`).
+
+The jobs listed, and selectable, are the running ones, then the queued ones (in yellow, marked
+"queued"), then the last failed ones: a queued job is watched or cancelled like any other.
 """
 
 from __future__ import annotations
@@ -286,19 +290,21 @@ def top(
     once: Annotated[bool, typer.Option("--once", help="Render one frame and exit.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Live dashboard: slots per capability (in flight/limit, queued), workers, running jobs,
-    recent failures and rates; keys select a job to watch (w), cancel (c) or redrive (r).
+    """Live dashboard: slots per capability (in flight/limit, queued), workers, running and
+    queued jobs, recent failures and rates; keys select a job to watch (w), cancel (c) or
+    redrive (r).
 
     Keeps going through a supervisor restart ("reconnecting…"); q or Ctrl-C quits. Off a
     terminal (or with --once) it prints one snapshot; --json prints one snapshot per line
-    every interval (with --once, a single one).
+    every interval (with --once, a single one), and through a restart says "reconnecting"
+    once on stderr and goes on.
     """
     st = state(ctx)
     as_json = st.wants_json(json_out)
 
     async def go(api: FleetApi) -> None:
         if as_json:
-            await _json_lines(api, interval, once)
+            await _json_lines(st, api, interval, once)
         elif once or not st.out.is_terminal:
             frame = render(await snapshot(api), View(interactive=False), st.out.width, None)
             st.out.print(frame)
@@ -311,10 +317,43 @@ def top(
         raise typer.Exit(int(Exit.OK)) from None
 
 
-async def _json_lines(api: FleetApi, interval: float, once: bool) -> None:
+RETRY_FIRST_S = 0.5
+RETRY_MAX_S = 5.0
+
+
+async def _json_lines(st: State, api: FleetApi, interval: float, once: bool) -> None:
+    """One snapshot per line on stdout, every ``interval`` seconds, until Ctrl-C.
+
+    A supervisor that stops answering (restarting, unreachable, 5xx, too slow) is waited out
+    as the live screen does: retried with backoff (0.5 s doubling to 5 s, or the interval if
+    longer), with one line on stderr when the link goes down and one when it is back, and no
+    line on stdout meanwhile, so every stdout line is a snapshot. A refused token (401/403)
+    exits 5. ``--once`` is a single answer: the first failure is its exit code (4 unreachable,
+    5 an API error), as for any other one-shot command.
+    """
     rates = Rates(RATE_WINDOW_S)
+    down_since: float | None = None
+    reason = ""
+    retry = RETRY_FIRST_S
     while True:
-        snap = await snapshot(api)
+        try:
+            snap = await guarded(api, timeout=max(5.0, 3 * interval))
+        except (*_PASSING, ValueError, KeyError, TypeError) as exc:
+            if once or fatal(exc):
+                raise
+            now_reason = describe(exc)
+            if down_since is None or now_reason != reason:
+                st.err.print(
+                    f"reconnecting to {api.url}: {now_reason}", markup=False, highlight=False
+                )
+            down_since, reason = down_since or time.monotonic(), now_reason
+            await asyncio.sleep(retry)
+            retry = min(retry * 2, max(RETRY_MAX_S, interval))
+            continue
+        if down_since is not None:
+            away = time.monotonic() - down_since
+            st.err.print(f"reconnected to {api.url} after {away:.1f}s", markup=False)
+            down_since, reason, retry = None, "", RETRY_FIRST_S
         rates.add(time.monotonic(), snap.get("by_status"))
         snap["rates"] = rates.now()
         print_json(snap)

@@ -1,8 +1,9 @@
 """What ``fleet top`` reads: one snapshot of the fleet, and rates over a sliding window.
 
-A snapshot is four reads at once: ``/v1/workers``, ``/v1/queues`` (queue depths, each
-capability's slots, the retained jobs per status), a page of running jobs and the last few
-failed ones (``/v1/jobs?status=…``, index listings whose cost is the page, not the store).
+A snapshot is five reads at once: ``/v1/workers``, ``/v1/queues`` (queue depths, each
+capability's slots, the retained jobs per status), a page of running jobs, a page of queued
+ones and the last few failed ones (``/v1/jobs?status=…``, index listings whose cost is the
+page, not the store).
 
 Rates are computed here, from successive snapshots of ``by_status``: over the window, the
 growth of ``succeeded`` and ``failed`` and of the sum of all statuses (every submitted job
@@ -33,12 +34,15 @@ def fatal(exc: BaseException) -> bool:
 
 
 async def snapshot(api: FleetApi, limit: int = 50, failures: int = 4) -> Snapshot:
-    workers, queues, running, failed = await asyncio.gather(
+    workers, queues, running, queued, failed = await asyncio.gather(
         api.workers(),
         api.queues(),
         api.jobs(status="running", limit=limit),
+        api.jobs(status="queued", limit=limit),
         api.jobs(status="failed", limit=failures),
     )
+    # A job that started between the two reads is in both: it is running.
+    started = {job.get("id") for job in running["jobs"]}
     return {
         "at": time.time(),
         "url": api.url,
@@ -48,6 +52,7 @@ async def snapshot(api: FleetApi, limit: int = 50, failures: int = 4) -> Snapsho
         "slots": queues.get("slots"),
         "by_status": queues.get("by_status"),
         "running": running["jobs"],
+        "queued": [job for job in queued["jobs"] if job.get("id") not in started],
         "failures": failed["jobs"],
     }
 

@@ -117,8 +117,28 @@ def _line(text: Text, width: int) -> Text:
 # -- cells ------------------------------------------------------------------------------------
 
 
-def _short(job: dict[str, Any]) -> str:
-    return str(job.get("id", ""))[:12]
+def _short(job: dict[str, Any]) -> Text:
+    """The id's first 12 characters (any 6 or more work in every command); a queued job's in
+    yellow, so it is told from a running one at any width."""
+    return Text(str(job.get("id", ""))[:12], style="yellow" if _waiting(job) else "")
+
+
+def _waiting(job: dict[str, Any]) -> bool:
+    return job.get("status") == "queued"
+
+
+def _state_bar(job: dict[str, Any]) -> Text:
+    if _waiting(job):
+        return Text("queued", style="yellow")
+    return _bar(_fraction(job))
+
+
+def _time(job: dict[str, Any]) -> Text:
+    """How long it has been running, or (dim) waiting in the queue."""
+    if _waiting(job):
+        created = job.get("created_at")
+        return Text(duration(time.time() - float(created)) if created else "-", style="dim")
+    return Text(duration(job_duration(job)))
 
 
 def _bar(fraction: float | None, width: int = _BAR) -> Text:
@@ -203,10 +223,10 @@ WORKER_COLUMNS = (
 JOB_COLUMNS = (
     Column("", 12, cell=_short),
     Column("CAPABILITY", 12, rank=7, cell=lambda j: str(j.get("capability", "")), least=6),
-    Column("", _BAR, rank=3, cell=lambda j: _bar(_fraction(j))),
+    Column("", _BAR, rank=3, cell=_state_bar),
     Column("DONE", 4, rank=6, cell=_pct, right=True),
     Column("TRY", 3, rank=4, cell=lambda j: str(j.get("attempts", 0)), right=True),
-    Column("RUNNING", 7, rank=5, cell=lambda j: duration(job_duration(j)), right=True),
+    Column("FOR", 7, rank=5, cell=_time, right=True),
     Column("WORKER", 22, rank=1, cell=lambda j: str(j.get("worker") or "-")),
     Column("MESSAGE", 8, rank=2, flex=True, cell=_message),
 )
@@ -313,9 +333,14 @@ class _Section:
     offset: int = 0
 
 
+def _jobs(snap: dict[str, Any]) -> list[dict[str, Any]]:
+    """The jobs section: running, then queued."""
+    return list(snap.get("running") or []) + list(snap.get("queued") or [])
+
+
 def selectable(snap: dict[str, Any]) -> list[dict[str, Any]]:
-    """The jobs the keys move through, in screen order: running, then failed."""
-    return list(snap.get("running") or []) + list(snap.get("failures") or [])
+    """The jobs the keys move through, in screen order: running, queued, then failed."""
+    return _jobs(snap) + list(snap.get("failures") or [])
 
 
 def render(
@@ -331,7 +356,8 @@ def render(
     sections = [
         _Section("queues", SLOT_COLUMNS, _slot_rows(snap)),
         _Section("workers", WORKER_COLUMNS, list(snap.get("workers") or [])),
-        _Section("running jobs", JOB_COLUMNS, list(snap.get("running") or []), True),
+        # Queued jobs (in yellow, "queued" where the bar is) follow the running ones.
+        _Section("jobs" if snap.get("queued") else "running jobs", JOB_COLUMNS, _jobs(snap), True),
         _Section("failed jobs", FAILURE_COLUMNS, list(snap.get("failures") or []), True),
     ]
     top: list[Text] = [_title(snap, width)]

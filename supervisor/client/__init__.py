@@ -19,19 +19,43 @@ Answers are the shared models (:class:`Job`, :class:`Event`, :class:`JobPage`,
 (``pip install mcp-fleet``: httpx and pydantic), none of the server stack.
 """
 
-from shared.models import (
-    CapabilityInfo,
-    Event,
-    Job,
-    JobPage,
-    JobStatus,
-    QueueDepths,
-    WorkerInfo,
-)
-from supervisor.client.blocking import FleetClient
-from supervisor.client.fleet_api import ApiError, FleetApi, Unreachable
-from supervisor.client.typed import AsyncFleetClient
-from supervisor.client.workflows import StepBoard, StepState, Workflow
+import importlib as _importlib
+import typing as _typing
+
+if _typing.TYPE_CHECKING:
+    from shared.models import (
+        CapabilityInfo,
+        Event,
+        Job,
+        JobPage,
+        JobStatus,
+        QueueDepths,
+        WorkerInfo,
+    )
+    from supervisor.client.blocking import FleetClient
+    from supervisor.client.fleet_api import ApiError, FleetApi, Unreachable
+    from supervisor.client.typed import AsyncFleetClient
+    from supervisor.client.workflows import StepBoard, StepState, Workflow
+
+# Each name is imported on first use (PEP 562): the raw layer (ApiError, FleetApi, Unreachable)
+# needs httpx only, so a CLI call that prints the API's dicts does not pay for pydantic.
+_WHERE: dict[str, str] = {
+    "ApiError": "supervisor.client.fleet_api",
+    "AsyncFleetClient": "supervisor.client.typed",
+    "CapabilityInfo": "shared.models",
+    "Event": "shared.models",
+    "FleetApi": "supervisor.client.fleet_api",
+    "FleetClient": "supervisor.client.blocking",
+    "Job": "shared.models",
+    "JobPage": "shared.models",
+    "JobStatus": "shared.models",
+    "QueueDepths": "shared.models",
+    "StepBoard": "supervisor.client.workflows",
+    "StepState": "supervisor.client.workflows",
+    "Unreachable": "supervisor.client.fleet_api",
+    "WorkerInfo": "shared.models",
+    "Workflow": "supervisor.client.workflows",
+}
 
 __all__ = [
     "ApiError",
@@ -50,3 +74,16 @@ __all__ = [
     "WorkerInfo",
     "Workflow",
 ]
+
+
+def __getattr__(name: str) -> _typing.Any:
+    where = _WHERE.get(name)
+    if where is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(_importlib.import_module(where), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

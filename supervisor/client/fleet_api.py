@@ -12,10 +12,10 @@ import time
 from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
-from shared.protocol import HEADER_CORRELATION_ID
 from shared.sse import SSEParser
 
 __all__ = ["ApiError", "FleetApi", "Unreachable"]
@@ -68,6 +68,14 @@ class Unreachable(Exception):
     """No answer from the supervisor (refused, reset, timed out, unknown host)."""
 
 
+def _segment(job_id: str) -> str:
+    """A job id as one path segment: ``a/b`` or ``..`` stays an (unknown) id, never another
+    route of the API; an empty id is the supervisor's own "no such job"."""
+    if not str(job_id).strip():
+        raise ApiError(404, "JOB_NOT_FOUND", f"no job with id {job_id!r}", {"job_id": job_id})
+    return quote(str(job_id), safe="").replace(".", "%2E")
+
+
 def _check(response: httpx.Response) -> Any:
     if response.status_code >= 400:
         raise ApiError.from_response(response)
@@ -115,7 +123,14 @@ class FleetApi:
             response = await self._client.request(method, path, **kw)
         except httpx.TransportError as exc:
             raise Unreachable(self._unreachable(exc)) from exc
-        return _check(response)
+        try:
+            return _check(response)
+        except ValueError as exc:  # a 2xx that is not JSON: something else listens at the URL
+            kind = response.headers.get("content-type", "no content type").split(";")[0]
+            raise Unreachable(
+                f"supervisor unreachable at {self.url}: what answered is not a fleet "
+                f"supervisor ({response.status_code} {kind} to {method} {path})"
+            ) from exc
 
     def _unreachable(self, exc: Exception) -> str:
         reason = str(exc) or type(exc).__name__
@@ -131,6 +146,8 @@ class FleetApi:
         wait: float = 0,
         traceparent: str | None = None,
     ) -> dict[str, Any]:
+        from shared.protocol import HEADER_CORRELATION_ID  # a pydantic module: not for every call
+
         # ``traceparent`` (W3C): the job continues that trace (a delegating tool's span).
         sent = {HEADER_CORRELATION_ID: correlation_id, "traceparent": traceparent}
         headers = {k: v for k, v in sent.items() if v} or None
@@ -145,7 +162,7 @@ class FleetApi:
         params = {"wait": wait} if wait else None
         timeout = httpx.Timeout(30.0, read=wait + 30.0)
         result: dict[str, Any] = await self.request(
-            "GET", f"/v1/jobs/{job_id}", params=params, timeout=timeout
+            "GET", f"/v1/jobs/{_segment(job_id)}", params=params, timeout=timeout
         )
         return result
 
@@ -164,7 +181,7 @@ class FleetApi:
         return result
 
     async def cancel(self, job_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = await self.request("POST", f"/v1/jobs/{job_id}/cancel")
+        result: dict[str, Any] = await self.request("POST", f"/v1/jobs/{_segment(job_id)}/cancel")
         return result
 
     # -- workflows ----------------------------------------------------------------------
@@ -173,6 +190,8 @@ class FleetApi:
         self, spec: dict[str, Any], *, correlation_id: str | None = None, wait: float = 0
     ) -> dict[str, Any]:
         """``POST /v1/workflows``: the workflow's job (a job like any other)."""
+        from shared.protocol import HEADER_CORRELATION_ID  # a pydantic module: not for every call
+
         headers = {HEADER_CORRELATION_ID: correlation_id} if correlation_id else None
         params = {"wait": wait} if wait else None
         timeout = httpx.Timeout(30.0, read=wait + 30.0)
@@ -205,7 +224,8 @@ class FleetApi:
         return list(body["jobs"])
 
     async def redrive(self, job_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = await self.request("POST", f"/v1/dead-letters/{job_id}/redrive")
+        path = f"/v1/dead-letters/{_segment(job_id)}/redrive"
+        result: dict[str, Any] = await self.request("POST", path)
         return result
 
     # -- events -------------------------------------------------------------------------
@@ -231,7 +251,7 @@ class FleetApi:
             try:
                 async with self._client.stream(
                     "GET",
-                    f"/v1/jobs/{job_id}/events",
+                    f"/v1/jobs/{_segment(job_id)}/events",
                     headers={**headers, "Accept": "text/event-stream"},
                     timeout=httpx.Timeout(10.0, read=60.0),
                 ) as response:

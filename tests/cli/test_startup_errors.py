@@ -69,7 +69,7 @@ def busy_port() -> Iterator[int]:
         (SUPERVISOR, "python -m supervisor.server"),
         (FLEET_SUPERVISOR, "fleet supervisor"),
         (WORKER, "python -m workers.echo"),
-        (FLEET_WORKER, "python -m workers.echo"),
+        (FLEET_WORKER, "fleet worker echo"),  # the command typed, not the one it runs
     ],
 )
 def test_a_busy_port_is_one_line_and_exit_3(argv: list[str], prog: str) -> None:
@@ -316,3 +316,30 @@ def test_a_store_that_never_answers_neither_holds_the_start_nor_hangs_readyz() -
             assert "no answer from the store" in ready.json()["store_outage"]["reason"]
         finally:
             stop(proc, grace_s=30)
+
+
+@pytest.mark.parametrize(
+    ("flags", "code", "starts"),
+    [
+        (["--bogus"], ExitCode.USAGE, "fleet worker echo: error: unrecognized arguments: --bogus"),
+        (["--host", "0.0.0.0"], ExitCode.AUTH_CONFIG, "fleet worker echo: refusing to bind"),
+        (["--redis-url", "foo://x"], ExitCode.USAGE, "fleet worker echo: error: argument"),
+    ],
+)
+def test_fleet_worker_names_the_command_typed(
+    flags: list[str], code: ExitCode, starts: str
+) -> None:
+    """What the user typed is what the error names, not ``python -m workers.echo``."""
+    got, err = start([*FLEET_WORKER, "--port", "0", *flags])
+    assert got == code
+    assert one_line(err).startswith(starts), err
+
+
+def test_fleet_worker_help_is_the_workers_own_under_the_name_typed() -> None:
+    done = subprocess.run(
+        [*FLEET_WORKER, "--help"], cwd=ROOT, env=process_env(), capture_output=True, text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: fleet worker echo ")
+    assert "--max-concurrency" in done.stdout and "python -m workers" not in done.stdout

@@ -12,6 +12,7 @@ from shared import ClientSettings
 from supervisor.cli.base import State
 from supervisor.cli.top import Top
 from supervisor.cli.top_data import guarded
+from supervisor.cli.top_view import selectable
 from supervisor.client import FleetApi
 from tests.cli.conftest import CliFleet
 from tests.helpers import wait_until
@@ -122,3 +123,40 @@ async def test_an_unanswered_question_goes_with_its_message(cli_fleet: CliFleet)
 class _NullLive:
     def update(self, *_: object, **__: object) -> None:
         pass
+
+
+async def test_a_queued_job_can_be_selected_watched_and_cancelled(cli_fleet: CliFleet) -> None:
+    """One sleep more than the worker runs at once waits in the queue; top lists it after the
+    running ones, selectable like them."""
+    limit = cli_fleet.http.get("/v1/queues").json()["slots"]["sleep"]["limit"]
+    jobs = [cli_fleet.submit("sleep", SLEEP) for _ in range(limit + 1)]
+    try:
+
+        def waiting_for_a_slot() -> str | None:
+            slots = cli_fleet.http.get("/v1/queues").json()["slots"]["sleep"]
+            if slots["in_flight"] < slots["limit"]:
+                return None  # not all dispatched yet: a queued job now may start next
+            return next((j for j in jobs if cli_fleet.job(j)["status"] == "queued"), None)
+
+        waiting = await wait_until(waiting_for_a_slot, timeout=20, message="a sleep queued")
+        async with FleetApi(cli_fleet.url) as api:
+            top = Top(_state(), api, interval=0.5)
+            await _refresh(top)
+            queued = [j["id"] for j in top.snap["queued"]]
+            assert waiting in queued
+            ids = [j["id"] for j in selectable(top.snap)]
+            assert ids.index(waiting) >= len(top.snap["running"])  # after the running ones
+            for _ in range(len(ids)):
+                if top.view.selected == waiting:
+                    break
+                await top._key("j")
+            assert top.view.selected == waiting
+            assert await top._key("w") == waiting  # watched as `fleet watch ID` would
+            await top._key("c")
+            assert "? y/n" in str(top.view.message)
+            await top._key("y")
+            assert f"cancelled {waiting[:12]}" in str(top.view.message)
+            assert cli_fleet.job(waiting)["status"] == "cancelled"
+    finally:
+        for job_id in jobs:
+            cli_fleet.http.post(f"/v1/jobs/{job_id}/cancel")

@@ -8,9 +8,11 @@ counted by the screen itself, so "nothing is wider than the terminal" is measure
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -22,7 +24,15 @@ import redis
 from shared.serving import free_port
 from tests.cli.terminal import Term
 from tests.helpers import wait_until_sync
-from tests.processes import ROOT, Proc, process_env, start_supervisor, supervisor, worker
+from tests.processes import (
+    ROOT,
+    Proc,
+    process_env,
+    start_supervisor,
+    stop,
+    supervisor,
+    worker,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -302,3 +312,100 @@ def test_top_leaves_the_terminal_as_it_found_it(pty_fleet: PtyFleet, how: str) -
         assert term.left_clean(), (term.modes_after, term.screen.mode)
     finally:
         term.close()
+
+
+def test_top_json_rides_out_a_restart_and_says_so_once_on_stderr(pty_fleet: PtyFleet) -> None:
+    """``fleet --json top`` streams snapshots; a supervisor restart is one "reconnecting" line
+    and one "reconnected" line on stderr, never a non-snapshot line on stdout, never an exit."""
+    import queue
+    import subprocess
+    import threading
+
+    env = process_env(FLEET_URL=pty_fleet.url, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "supervisor", "--json", "top", "--interval", "0.3"],
+        env=env,
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: queue.Queue[tuple[str, str]] = queue.Queue()
+
+    def pump(name: str, stream: object) -> None:
+        for line in stream:  # type: ignore[attr-defined]
+            lines.put((name, line.rstrip("\n")))
+
+    assert proc.stdout is not None and proc.stderr is not None
+    for name, stream in (("out", proc.stdout), ("err", proc.stderr)):
+        threading.Thread(target=pump, args=(name, stream), daemon=True).start()
+    seen: list[tuple[str, str]] = []
+
+    def next_line(want: str, contains: str = "", timeout: float = 60) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            assert left > 0 and proc.poll() is None, (proc.poll(), seen)
+            try:
+                name, line = lines.get(timeout=min(left, 1.0))
+            except queue.Empty:
+                continue
+            seen.append((name, line))
+            if name == want and contains in line:
+                return line
+
+    try:
+        assert "workers" in json.loads(next_line("out"))
+        pty_fleet.supervisor.stop()
+        assert "unreachable" in next_line("err", "reconnecting to ")
+        pty_fleet.restart()
+        next_line("err", "reconnected to ")
+        assert "workers" in json.loads(next_line("out"))
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(20) == 0
+    finally:
+        stop(proc)
+        proc.stdout.close()
+        proc.stderr.close()
+    for name, line in seen:
+        if name == "out":
+            assert "workers" in json.loads(line)  # every stdout line is a snapshot
+    errors = [line for name, line in seen if name == "err"]
+    assert sum("reconnecting" in line for line in errors) <= 2, errors  # per change, not try
+    assert not any("Traceback" in line for line in errors), errors
+
+
+def test_top_lists_a_queued_job_and_cancels_it_with_the_keys(pty_fleet: PtyFleet) -> None:
+    """Every sleep slot busy: the next job waits in the queue, and top shows it (marked
+    "queued") after the running ones, selectable and cancellable with the keys."""
+    limit = pty_fleet.http.get("/v1/queues").json()["slots"]["sleep"]["limit"]
+    mine = [pty_fleet.submit("sleep", SLEEP) for _ in range(limit + 1)]  # one more than fits
+    term = Term(["top", "--interval", "0.5"], pty_fleet.url)
+    try:
+        waiting = wait_until_sync(
+            lambda: (
+                next((j for j in mine if pty_fleet.job(j)["status"] == "queued"), None)
+                if pty_fleet.http.get("/v1/queues").json()["slots"]["sleep"]["in_flight"] >= limit
+                else None
+            ),
+            timeout=30,
+            message="a sleep waiting for a slot",
+        )
+        term.wait_for(waiting[:12])
+        row = _row_of(term.text, waiting) or ""
+        assert "queued" in row, term.text
+        _select(term, waiting)
+        term.send("c")
+        term.wait_for(f"cancel {waiting[:12]}")
+        term.send("y")
+        term.wait_for(f"cancelled {waiting[:12]}")
+        assert pty_fleet.job(waiting)["status"] == "cancelled"
+        term.wait_for(lambda text: _row_of(text, waiting) is None)
+        assert not term.screen.overflows, term.screen.overflows
+        term.send("q")
+        assert term.exit_code() == 0
+    finally:
+        term.close()
+        for job_id in mine:
+            pty_fleet.http.post(f"/v1/jobs/{job_id}/cancel")

@@ -7,6 +7,7 @@ rows, long messages), which a real fleet in a test cannot be cheaply.
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -62,6 +63,7 @@ SNAP: dict[str, Any] = {
     },
     "by_status": {"queued": 12, "running": 30, "succeeded": 100, "failed": 3, "cancelled": 0},
     "running": [_job(i) for i in range(30)],
+    "queued": [_job(200 + i, "queued", started_at=None, progress=None) for i in range(5)],
     "failures": [_job(100 + i, "failed") for i in range(4)],
 }
 
@@ -113,10 +115,23 @@ def test_reconnecting_replaces_the_rates_line_and_says_since_when() -> None:
     assert "attempt 7: unreachable: refused" in lines[1]
 
 
-def test_selectable_jobs_are_running_then_failed() -> None:
+def test_selectable_jobs_are_running_then_queued_then_failed() -> None:
     ids = [j["id"] for j in selectable(SNAP)]
     assert ids[:30] == [j["id"] for j in SNAP["running"]]
-    assert ids[30:] == [j["id"] for j in SNAP["failures"]]
+    assert ids[30:35] == [j["id"] for j in SNAP["queued"]]
+    assert ids[35:] == [j["id"] for j in SNAP["failures"]]
+
+
+def test_a_queued_job_is_listed_after_the_running_ones_and_can_be_selected() -> None:
+    queued = SNAP["queued"][2]
+    snap = {**SNAP, "running": SNAP["running"][:3]}
+    lines = _lines(render(snap, View(selected=queued["id"]), 80, 24, None), 80)
+    chosen = [line for line in lines if line.startswith(">")]
+    assert len(chosen) == 1 and queued["id"][:12] in chosen[0], lines
+    assert "queued" in chosen[0] and "%" not in chosen[0]
+    assert re.search(r"\b\d+m\d\ds\b", chosen[0])  # waiting since created (a minute ago)
+    rows = [line for line in lines if any(j["id"][:12] in line for j in snap["running"])]
+    assert lines.index(rows[-1]) < lines.index(chosen[0])  # after the running ones
 
 
 def test_rates_over_the_window_from_counts() -> None:
