@@ -18,6 +18,21 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from shared.names import (  # re-exported: the wire's names live in a module of their own
+    CAPABILITIES_TOOL,
+    HEADER_CORRELATION_ID,
+    HEADER_IDEMPOTENCY_KEY,
+    HEADER_JOB_ID,
+    META_ATTEMPT,
+    META_CORRELATION_ID,
+    META_IDEMPOTENCY_KEY,
+    META_JOB_ID,
+    META_SUPERVISOR_URL,
+    META_TRACEPARENT,
+    META_TRACESTATE,
+    WORKFLOW_CAPABILITY,
+)
+
 __all__ = [
     "CAPABILITIES_TOOL",
     "HEADER_CORRELATION_ID",
@@ -35,26 +50,6 @@ __all__ = [
     "decode_tool_error",
     "encode_tool_error",
 ]
-
-CAPABILITIES_TOOL = "get_capabilities"
-
-META_CORRELATION_ID = "mcp-fleet/correlation-id"
-META_JOB_ID = "mcp-fleet/job-id"
-META_ATTEMPT = "mcp-fleet/attempt"
-META_IDEMPOTENCY_KEY = "mcp-fleet/idempotency-key"
-META_TRACEPARENT = "traceparent"
-META_TRACESTATE = "tracestate"
-META_SUPERVISOR_URL = "mcp-fleet/supervisor"
-"""The URL of the supervisor that made the call (its ``FLEET_PUBLIC_URL``, else the URL it
-serves on): where a tool delegating work to the fleet submits it."""
-
-WORKFLOW_CAPABILITY = "fleet:workflow"
-"""The capability of a workflow job: run by the supervisor itself, never by a worker (no MCP
-tool name has a colon in it)."""
-
-HEADER_CORRELATION_ID = "X-Correlation-ID"
-HEADER_JOB_ID = "X-Fleet-Job-ID"
-HEADER_IDEMPOTENCY_KEY = "Idempotency-Key"
 
 
 class ToolErrorPayload(BaseModel):

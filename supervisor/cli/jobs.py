@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from shared.protocol import WORKFLOW_CAPABILITY
+from shared.names import WORKFLOW_CAPABILITY
 from supervisor.cli.base import (
     CliError,
     Exit,

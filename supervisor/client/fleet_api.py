@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 import httpx
 
+from shared.names import HEADER_CORRELATION_ID
 from shared.sse import SSEParser
 
 __all__ = ["ApiError", "FleetApi", "Unreachable"]
@@ -146,8 +147,6 @@ class FleetApi:
         wait: float = 0,
         traceparent: str | None = None,
     ) -> dict[str, Any]:
-        from shared.protocol import HEADER_CORRELATION_ID  # a pydantic module: not for every call
-
         # ``traceparent`` (W3C): the job continues that trace (a delegating tool's span).
         sent = {HEADER_CORRELATION_ID: correlation_id, "traceparent": traceparent}
         headers = {k: v for k, v in sent.items() if v} or None
@@ -190,8 +189,6 @@ class FleetApi:
         self, spec: dict[str, Any], *, correlation_id: str | None = None, wait: float = 0
     ) -> dict[str, Any]:
         """``POST /v1/workflows``: the workflow's job (a job like any other)."""
-        from shared.protocol import HEADER_CORRELATION_ID  # a pydantic module: not for every call
-
         headers = {HEADER_CORRELATION_ID: correlation_id} if correlation_id else None
         params = {"wait": wait} if wait else None
         timeout = httpx.Timeout(30.0, read=wait + 30.0)
