@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 os.environ.setdefault("FASTMCP_CHECK_FOR_UPDATES", "off")
 os.environ.setdefault("FASTMCP_SHOW_SERVER_BANNER", "false")
@@ -102,3 +103,22 @@ def cluster_prefix(redis_cluster: str) -> Iterator[str]:
             client.delete(key)
     finally:
         client.close()
+
+
+@pytest.fixture
+def spans() -> Iterator[Any]:
+    """Tracing on, into an in-memory exporter, for one test; the process is untraced again
+    after it (tests that pass trace ids in assert on them as sent)."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.util._once import Once
+
+    from shared import configure_tracing
+
+    exporter = InMemorySpanExporter()
+    configure_tracing("fleet-test", exporter=exporter)
+    yield exporter
+    # OpenTelemetry sets its global provider once per process: put the no-op one back (the
+    # fleet's own tracers follow the global provider: shared.telemetry.tracer).
+    trace._TRACER_PROVIDER_SET_ONCE = Once()  # type: ignore[attr-defined]
+    trace._TRACER_PROVIDER = None  # type: ignore[attr-defined]

@@ -99,3 +99,22 @@ def run_harness(
                     os.killpg(proc.pid, signal.SIGKILL)
             pytest.fail(f"{what} took over {timeout}s")
     return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+
+
+ECHO_ITEMS = ["a", "b", "c", "d", "e"]
+ECHO_FLOW: dict[str, Any] = {
+    "name": "echoes",
+    "input": {"items": ECHO_ITEMS},
+    "steps": {
+        "first": {"capability": "echo", "input": {"value": "$.input.items"}},
+        "each": {
+            "capability": "echo",
+            "map": "$.steps.first.result.value",
+            "concurrency": 2,
+            "input": {"value": "$.item"},
+        },
+        "last": {"capability": "noop", "after": ["each"], "input": {}},
+    },
+    "output": {"echoed": "$.steps.each.results[*].value", "last": "$.steps.last.result"},
+}
+"""A workflow over the echo worker (chain, map, fan-in) the CLI and client tests run."""

@@ -10,7 +10,7 @@ from fastapi import Depends, Header, Path, Request, Response
 from shared import HEADER_CORRELATION_ID, Job
 from supervisor.api.auth import principal_of
 from supervisor.api.limits import CORRELATION_ID_PATTERN, MIN_JOB_ID_PREFIX, is_job_id
-from supervisor.api.submission import resolve_job_id, seen_by
+from supervisor.api.submission import Submitted, resolve_job_id, seen_by
 from supervisor.services import Services
 
 __all__ = ["JobId", "Svc", "correlation_header", "job_response", "visible"]
@@ -74,3 +74,14 @@ def visible(request: Request, job: Job) -> Job:
 def job_response(job: Job, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     # Serialised by pydantic in one step: FastAPI's generic encoder costs more than the job.
     return Response(job.model_dump_json(), status, headers, media_type="application/json")
+
+
+def submitted_response(submitted: Submitted, location: str, *, wait: float) -> Response:
+    """The answer to a submission (a job, a workflow): 202 with its ``Location``; 200 for an
+    idempotent replay (``Idempotent-Replayed: true``) or a job that ended within ``?wait``."""
+    saved = submitted.job
+    headers = {"Location": location}
+    if not submitted.created:
+        headers["Idempotent-Replayed"] = "true"
+    ended = bool(wait) and saved.status.terminal
+    return job_response(saved, 200 if ended or not submitted.created else 202, headers)

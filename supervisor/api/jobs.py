@@ -28,7 +28,7 @@ from shared import (
 )
 from shared.errors import AmbiguousJobId, NoHealthyWorker, RateLimited
 from supervisor.api.auth import JOBS_READ, JOBS_WRITE, audited, principal_of
-from supervisor.api.deps import JobId, Svc, job_response, visible
+from supervisor.api.deps import JobId, Svc, job_response, submitted_response, visible
 from supervisor.api.limits import (
     CURSOR_PATTERN,
     IDEMPOTENCY_KEY_PATTERN,
@@ -103,15 +103,7 @@ async def submit_job(
         wait=wait,
         traceparent=traceparent_of(request),
     )
-    saved = submitted.job
-    status = 202
-    headers = {"Location": f"/v1/jobs/{saved.id}"}
-    if not submitted.created:
-        status = 200
-        headers["Idempotent-Replayed"] = "true"
-    if wait and saved.status.terminal:
-        status = 200
-    return job_response(saved, status, headers)
+    return submitted_response(submitted, f"/v1/jobs/{submitted.job.id}", wait=wait)
 
 
 @router.get(

@@ -23,7 +23,7 @@ from shared import (
 from shared.errors import AmbiguousJobId, InvalidWorkflow, NoHealthyWorker, RateLimited
 from shared.protocol import WORKFLOW_CAPABILITY
 from supervisor.api.auth import JOBS_READ, JOBS_WRITE, principal_of
-from supervisor.api.deps import JobId, Svc, job_response, visible
+from supervisor.api.deps import JobId, Svc, submitted_response, visible
 from supervisor.api.limits import IDEMPOTENCY_KEY_PATTERN, parse_json_body
 from supervisor.api.middleware import correlation_id, traceparent_of
 from supervisor.api.openapi import errors
@@ -104,15 +104,7 @@ async def submit_workflow_route(
         idempotency_key=idempotency_key,
         traceparent=traceparent_of(request),
     )
-    saved = submitted.job
-    status = 202
-    headers = {"Location": f"/v1/workflows/{saved.id}"}
-    if not submitted.created:
-        status = 200
-        headers["Idempotent-Replayed"] = "true"
-    if wait and saved.status.terminal:
-        status = 200
-    return job_response(saved, status, headers)
+    return submitted_response(submitted, f"/v1/workflows/{submitted.job.id}", wait=wait)
 
 
 @router.get(

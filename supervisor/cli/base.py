@@ -386,6 +386,31 @@ def api_error_exit(exc: ApiError) -> Exit:
     return Exit.BAD_INPUT if exc.status in (400, 413, 422) else Exit.API_ERROR
 
 
+def detached(st: State, job_id: str, what: str = "job") -> NoReturn:
+    """Ctrl-C while following a submitted job: say it runs on, and how to get back to it."""
+    st.err.print(
+        f"detached from {what} {job_id}; it keeps running "
+        f"(follow it: fleet watch {job_id}; stop it: fleet cancel {job_id})",
+        markup=False,
+        highlight=False,
+    )
+    raise typer.Exit(int(Exit.INTERRUPTED))
+
+
+def run_submission(
+    st: State, work: Callable[[FleetApi], Awaitable[int]], submitted: dict[str, str], what: str
+) -> NoReturn:
+    """:func:`run_api` for a command that submits then follows: Ctrl-C before the submit is
+    an interruption, after it a detach (the job runs on); exits with ``work``'s code."""
+    try:
+        code = run_api(st, work)
+    except KeyboardInterrupt:
+        if "id" not in submitted:
+            raise typer.Exit(int(Exit.INTERRUPTED)) from None
+        detached(st, submitted["id"], what)
+    raise typer.Exit(int(code))
+
+
 def run_api(st: State, work: Callable[[FleetApi], Awaitable[T]]) -> T:
     """Run ``work`` with an API client; translate every expected failure into an exit code.
 

@@ -17,10 +17,12 @@ from supervisor.cli.base import (
     JsonOpt,
     State,
     app,
+    detached,
     die,
     exit_for_status,
     print_json,
     run_api,
+    run_submission,
     state,
 )
 from supervisor.cli.hints import examples
@@ -114,16 +116,6 @@ def _find(catalog: dict[str, dict[str, Any]], name: str) -> dict[str, Any] | Non
     return found
 
 
-def _detached(st: State, job_id: str) -> None:
-    st.err.print(
-        f"detached from job {job_id}; it keeps running "
-        f"(follow it: fleet watch {job_id}; stop it: fleet cancel {job_id})",
-        markup=False,
-        highlight=False,
-    )
-    raise typer.Exit(int(Exit.INTERRUPTED))
-
-
 @app.command(
     epilog=examples(
         "fleet submit sleep seconds=3 --watch     # typed by the schema: 3 is a number",
@@ -188,13 +180,7 @@ def submit(
             st.err.print(f"submitted {job['id']}", markup=False, highlight=False)
         return await _follow(st, api, job["id"], as_json)
 
-    try:
-        code = run_api(st, go)
-    except KeyboardInterrupt:
-        if "id" not in submitted:
-            raise typer.Exit(int(Exit.INTERRUPTED)) from None
-        _detached(st, submitted["id"])
-    raise typer.Exit(int(code))
+    run_submission(st, go, submitted, "job")
 
 
 @app.command(
@@ -229,7 +215,7 @@ def watch_cmd(
     try:
         code = run_api(st, go)
     except KeyboardInterrupt:
-        _detached(st, job_id)
+        detached(st, job_id)
     raise typer.Exit(int(code))
 
 

@@ -27,6 +27,7 @@ from supervisor.cli.base import (
     exit_for_status,
     print_json,
     run_api,
+    run_submission,
     state,
 )
 from supervisor.cli.hints import examples
@@ -123,16 +124,6 @@ async def follow_workflow(st: State, api: FleetApi, job: dict[str, Any], as_json
     return exit_for_status(str(final.get("status")))
 
 
-def _detached(st: State, job_id: str) -> None:
-    st.err.print(
-        f"detached from workflow {job_id}; it keeps running "
-        f"(follow it: fleet watch {job_id}; stop it: fleet cancel {job_id})",
-        markup=False,
-        highlight=False,
-    )
-    raise typer.Exit(int(Exit.INTERRUPTED))
-
-
 @workflows.command(
     "run",
     epilog=examples(
@@ -196,13 +187,7 @@ def run(
             print_tree(st, await api.workflow(job["id"]))
         return exit_for_status(job.get("status"))
 
-    try:
-        code = run_api(st, go)
-    except KeyboardInterrupt:
-        if "id" not in submitted:
-            raise typer.Exit(int(Exit.INTERRUPTED)) from None
-        _detached(st, submitted["id"])
-    raise typer.Exit(int(code))
+    run_submission(st, go, submitted, "workflow")
 
 
 @workflows.command(

@@ -10,22 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.cli.conftest import CliFleet
-
-ECHO_FLOW: dict[str, Any] = {
-    "name": "echoes",
-    "input": {"items": ["a", "b", "c", "d", "e"]},
-    "steps": {
-        "first": {"capability": "echo", "input": {"value": "$.input.items"}},
-        "each": {
-            "capability": "echo",
-            "map": "$.steps.first.result.value",
-            "concurrency": 2,
-            "input": {"value": "$.item"},
-        },
-        "last": {"capability": "noop", "after": ["each"], "input": {}},
-    },
-    "output": {"echoed": "$.steps.each.results[*].value", "last": "$.steps.last.result"},
-}
+from tests.helpers import ECHO_FLOW
 
 
 def _flow(tmp_path: Path, spec: dict[str, Any] | None = None) -> str:

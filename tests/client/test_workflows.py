@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
@@ -21,7 +20,7 @@ from supervisor.client import (
     StepBoard,
     Workflow,
 )
-from tests.helpers import wait_until_sync
+from tests.helpers import ECHO_FLOW, ECHO_ITEMS, wait_until_sync
 from tests.processes import supervisor, worker
 
 pytestmark = pytest.mark.e2e
@@ -31,22 +30,7 @@ FAST = {
     "FLEET_BACKOFF_INITIAL_S": "0.05",
     "FLEET_BACKOFF_MAX_S": "0.2",
 }
-ITEMS = ["a", "b", "c", "d", "e"]
-SPEC: dict[str, Any] = {
-    "name": "echoes",
-    "input": {"items": ITEMS},
-    "steps": {
-        "first": {"capability": "echo", "input": {"value": "$.input.items"}},
-        "each": {
-            "capability": "echo",
-            "map": "$.steps.first.result.value",
-            "concurrency": 2,
-            "input": {"value": "$.item"},
-        },
-        "last": {"capability": "noop", "after": ["each"], "input": {}},
-    },
-    "output": {"echoed": "$.steps.each.results[*].value", "last": "$.steps.last.result"},
-}
+ITEMS, SPEC = ECHO_ITEMS, ECHO_FLOW
 
 
 def _worker_healthy(url: str) -> bool:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 
 import pytest
-from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from shared import configure_tracing
 from tests.helpers import wait_until
 from tests.supervisor.conftest import Fleet, start_fleet
 
@@ -26,19 +24,6 @@ async def test_metrics_after_jobs(fleet: Fleet) -> None:
     assert "fleet_dispatch_latency_seconds_bucket" in text
     assert 'fleet_queue_depth{capability="noop"} 0.0' in text
     assert "fleet_worker_healthy{" in text and "fleet_worker_breaker_state{" in text
-
-
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    configure_tracing("fleet-test", exporter=exporter)
-    yield exporter
-    # OpenTelemetry sets its global provider once per process; put the no-op one back so
-    # later tests (which assert on trace ids they pass in) see an untraced process again.
-    from opentelemetry.util._once import Once
-
-    trace._TRACER_PROVIDER_SET_ONCE = Once()  # type: ignore[attr-defined]
-    trace._TRACER_PROVIDER = None  # type: ignore[attr-defined]
 
 
 @pytest.fixture

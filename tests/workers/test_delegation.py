@@ -419,21 +419,6 @@ async def test_no_supervisor_is_a_clear_error() -> None:
     assert error.code == "NO_SUPERVISOR" and "FLEET_SUPERVISOR_URL" in error.message
 
 
-@pytest.fixture
-def spans() -> Iterator[Any]:
-    from opentelemetry import trace
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-    from opentelemetry.util._once import Once
-
-    from shared import configure_tracing
-
-    exporter = InMemorySpanExporter()
-    configure_tracing("fleet-test", exporter=exporter)
-    yield exporter
-    trace._TRACER_PROVIDER_SET_ONCE = Once()  # type: ignore[attr-defined]
-    trace._TRACER_PROVIDER = None  # type: ignore[attr-defined]
-
-
 async def test_parent_and_children_are_one_trace(spans: Any) -> None:
     """With tracing on, the child continues the span of the worker's call that submitted it:
     the supervisor's span for the child and the worker's span for the child's call hang
