@@ -207,11 +207,14 @@ async def job_events(
     else:  # both checked: decimal, ≤ MAX_EVENT_SEQ
         start = max(after or 0, int(last_event_id or 0))
 
+    ended_already = job.status.terminal
+    del job, flags  # not kept for the stream's life: a watcher holds only what it sends
+
     async def stream() -> AsyncGenerator[bytes, None]:
         """Each batch of events in one write (a watcher that fell behind catches up in a few
         sends, not one per event); the batch ends early at the run's ``done``. Its end gives
         back the tenant's watcher place (one never started gives it back when collected)."""
-        ended = job.status.terminal
+        ended = ended_already
         try:
             async with contextlib.aclosing(store.follow(job_id, after=start)) as batches:
                 async for events in batches:
