@@ -8,7 +8,6 @@ from decimal import Decimal
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response
-from sse_starlette import EventSourceResponse
 
 from shared import (
     HEADER_IDEMPOTENCY_KEY,
@@ -38,6 +37,7 @@ from supervisor.api.limits import (
 from supervisor.api.middleware import correlation_id, traceparent_of
 from supervisor.api.openapi import SSE_RESPONSE, JobPage, errors
 from supervisor.api.scopes import needs
+from supervisor.api.sse import PING, EventStream, Keepalive
 from supervisor.api.submission import cancel, submit
 from supervisor.api.validation import parse_submit
 from supervisor.services import Services
@@ -171,7 +171,7 @@ async def get_job(
 @router.get(
     "/jobs/{job_id}/events",
     response_model=None,
-    response_class=EventSourceResponse,
+    response_class=EventStream,
     responses={**SSE_RESPONSE, **errors(JobNotFound, AmbiguousJobId, StoreUnavailable)},
     dependencies=[needs(JOBS_READ)],
 )
@@ -191,7 +191,7 @@ async def job_events(
             description="Resume after this event number (what EventSource sends on reconnect).",
         ),
     ] = None,
-) -> EventSourceResponse:
+) -> EventStream:
     """Server-Sent Events: ``status``, ``progress``, ``log``, then ``done`` with the job.
 
     Without a cursor the stream shows the job's latest run (a redriven job starts again at
@@ -215,6 +215,7 @@ async def job_events(
         sends, not one per event); the batch ends early at the run's ``done``. Its end gives
         back the tenant's watcher place (one never started gives it back when collected)."""
         ended = ended_already
+        client = Keepalive(request, svc.settings.sse_keepalive_s)
         try:
             async with contextlib.aclosing(store.follow(job_id, after=start)) as batches:
                 async for events in batches:
@@ -228,25 +229,26 @@ async def job_events(
                             yield b"".join(frames)
                             return
                     if frames:
+                        client.sent()
                         yield b"".join(frames)
+                        if await client.gone(idle=False):
+                            return
                     # An ended job's `done` is in its log with the status: nothing after the cursor
                     # means the reader resumed past it, and nothing more will come.
-                    elif ended or await request.is_disconnected():
+                    elif ended or await client.gone(idle=True):
                         return
+                    elif client.ping_due():
+                        yield PING
         finally:
             release()
 
     body = stream()
     release = request.app.state.watchers.take(principal_of(request), body)
-    return EventSourceResponse(
-        body,
-        ping=svc.settings.sse_keepalive_s,
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-    )
+    return EventStream(body, headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
 def _frame(event: Event) -> bytes:
-    """One event as its SSE frame, as sse-starlette frames it (JSON has no line breaks); the
+    """One event as its SSE frame (id, event, data; the JSON has no line breaks); the
     JSON is made once per event for all its watchers."""
     return f"id: {event.seq}\r\nevent: {event.type}\r\ndata: {event.wire()}\r\n\r\n".encode()
 

@@ -125,7 +125,7 @@ class State:
 
 EXTRAS: dict[str, tuple[str, ...]] = {
     "supervisor": ("fastapi", "uvicorn", "redis", "burner_redis", "fastmcp", "structlog",
-                   "aiohttp", "sse_starlette", "prometheus_client", "opentelemetry.sdk"),
+                   "aiohttp", "prometheus_client", "opentelemetry.sdk"),
     "worker": ("fastmcp", "uvicorn", "redis", "structlog", "jsonschema", "opentelemetry.sdk"),
 }  # fmt: skip
 """Per package extra, modules it brings; a command that needs an extra checks they are there."""
