@@ -139,15 +139,6 @@ async def list_jobs(
     return Response(page.model_dump_json(), media_type="application/json")
 
 
-async def _wait_terminal(
-    svc: Services, job_id: str, seconds: float, known: Job | None = None
-) -> Job:
-    """The job once it ends, or as it is when time is up."""
-    if known is not None and known.status.terminal:
-        return known
-    return await svc.store.wait_ended(job_id, seconds)
-
-
 @router.get(
     "/jobs/{job_id}",
     response_model=Job,
@@ -161,10 +152,10 @@ async def get_job(
     wait: Annotated[float, Query(ge=0, le=MAX_WAIT_S)] = 0,
 ) -> Response:
     """The job; with ``?wait=S``, long-poll until it ends or S seconds pass."""
-    job = visible(request, await svc.store.get(job_id))
-    if wait:
-        job = await _wait_terminal(svc, job_id, wait, known=job)
-    job.children = await svc.store.children(job_id) or None
+    job = visible(request, await svc.store.get_with_children(job_id))
+    if wait and not job.status.terminal:  # children may come while it runs: read them again
+        job = await svc.store.wait_ended(job_id, wait)
+        job.children = await svc.store.children(job_id) or None
     return job_response(job)
 
 

@@ -121,7 +121,7 @@ async def get_workflow(
 ) -> Response:
     """The workflow's job and each step's state (status, children done and failed, their
     job ids, the error); with ``?wait=S``, long-poll until it ends or S seconds pass."""
-    job = visible(request, await svc.store.get(job_id))
+    job = visible(request, await svc.store.get_with_children(job_id))
     if job.capability != WORKFLOW_CAPABILITY:
         raise JobNotFound(
             f"job {job_id} is not a workflow: read it at /v1/jobs/{job_id}",
@@ -129,7 +129,7 @@ async def get_workflow(
         )
     if wait and not job.status.terminal:
         job = await svc.store.wait_ended(job_id, wait)
-    job.children = await svc.store.children(job_id) or None
+        job.children = await svc.store.children(job_id) or None
     states = await read_steps(svc, job_id)
     view = WorkflowView.model_validate({"job": job, "steps": steps_view(job.input, states)})
     return Response(view.model_dump_json(), media_type="application/json")

@@ -101,6 +101,20 @@ class JobRecords(StoreBase):
         """The ids of the job's children, in submit order."""
         return [text(v) for v in await self._call("lrange", self.keys.children(job_id), 0, -1)]
 
+    async def get_with_children(self, job_id: str) -> Job:
+        """The job with its ``children`` (None: it has none), in one round trip: what
+        ``GET /v1/jobs/{id}`` answers."""
+        k = self.keys
+
+        def fill(pipe: Any) -> None:
+            pipe.hgetall(k.job(job_id))
+            pipe.lrange(k.children(job_id), 0, -1)
+
+        raw, kids = await self._run_pipeline(fill)
+        job = job_and_flags(job_id, raw)[0]
+        job.children = [text(v) for v in kids] or None
+        return job
+
     async def get_with_flags(self, job_id: str) -> tuple[Job, dict[str, str]]:
         """The job and its internal fields (``cancel``, ``fence``, ``run_start``) in one read."""
         return job_and_flags(job_id, await self._call("hgetall", self.keys.job(job_id)))

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from shared import IdempotencyConflict, Job, JobNotFound, JobStatus, Keys, now
+from shared.errors import DelegationLimit
 from supervisor.store import AdmissionFull, Fenced, Store, open_store
 from supervisor.store.codec import text
 
@@ -62,6 +63,24 @@ async def test_submit_get_roundtrip(store: Store) -> None:
     events = await store.events(job.id)
     assert [(e.seq, e.type, e.data) for e in events] == [(1, "status", {"status": "queued"})]
     assert events[0].correlation_id == job.correlation_id
+
+
+async def test_children_are_listed_and_limited(store: Store) -> None:
+    parent = make_job()
+    await store.submit(parent, fingerprint="p", queue_limit=10)
+    kids = [make_job(parent_id=parent.id, depth=1) for _ in range(2)]
+    for kid in kids:
+        await store.submit(kid, fingerprint="k", queue_limit=10, max_children=2)
+    with pytest.raises(DelegationLimit):
+        await store.submit(
+            make_job(parent_id=parent.id), fingerprint="k", queue_limit=10, max_children=2
+        )
+    assert await store.children(parent.id) == [k.id for k in kids]
+    got = await store.get_with_children(parent.id)
+    assert got.children == [k.id for k in kids] and got.id == parent.id
+    assert (await store.get_with_children(kids[0].id)).children is None
+    with pytest.raises(JobNotFound):
+        await store.get_with_children("nope")
 
 
 async def test_unknown_job(store: Store) -> None:
