@@ -80,6 +80,7 @@ class JobStore(Protocol):
         fence: int | None = None,
         dead_letter: bool = False,
         ack: str | None = None,
+        ledger: Job | None = None,
         **fields: Any,
     ) -> int | None: ...
 
@@ -173,13 +174,7 @@ class EventLog(Protocol):
     def cancel_messages(self) -> AsyncIterator[str]: ...
 
 
-class UsageLedger(Protocol):
-    async def record_usage(self, job: Job, at: float) -> None:
-        """Add an ended job's usage to its day's sums."""
-        ...
-
-
-class DispatchStore(JobStore, DispatchQueue, EventLog, UsageLedger, Protocol):
+class DispatchStore(JobStore, DispatchQueue, EventLog, Protocol):
     """Everything the dispatcher needs of the store."""
 
 

@@ -65,12 +65,8 @@ class Outcomes:
         if seq is None:
             return  # someone else ended it first (a cancel of a queued job)
         self._count_finished(job, status, error)
-        if job.usage is not None:
+        if job.usage is not None:  # the ledger took it with the outcome, in the same step
             self.metrics.count_usage(job)
-            try:  # accounting is best effort: the outcome is written already
-                await self.store.record_usage(job, job.finished_at)
-            except Exception as exc:  # never the job's business: logged, and it ends as it is
-                log.warning("job.usage_not_recorded", job_id=job.id, error=str(exc))
 
     async def _until_stored(self, job_id: str, write: Callable[[], Awaitable[T]]) -> T:
         """An outcome is written even across a store outage: the result is in hand, and
@@ -114,6 +110,7 @@ class Outcomes:
             fence=held.fence,
             dead_letter=status is JobStatus.FAILED,
             ack=None if held.lost else held.entry_id,
+            ledger=job,
         )
         held.acked = seq is not None
         return seq

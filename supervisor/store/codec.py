@@ -14,6 +14,8 @@ RAW = {"status", "capability", "correlation_id", "cancel"}
 # Internal fields of the job hash handed out beside the job (not part of the Job model).
 FLAGS = {"cancel", "fence", "run_start"}
 JOB_FIELDS = tuple(f for f in Job.model_fields if f != "children")
+USAGE_FIGURES = ("jobs", "attempts", "worker_us", "bytes_in", "bytes_out")
+"""The usage ledger's figures per (tenant, capability), in the order TRANSITION takes them."""
 
 
 def text(value: Any) -> str:

@@ -22,7 +22,7 @@ import math
 from typing import Any
 
 from shared.keys import STATUS_ORDER
-from supervisor.store.codec import text
+from supervisor.store.codec import USAGE_FIGURES, text
 
 
 class EmbeddedScripts:
@@ -117,12 +117,12 @@ class EmbeddedScripts:
         cur = text(raw)
         if a[0] and cur not in a[0].split(","):
             return -1
-        fields = dict(zip(a[9::2], a[10::2], strict=True))
+        fields = dict(zip(a[16::2], a[17::2], strict=True))
         new = fields.get("status", cur)
         if fields:
             await r.hset(job, mapping=fields)
         if cur != new:
-            await self._reindex(job, keys[5:], cur, new)
+            await self._reindex(job, keys[5:10], cur, new)
         if cur != new and "queued" in (cur, new):
             await self._count_queued(job, queued, -1 if cur == "queued" else 1)
         corr = text(await r.hget(job, "correlation_id") or b"")
@@ -138,6 +138,10 @@ class EmbeddedScripts:
         if a[8]:
             await r.xack(queue, "dispatchers", a[8])
             await r.xdel(queue, a[8])
+        if a[9]:
+            for figure, amount in zip(USAGE_FIGURES, a[11:16], strict=True):
+                await r.hincrby(keys[10], a[10] + figure, int(amount))
+            await r.expire(keys[10], int(a[9]))
         ttl = int(a[4])
         if ttl > 0:
             await r.expire(job, ttl)

@@ -12,6 +12,7 @@ from shared.errors import DelegationLimit
 from supervisor.store.base import StoreBase
 from supervisor.store.codec import encode_fields, job_and_flags, job_fields, text
 from supervisor.store.errors import AdmissionFull, check_fence
+from supervisor.store.usage import usage_args
 
 
 class JobRecords(StoreBase):
@@ -137,20 +138,27 @@ class JobRecords(StoreBase):
         fence: int | None = None,
         dead_letter: bool = False,
         ack: str | None = None,
+        ledger: Job | None = None,
         **fields: Any,
     ) -> int | None:
         """Set ``fields`` if the job's status is in ``allowed`` (any when empty), append an
         event, and on ``finish`` give the record and its log their retention TTL. ``ack``: a
-        dispatch entry to acknowledge in the same step, once the write is made.
+        dispatch entry to acknowledge in the same step, once the write is made; ``usage``: the
+        ended job whose ``usage`` the ledger adds up, in the same step (none when refused).
 
         Returns the event's sequence number (0 when no event), None when refused by status.
         Raises :class:`Fenced` when ``fence`` is not the job's current lease token.
         """
         k = self.keys
         payload = json.dumps(data or {}, separators=(",", ":"), default=str)
+        keys = [k.job(job_id), k.events(job_id), k.queued, k.dead, k.queue, *k.status_indexes()]
+        figures = ["", "", "", "", "", "", ""]
+        if ledger is not None and ledger.usage is not None:
+            day, figures = usage_args(k, ledger)
+            keys.append(day)
         out = await self._script(
             "TRANSITION",
-            [k.job(job_id), k.events(job_id), k.queued, k.dead, k.queue, *k.status_indexes()],
+            keys,
             job_id=job_id,
             ends=finish,
             ended=done if finish else None,
@@ -164,6 +172,7 @@ class JobRecords(StoreBase):
                 "" if fence is None else str(fence),
                 "1" if dead_letter else "",
                 ack or "",
+                *figures,
                 *encode_fields(fields),
             ],
         )

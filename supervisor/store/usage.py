@@ -1,7 +1,7 @@
 """The usage ledger: what ended jobs cost, summed per UTC day, tenant and capability.
 
-Each ended job that reached a worker adds its figures to the day's hash (one pipelined round
-trip after its outcome is written): ``jobs``, ``attempts``, ``worker_us``, ``bytes_in`` and
+Each ended job that reached a worker adds its figures to the day's hash, in the same atomic
+step that writes its outcome (:func:`usage_args`, taken by ``transition(usage=...)``): ``jobs``, ``attempts``, ``worker_us``, ``bytes_in`` and
 ``bytes_out`` under ``{tenant}|{capability}|{figure}`` (``-`` for no tenant). Tenant names
 and capabilities hold no ``|``. A day's hash lives :data:`RETENTION_DAYS`. Sums are read by
 day, so ``since`` counts from the start of its UTC day.
@@ -12,15 +12,15 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from shared import Job
+from shared import Job, Keys
 from supervisor.store.base import StoreBase
-from supervisor.store.codec import text
+from supervisor.store.codec import USAGE_FIGURES, text
 
-__all__ = ["FIGURES", "RETENTION_DAYS", "UsageLedger"]
+__all__ = ["FIGURES", "RETENTION_DAYS", "UsageLedger", "usage_args"]
 
 RETENTION_DAYS = 400
 MAX_DAYS = RETENTION_DAYS
-FIGURES = ("jobs", "attempts", "worker_us", "bytes_in", "bytes_out")
+FIGURES = USAGE_FIGURES
 NO_TENANT = "-"
 
 
@@ -28,24 +28,21 @@ def day_of(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y%m%d")
 
 
+def usage_args(keys: Keys, job: Job) -> tuple[str, list[str]]:
+    """The day hash an ended job's usage goes to, and TRANSITION's usage arguments: the hash's
+    TTL, the field prefix ``{tenant}|{capability}|`` and one integer per figure (exact sums)."""
+    assert job.usage is not None and job.finished_at is not None
+    u = job.usage
+    amounts = (1, job.attempts, round(u.worker_s * 1e6), u.bytes_in, u.bytes_out)
+    base = f"{job.tenant or NO_TENANT}|{job.capability}|"
+    return keys.usage(day_of(job.finished_at)), [
+        str(RETENTION_DAYS * 86_400),
+        base,
+        *map(str, amounts),
+    ]
+
+
 class UsageLedger(StoreBase):
-    async def record_usage(self, job: Job, at: float) -> None:
-        """Add an ended job's usage (``job.usage``) to its day's sums."""
-        if job.usage is None:
-            return
-        key = self.keys.usage(day_of(at))
-        base = f"{job.tenant or NO_TENANT}|{job.capability}|"
-        u = job.usage
-
-        def fill(pipe: Any) -> None:
-            pipe.hincrby(key, base + "jobs", 1)
-            pipe.hincrby(key, base + "attempts", job.attempts)
-            pipe.hincrby(key, base + "worker_us", round(u.worker_s * 1e6))  # integers: exact
-            pipe.hincrby(key, base + "bytes_in", u.bytes_in)
-            pipe.hincrby(key, base + "bytes_out", u.bytes_out)
-            pipe.expire(key, RETENTION_DAYS * 86_400)
-
-        await self._run_pipeline(fill)
 
     async def usage_since(
         self, since: float, until: float, tenant: str | None = None

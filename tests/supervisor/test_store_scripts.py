@@ -66,12 +66,15 @@ def transition(
     ttl: str = "0",
     dead: str = "",
     ack: str = "",
+    usage: bool = False,
 ) -> tuple[str, list[str], list[str]]:
+    """``usage``: the ledger's figures for tenant t1 and capability echo go with it."""
     done = '{"done":true}' if ttl != "0" else ""
     event = "status" if "status" in pairs[::2] else ""  # no event when the status stays
-    args = [allowed, event, '{"s":1}', T, ttl, done, fence, dead, ack, *pairs]
+    ledger = ["600", "t1|echo|", "1", "2", "3500", "40", "7"] if usage else [""] * 7
+    args = [allowed, event, '{"s":1}', T, ttl, done, fence, dead, ack, *ledger, *pairs]
     keys = [k.job(job_id), k.events(job_id), k.queued, k.dead, k.queue, *k.status_indexes()]
-    return "TRANSITION", keys, args
+    return "TRANSITION", keys + ([k.usage("20260101")] if usage else []), args
 
 
 def append(
@@ -122,9 +125,18 @@ async def every_outcome(run: Run, client: Any, k: Keys) -> list[Any]:
     [(_, deliveries)] = await client.xreadgroup(DISPATCH_GROUP, "c", {k.queue: ">"}, count=10)
     entry_a = answer("", deliveries[0][0])  # a's delivery, to be acknowledged by the redrive
     assert text_map(deliveries[0][1]) == {"job": "a"}
-    dead_end = transition(k, "a", "running", "2", "status", "failed", ttl="120", dead="1")
-    await check(dead_end, 8)  # its event and its done; dead-lettered
+    stale = transition(k, "a", "running", "1", "status", "failed", ttl="120", usage=True)
+    await check(stale, -2)  # refused: nothing counted
+    assert not await client.exists(k.usage("20260101"))
+    dead_end = transition(
+        k, "a", "running", "2", "status", "failed", ttl="120", dead="1", usage=True
+    )
+    await check(dead_end, 8)  # its event and its done; dead-lettered; its usage counted
     assert 0 < await client.ttl(k.job("a")) <= 120 and await client.zrange(k.dead, 0, -1)
+    ledger = text_map(await client.hgetall(k.usage("20260101")))
+    assert ledger == {"t1|echo|jobs": "1", "t1|echo|attempts": "2", "t1|echo|worker_us": "3500",
+                      "t1|echo|bytes_in": "40", "t1|echo|bytes_out": "7"}  # fmt: skip
+    assert 0 < await client.ttl(k.usage("20260101")) <= 600
     await check(append(k, "a", "2"), -1)  # nothing after done
     await check(requeue(k, "a", "failed", "1"), -2)
     await check(requeue(k, "a", "succeeded", "2"), -1)
