@@ -36,7 +36,6 @@ __all__ = [
     "JobStore",
     "QueueEntry",
     "Registrations",
-    "UsageLedger",
     "WorkerCaller",
     "WorkerDirectory",
     "WorkerView",

@@ -1,10 +1,11 @@
 """The usage ledger: what ended jobs cost, summed per UTC day, tenant and capability.
 
-Each ended job that reached a worker adds its figures to the day's hash, in the same atomic
-step that writes its outcome (:func:`usage_args`, taken by ``transition(usage=...)``): ``jobs``, ``attempts``, ``worker_us``, ``bytes_in`` and
-``bytes_out`` under ``{tenant}|{capability}|{figure}`` (``-`` for no tenant). Tenant names
-and capabilities hold no ``|``. A day's hash lives :data:`RETENTION_DAYS`. Sums are read by
-day, so ``since`` counts from the start of its UTC day.
+Each ended job that reached a worker adds its figures to the day's hash in the atomic step that
+writes its outcome (:func:`usage_args`, taken by ``transition(ledger=job)``): ``jobs``,
+``attempts``, ``worker_us``, ``bytes_in`` and ``bytes_out`` under
+``{tenant}|{capability}|{figure}`` (``-`` for no tenant). Tenant names and capabilities hold
+no ``|``. A day's hash lives :data:`RETENTION_DAYS`. Sums are read by day, so ``since``
+counts from the start of its UTC day.
 """
 
 from __future__ import annotations
@@ -43,7 +44,6 @@ def usage_args(keys: Keys, job: Job) -> tuple[str, list[str]]:
 
 
 class UsageLedger(StoreBase):
-
     async def usage_since(
         self, since: float, until: float, tenant: str | None = None
     ) -> list[dict[str, Any]]:
