@@ -82,6 +82,9 @@ class StoreBase:
             raise ValueError("the scripts' Python twins run on the embedded engine only")
         self._twins = EmbeddedScripts(client) if twins else None
         self._scripts: dict[str, Any] = {} if twins else lua.register(client)
+        self._waking: dict[str, Any] = {}
+        if not twins and isinstance(client, aioredis.Redis):  # a cluster keeps its two trips
+            self._waking = lua.register(client, wake=True)
 
     @property
     def client(self) -> Any:
@@ -158,29 +161,25 @@ class StoreBase:
     async def _script_and_wake(
         self, name: str, keys: list[str], args: list[str], job_id: str, ends: bool
     ) -> Any:
-        """EVALSHA and PUBLISH in one pipelined round trip. Sent as plain commands: redis-py's
-        pipelined ``Script`` asks ``SCRIPT EXISTS`` before every execution (a second command
-        per write, measured at ~40 % of the Redis supervisor's CPU). A ``NOSCRIPT`` answer (a
-        flushed or restarted Redis) means the script did not run: load it and send again."""
-        script = self._scripts[name]
-        if isinstance(self._r, RedisCluster):  # no PUBLISH in a cluster pipeline: two trips
-            out = await script(keys=keys, args=args)
-            await self._r.publish(
-                self.keys.changed_channel, changed_message(job_id, ends, self.consumer)
-            )
+        """The script and the wake-up of other replicas' watchers in one command: its
+        :func:`~supervisor.store.lua.waking` form publishes on the ``changed`` channel itself.
+        Sent as a plain EVALSHA: redis-py's ``Script`` asks ``SCRIPT EXISTS`` before every
+        pipelined execution. A ``NOSCRIPT`` answer (a flushed or restarted Redis) means the
+        script did not run: load it and send again."""
+        message = changed_message(job_id, ends, self.consumer)
+        if not self._waking:  # a cluster: no PUBLISH in its scripts, so two trips
+            out = await self._scripts[name](keys=keys, args=args)
+            await self._r.publish(self.keys.changed_channel, message)
             return out
+        script = self._waking[name]
         for attempt in (1, 2):
-            async with self._r.pipeline(transaction=False) as pipe:
-                pipe.evalsha(script.sha, len(keys), *keys, *args)
-                pipe.publish(
-                    self.keys.changed_channel, changed_message(job_id, ends, self.consumer)
+            try:
+                return await self._r.evalsha(
+                    script.sha, len(keys), *keys, *args, self.keys.changed_channel, message
                 )
-                try:
-                    out, _ = await pipe.execute()
-                    return out
-                except NoScriptError:
-                    if attempt == 2:
-                        raise
+            except NoScriptError:
+                if attempt == 2:
+                    raise
             await self._r.script_load(script.script)
         raise AssertionError("unreachable")
 
