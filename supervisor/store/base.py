@@ -183,6 +183,39 @@ class StoreBase:
             await self._r.script_load(script.script)
         raise AssertionError("unreachable")
 
+    async def _scripts_pipelined(
+        self, name: str, calls: list[tuple[list[str], list[str]]]
+    ) -> list[Any]:
+        """One script run once per ``(keys, args)`` in one pipelined round trip (Redis only):
+        each run's answer. Runs that found the script gone (a flushed Redis) are sent again
+        after loading it; the others ran once."""
+        script = self._scripts[name]
+        out: list[Any] = [None] * len(calls)
+        todo = list(range(len(calls)))
+        first = True
+        try:
+            while todo:
+                async with self._r.pipeline(transaction=False) as pipe:
+                    for i in todo:
+                        keys, args = calls[i]
+                        pipe.evalsha(script.sha, len(keys), *keys, *args)
+                    answers = await pipe.execute(raise_on_error=False)
+                missing = []
+                for i, answer in zip(todo, answers, strict=True):
+                    if isinstance(answer, NoScriptError) and first:
+                        missing.append(i)  # the first try only: a second NOSCRIPT raises
+                    elif isinstance(answer, Exception):
+                        raise answer
+                    else:
+                        out[i] = answer
+                if missing:
+                    await self._r.script_load(script.script)
+                todo, first = missing, False
+        except (RedisError, OSError) as exc:
+            raise self._failed(exc) from exc
+        self._answered()
+        return out
+
     async def _read_events(self, job_id: str, after: int, count: int) -> list[Event]:
         raise NotImplementedError  # the event log's (supervisor.store.events)
 
