@@ -117,3 +117,19 @@ def test_instance_id_is_stable_per_url() -> None:
     assert a == instance_id("data", "http://w1:8701/mcp")
     assert a != instance_id("data", "http://w2:8701/mcp")
     assert a.startswith("data-") and len(a) == len("data-") + 10
+
+
+def test_worker_process_runs_on_uvloop_as_uvicorn_runs_the_supervisor() -> None:
+    """A worker's event loop is uvloop's when it is installed (the worker extra brings it):
+    the bare FastMCP server the bench compares the kit with runs on it through uvicorn."""
+    import asyncio
+
+    import uvloop
+
+    from workers.kit.cli import _runner
+
+    async def loop_type() -> type:
+        return type(asyncio.get_running_loop())
+
+    with _runner() as runner:
+        assert issubclass(runner.run(loop_type()), uvloop.Loop)

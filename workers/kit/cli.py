@@ -79,7 +79,18 @@ def _start(build: Callable[[WorkerSettings], Worker], settings: WorkerSettings) 
     logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
     worker = build(settings)
     configure_tracing(worker.name)
-    asyncio.run(_run(worker, sock))
+    with _runner() as runner:
+        runner.run(_run(worker, sock))
+
+
+def _runner() -> asyncio.Runner:
+    """On uvloop when it is installed (the worker extra brings it), as uvicorn runs the
+    supervisor: the event loop is a good part of a no-op call's CPU."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - platforms without uvloop (Windows)
+        return asyncio.Runner()
+    return asyncio.Runner(loop_factory=uvloop.new_event_loop)
 
 
 async def _run(worker: Worker, sock: socket.socket) -> None:
