@@ -6,11 +6,13 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import redis
 
 from shared.serving import free_port
 from tests.helpers import wait_until_sync
@@ -104,3 +106,31 @@ def supervisor(**env: str) -> Iterator[Proc]:
         yield proc.wait_healthy()
     finally:
         proc.stop()
+
+
+@contextmanager
+def own_redis(port: int) -> Iterator[subprocess.Popen[bytes]]:
+    """A redis-server of the test's own on ``port`` (the shared one is not ours to stop,
+    flush or restart), answering when the block starts; killed at its end."""
+    with tempfile.TemporaryDirectory(prefix="fleet-redis-") as workdir:
+        argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+        proc = subprocess.Popen(
+            [*argv, "--appendonly", "no", "--dir", workdir],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis(port=port, socket_connect_timeout=0.5)
+
+        def up() -> bool:
+            try:
+                return bool(client.ping())
+            except redis.RedisError:
+                return False
+
+        try:
+            wait_until_sync(up, timeout=20, message="redis-server to answer")
+            yield proc
+        finally:
+            client.close()
+            proc.kill()
+            proc.wait(10)

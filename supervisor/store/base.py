@@ -11,12 +11,13 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import ClusterDownError, NoScriptError, RedisClusterException, RedisError
+from redis.exceptions import ClusterDownError, RedisClusterException, RedisError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared import Event, Job, Keys, StoreUnavailable
 from supervisor.store import lua
+from supervisor.store.batch import ScriptBatch, evalsha_many
 from supervisor.store.embedded import EmbeddedScripts
 from supervisor.store.health import StoreHealth
 from supervisor.store.signals import Signals
@@ -83,8 +84,10 @@ class StoreBase:
         self._twins = EmbeddedScripts(client) if twins else None
         self._scripts: dict[str, Any] = {} if twins else lua.register(client)
         self._waking: dict[str, Any] = {}
+        self._batch: ScriptBatch | None = None
         if not twins and isinstance(client, aioredis.Redis):  # a cluster keeps its two trips
             self._waking = lua.register(client, wake=True)
+            self._batch = ScriptBatch(client)
 
     @property
     def client(self) -> Any:
@@ -163,54 +166,25 @@ class StoreBase:
     ) -> Any:
         """The script and the wake-up of other replicas' watchers in one command: its
         :func:`~supervisor.store.lua.waking` form publishes on the ``changed`` channel itself.
-        Sent as a plain EVALSHA: redis-py's ``Script`` asks ``SCRIPT EXISTS`` before every
-        pipelined execution. A ``NOSCRIPT`` answer (a flushed or restarted Redis) means the
-        script did not run: load it and send again."""
+        Sent with the other writes of this turn of the event loop (:mod:`.batch`), as plain
+        EVALSHAs: redis-py's ``Script`` asks ``SCRIPT EXISTS`` before every pipelined
+        execution."""
         message = changed_message(job_id, ends, self.consumer)
-        if not self._waking:  # a cluster: no PUBLISH in its scripts, so two trips
+        if self._batch is None:  # a cluster: no PUBLISH in its scripts, so two trips
             out = await self._scripts[name](keys=keys, args=args)
             await self._r.publish(self.keys.changed_channel, message)
             return out
-        script = self._waking[name]
-        for attempt in (1, 2):
-            try:
-                return await self._r.evalsha(
-                    script.sha, len(keys), *keys, *args, self.keys.changed_channel, message
-                )
-            except NoScriptError:
-                if attempt == 2:
-                    raise
-            await self._r.script_load(script.script)
-        raise AssertionError("unreachable")
+        extra = [self.keys.changed_channel, message]
+        return await self._batch.run(self._waking[name], keys, [*args, *extra])
 
     async def _scripts_pipelined(
         self, name: str, calls: list[tuple[list[str], list[str]]]
     ) -> list[Any]:
         """One script run once per ``(keys, args)`` in one pipelined round trip (Redis only):
-        each run's answer. Runs that found the script gone (a flushed Redis) are sent again
-        after loading it; the others ran once."""
+        each run's answer or exception (:func:`~supervisor.store.batch.evalsha_many`)."""
         script = self._scripts[name]
-        out: list[Any] = [None] * len(calls)
-        todo = list(range(len(calls)))
-        first = True
         try:
-            while todo:
-                async with self._r.pipeline(transaction=False) as pipe:
-                    for i in todo:
-                        keys, args = calls[i]
-                        pipe.evalsha(script.sha, len(keys), *keys, *args)
-                    answers = await pipe.execute(raise_on_error=False)
-                missing = []
-                for i, answer in zip(todo, answers, strict=True):
-                    if isinstance(answer, NoScriptError) and first:
-                        missing.append(i)  # the first try only: a second NOSCRIPT raises
-                    elif isinstance(answer, Exception):
-                        raise answer
-                    else:
-                        out[i] = answer
-                if missing:
-                    await self._r.script_load(script.script)
-                todo, first = missing, False
+            out = await evalsha_many(self._r, [(script, keys, args) for keys, args in calls])
         except (RedisError, OSError) as exc:
             raise self._failed(exc) from exc
         self._answered()

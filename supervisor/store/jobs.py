@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from shared import IdempotencyConflict, Job, JobNotFound, JobStatus, now
 from shared.errors import DelegationLimit
@@ -207,6 +208,8 @@ class JobRecords(StoreBase):
             raws = await self._scripts_pipelined("ACQUIRE", calls)
         out: list[Acquired | Exception] = []
         for (_, job_id), raw in zip(deliveries, raws, strict=True):
+            if isinstance(raw, RedisError):  # that script's own error (not the connection's)
+                raise self._failed(raw) from raw
             try:
                 out.append(_acquired(job_id, raw))
             except (JobNotFound, Fenced) as exc:

@@ -13,7 +13,6 @@ import json
 import socket
 import subprocess
 import sys
-import tempfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, closing, contextmanager
 from pathlib import Path
@@ -25,7 +24,7 @@ from starlette.applications import Starlette
 from shared.serving import free_port, loopback_socket, serving
 from shared.startup import ExitCode, StartupError
 from tests.helpers import wait_until_sync
-from tests.processes import process_env, stop
+from tests.processes import own_redis, process_env, stop
 
 ROOT = Path(__file__).resolve().parents[2]
 SUPERVISOR = [sys.executable, "-m", "supervisor.server"]
@@ -148,22 +147,6 @@ def test_help_lists_the_exit_codes() -> None:
         flat = " ".join(out.split())
         assert "Exit codes: 0 stopped cleanly" in flat
         assert "3 cannot bind (port in use" in flat and "4 bad token settings" in flat
-
-
-@contextmanager
-def own_redis(port: int) -> Iterator[None]:
-    """A redis-server of this test's own on ``port`` (the shared one is not ours to stop)."""
-    with tempfile.TemporaryDirectory(prefix="fleet-redis-") as workdir:
-        proc = subprocess.Popen(
-            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", workdir],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        try:
-            yield
-        finally:
-            proc.kill()
-            proc.wait(10)
 
 
 def _events(path: Path) -> list[dict[str, object]]:

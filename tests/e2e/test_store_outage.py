@@ -7,10 +7,7 @@ ours to kill); the supervisor uses the same Redis. While it is down, every submi
 
 from __future__ import annotations
 
-import subprocess
-import tempfile
-from collections.abc import Iterator
-from contextlib import AsyncExitStack, contextmanager
+from contextlib import AsyncExitStack
 
 import httpx
 import pytest
@@ -20,38 +17,12 @@ from shared import JobStatus, Keys, SupervisorSettings
 from shared.serving import free_port
 from supervisor.app import create_app
 from supervisor.store import open_store
-from tests.helpers import wait_until, wait_until_sync
-from tests.processes import worker
+from tests.helpers import wait_until
+from tests.processes import own_redis, worker
 from tests.servers import serve_asgi
 from tests.supervisor.test_store_contract import make_job
 
 pytestmark = pytest.mark.e2e
-
-
-@contextmanager
-def own_redis(port: int) -> Iterator[subprocess.Popen[bytes]]:
-    with tempfile.TemporaryDirectory(prefix="fleet-redis-") as workdir:
-        argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
-        proc = subprocess.Popen(
-            [*argv, "--appendonly", "no", "--dir", workdir],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis(port=port, socket_connect_timeout=0.5)
-
-        def up() -> bool:
-            try:
-                return bool(client.ping())
-            except redis.RedisError:
-                return False
-
-        try:
-            wait_until_sync(up, timeout=20, message="redis-server to answer")
-            yield proc
-        finally:
-            client.close()
-            proc.kill()
-            proc.wait(10)
 
 
 async def test_submissions_get_503_during_an_outage_and_flow_after() -> None:
