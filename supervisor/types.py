@@ -89,12 +89,6 @@ class JobStore(Protocol):
         """A new fence token, the job and its flags; raises ``Fenced`` for a stale delivery."""
         ...
 
-    async def acquire_many(
-        self, deliveries: list[QueueEntry]
-    ) -> list[tuple[int, Job, dict[str, str]] | Exception]:
-        """:meth:`acquire` for fresh deliveries at once: each a lease or its exception."""
-        ...
-
 
 class DispatchQueue(Protocol):
     """Deliveries of queued jobs to supervisors, with leases that lapse and are reclaimed."""

@@ -100,17 +100,8 @@ class Dispatcher:
                 with contextlib.suppress(StoreUnavailable):
                     await self.store.ensure_group()
                 continue
-            await self._start(entries)
-
-    async def _start(self, entries: list[tuple[str, str]]) -> None:
-        """Run fresh deliveries. Several at once take their leases in one round trip (each
-        job's task would take one); if that fails, each task tries its own."""
-        leases: list[Any] = [None] * len(entries)
-        if len(entries) > 1:
-            with contextlib.suppress(StoreUnavailable):
-                leases = await self.store.acquire_many(entries)
-        for (entry_id, job_id), lease in zip(entries, leases, strict=True):
-            self._spawn(entry_id, job_id, acquired=lease)
+            for entry_id, job_id in entries:  # their leases go to the store together
+                self._spawn(entry_id, job_id)  # (supervisor.store.batch)
 
     def _free_slots(self) -> int:
         waiting = sum(1 for h in self.held.values() if h.waiting)
@@ -167,20 +158,18 @@ class Dispatcher:
             held.cancel_requested = True
             held.task.cancel()
 
-    def _spawn(
-        self, entry_id: str, job_id: str, *, reclaimed: bool = False, acquired: Any = None
-    ) -> None:
+    def _spawn(self, entry_id: str, job_id: str, *, reclaimed: bool = False) -> None:
         held = Held(entry_id, reclaimed=reclaimed)
         self.held[job_id] = held
         self.metrics.in_flight.set(len(self.held))
-        task = asyncio.create_task(self._run_job(job_id, held, acquired), name=f"job-{job_id}")
+        task = asyncio.create_task(self._run_job(job_id, held), name=f"job-{job_id}")
         held.task = task
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _run_job(self, job_id: str, held: Held, acquired: Any = None) -> None:
+    async def _run_job(self, job_id: str, held: Held) -> None:
         try:
-            await self.runner.handle(job_id, held, acquired)
+            await self.runner.handle(job_id, held)
         finally:
             self.held.pop(job_id, None)
             self.metrics.in_flight.set(len(self.held))
@@ -190,7 +179,8 @@ class Dispatcher:
         """Take everything queued now and wait for it to end (tests, benchmarks)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            await self._start(await self.store.take(self.settings.concurrency, block_ms=10))
+            for entry_id, job_id in await self.store.take(self.settings.concurrency, block_ms=10):
+                self._spawn(entry_id, job_id)
             if not self._tasks:
                 return
             await asyncio.wait(set(self._tasks), timeout=max(0.0, deadline - time.monotonic()))

@@ -74,25 +74,15 @@ class Runner:
         self.outcomes = outcomes
         self.policy = policy
 
-    async def handle(
-        self,
-        job_id: str,
-        held: Held,
-        acquired: tuple[int, Job, dict[str, str]] | Exception | None = None,
-    ) -> None:
+    async def handle(self, job_id: str, held: Held) -> None:
         """Every way this can end has an outcome: the job ends, goes back to the queue, or
-        (shutdown, store outage, a lost lease) is left pending for a reclaim. ``acquired``:
-        the lease the intake took already (``store.acquire_many``), or why it could not."""
+        (shutdown, store outage, a lost lease) is left pending for a reclaim."""
         done = False
         job: Job | None = None
         try:
-            if isinstance(acquired, Exception):
-                raise acquired
-            if acquired is None:
-                acquired = await self.store.acquire(
-                    job_id, entry=held.entry_id, reclaimed=held.reclaimed
-                )
-            held.fence, job, flags = acquired
+            held.fence, job, flags = await self.store.acquire(
+                job_id, entry=held.entry_id, reclaimed=held.reclaimed
+            )
             with bind(job_id=job.id, correlation_id=job.correlation_id, capability=job.capability):
                 if job.status.terminal:
                     done = True

@@ -17,7 +17,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared import Event, Job, Keys, StoreUnavailable
 from supervisor.store import lua
-from supervisor.store.batch import ScriptBatch, evalsha_many
+from supervisor.store.batch import ScriptBatch
 from supervisor.store.embedded import EmbeddedScripts
 from supervisor.store.health import StoreHealth
 from supervisor.store.signals import Signals
@@ -149,6 +149,8 @@ class StoreBase:
         try:
             if self._twins is not None:
                 out = await self._twins.run(name, keys, args)
+            elif self._batch is not None and job_id is None:  # no one to wake: a lease
+                out = await self._batch.run(self._scripts[name], keys, args)
             elif job_id is None or self.embedded:  # the engine has no other replicas to wake
                 out = await self._scripts[name](keys=keys, args=args)
             else:  # script and wake-up in one round trip
@@ -176,19 +178,6 @@ class StoreBase:
             return out
         extra = [self.keys.changed_channel, message]
         return await self._batch.run(self._waking[name], keys, [*args, *extra])
-
-    async def _scripts_pipelined(
-        self, name: str, calls: list[tuple[list[str], list[str]]]
-    ) -> list[Any]:
-        """One script run once per ``(keys, args)`` in one pipelined round trip (Redis only):
-        each run's answer or exception (:func:`~supervisor.store.batch.evalsha_many`)."""
-        script = self._scripts[name]
-        try:
-            out = await evalsha_many(self._r, [(script, keys, args) for keys, args in calls])
-        except (RedisError, OSError) as exc:
-            raise self._failed(exc) from exc
-        self._answered()
-        return out
 
     async def _read_events(self, job_id: str, after: int, count: int) -> list[Event]:
         raise NotImplementedError  # the event log's (supervisor.store.events)

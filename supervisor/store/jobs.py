@@ -7,15 +7,11 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
-
-from shared import IdempotencyConflict, Job, JobNotFound, JobStatus, now
+from shared import IdempotencyConflict, Job, JobStatus, now
 from shared.errors import DelegationLimit
 from supervisor.store.base import StoreBase
 from supervisor.store.codec import encode_fields, job_and_flags, job_fields, text
-from supervisor.store.errors import AdmissionFull, Fenced, check_fence
-from supervisor.store.queue import QueueEntry
+from supervisor.store.errors import AdmissionFull, check_fence
 from supervisor.store.usage import usage_args
 
 
@@ -195,26 +191,6 @@ class JobRecords(StoreBase):
         """
         args = [entry or "", "1" if reclaimed else ""]
         return _acquired(job_id, await self._script("ACQUIRE", [self.keys.job(job_id)], args))
-
-    async def acquire_many(self, deliveries: list[QueueEntry]) -> list[Acquired | Exception]:
-        """:meth:`acquire` for each fresh delivery ``(entry id, job id)`` the intake took at
-        once, in one round trip on Redis (a pipeline of ACQUIREs) instead of one each: per
-        delivery its lease, job and flags, or the exception :meth:`acquire` raises for it
-        (:class:`JobNotFound`, :class:`Fenced`)."""
-        calls = [([self.keys.job(j)], [e, ""]) for e, j in deliveries]
-        if self.embedded or not isinstance(self._r, aioredis.Redis):  # engine, cluster
-            raws: list[Any] = [await self._script("ACQUIRE", k, a) for k, a in calls]
-        else:
-            raws = await self._scripts_pipelined("ACQUIRE", calls)
-        out: list[Acquired | Exception] = []
-        for (_, job_id), raw in zip(deliveries, raws, strict=True):
-            if isinstance(raw, RedisError):  # that script's own error (not the connection's)
-                raise self._failed(raw) from raw
-            try:
-                out.append(_acquired(job_id, raw))
-            except (JobNotFound, Fenced) as exc:
-                out.append(exc)
-        return out
 
 
 Acquired = tuple[int, Job, dict[str, str]]

@@ -7,6 +7,7 @@ ours to kill); the supervisor uses the same Redis. While it is down, every submi
 
 from __future__ import annotations
 
+import asyncio
 from contextlib import AsyncExitStack
 
 import httpx
@@ -101,12 +102,11 @@ async def test_scripts_run_by_evalsha_alone_and_reload_after_a_flush() -> None:
             assert stats["cmdstat_script|load"]["calls"] >= 1  # loaded again, once each
             await store.append(job.id, "progress", {"n": 1}, fence=fence)
             assert "cmdstat_script|exists" not in admin.info("commandstats")
-            # The intake's batch of leases (one pipeline) after a flush: each taken once.
+            # Leases taken together (one pipeline) after a flush: each taken once.
             more = [make_job() for _ in range(2)]
             for other in more:
                 await store.submit(other, fingerprint="f", queue_limit=10)
-            taken = [t for t in await store.take(10, block_ms=100) if t[1] != job.id]
             admin.script_flush()
-            leases = await store.acquire_many(taken)
+            leases = await asyncio.gather(*(store.acquire(o.id) for o in more))
             assert [(fence, j.id) for fence, j, _ in leases] == [(1, o.id) for o in more]
         admin.close()
