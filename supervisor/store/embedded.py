@@ -117,7 +117,7 @@ class EmbeddedScripts:
         cur = text(raw)
         if a[0] and cur not in a[0].split(","):
             return -1
-        fields = dict(zip(a[16::2], a[17::2], strict=True))
+        fields = dict(zip(a[10::2], a[11::2], strict=True))
         new = fields.get("status", cur)
         if fields:
             await r.hset(job, mapping=fields)
@@ -139,9 +139,10 @@ class EmbeddedScripts:
             await r.xack(queue, "dispatchers", a[8])
             await r.xdel(queue, a[8])
         if a[9]:
-            for figure, amount in zip(USAGE_FIGURES, a[11:16], strict=True):
-                await r.hincrby(keys[10], a[10] + figure, int(amount))
-            await r.expire(keys[10], int(a[9]))
+            ttl_s, *amounts, base = a[9].split(" ", 6)
+            for figure, amount in zip(USAGE_FIGURES, amounts, strict=True):
+                await r.hincrby(keys[10], base + figure, int(amount))
+            await r.expire(keys[10], int(ttl_s))
         ttl = int(a[4])
         if ttl > 0:
             await r.expire(job, ttl)

@@ -152,7 +152,7 @@ class JobRecords(StoreBase):
         k = self.keys
         payload = json.dumps(data or {}, separators=(",", ":"), default=str)
         keys = [k.job(job_id), k.events(job_id), k.queued, k.dead, k.queue, *k.status_indexes()]
-        figures = ["", "", "", "", "", "", ""]
+        figures = ""
         if ledger is not None and ledger.usage is not None:
             day, figures = usage_args(k, ledger)
             keys.append(day)
@@ -172,7 +172,7 @@ class JobRecords(StoreBase):
                 "" if fence is None else str(fence),
                 "1" if dead_letter else "",
                 ack or "",
-                *figures,
+                figures,
                 *encode_fields(fields),
             ],
         )

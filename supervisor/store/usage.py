@@ -11,6 +11,7 @@ counts from the start of its UTC day.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from typing import Any
 
 from shared import Job, Keys
@@ -26,21 +27,26 @@ NO_TENANT = "-"
 
 
 def day_of(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y%m%d")
+    return _day(int(ts // 86_400))
 
 
-def usage_args(keys: Keys, job: Job) -> tuple[str, list[str]]:
-    """The day hash an ended job's usage goes to, and TRANSITION's usage arguments: the hash's
-    TTL, the field prefix ``{tenant}|{capability}|`` and one integer per figure (exact sums)."""
+@functools.lru_cache(maxsize=8)
+def _day(days: int) -> str:
+    """The UTC date of a day number (days since the epoch): one strftime per day, not per job."""
+    return dt.datetime.fromtimestamp(days * 86_400, dt.UTC).strftime("%Y%m%d")
+
+
+def usage_args(keys: Keys, job: Job) -> tuple[str, str]:
+    """The day hash an ended job's usage goes to, and TRANSITION's usage argument: the hash's
+    TTL, one integer per figure (exact sums) and the field prefix ``{tenant}|{capability}|``,
+    separated by spaces (the prefix last: whatever it holds, it is the rest)."""
     assert job.usage is not None and job.finished_at is not None
     u = job.usage
     amounts = (1, job.attempts, round(u.worker_s * 1e6), u.bytes_in, u.bytes_out)
     base = f"{job.tenant or NO_TENANT}|{job.capability}|"
-    return keys.usage(day_of(job.finished_at)), [
-        str(RETENTION_DAYS * 86_400),
-        base,
-        *map(str, amounts),
-    ]
+    return keys.usage(day_of(job.finished_at)), " ".join(
+        [str(RETENTION_DAYS * 86_400), *map(str, amounts), base]
+    )
 
 
 class UsageLedger(StoreBase):

@@ -71,8 +71,8 @@ def transition(
     """``usage``: the ledger's figures for tenant t1 and capability echo go with it."""
     done = '{"done":true}' if ttl != "0" else ""
     event = "status" if "status" in pairs[::2] else ""  # no event when the status stays
-    ledger = ["600", "t1|echo|", "1", "2", "3500", "40", "7"] if usage else [""] * 7
-    args = [allowed, event, '{"s":1}', T, ttl, done, fence, dead, ack, *ledger, *pairs]
+    ledger = "600 1 2 3500 40 7 t1 x|echo|" if usage else ""  # a prefix with a space in it
+    args = [allowed, event, '{"s":1}', T, ttl, done, fence, dead, ack, ledger, *pairs]
     keys = [k.job(job_id), k.events(job_id), k.queued, k.dead, k.queue, *k.status_indexes()]
     return "TRANSITION", keys + ([k.usage("20260101")] if usage else []), args
 
@@ -134,8 +134,9 @@ async def every_outcome(run: Run, client: Any, k: Keys) -> list[Any]:
     await check(dead_end, 8)  # its event and its done; dead-lettered; its usage counted
     assert 0 < await client.ttl(k.job("a")) <= 120 and await client.zrange(k.dead, 0, -1)
     ledger = text_map(await client.hgetall(k.usage("20260101")))
-    assert ledger == {"t1|echo|jobs": "1", "t1|echo|attempts": "2", "t1|echo|worker_us": "3500",
-                      "t1|echo|bytes_in": "40", "t1|echo|bytes_out": "7"}  # fmt: skip
+    assert ledger == {"t1 x|echo|jobs": "1", "t1 x|echo|attempts": "2",
+                      "t1 x|echo|worker_us": "3500", "t1 x|echo|bytes_in": "40",
+                      "t1 x|echo|bytes_out": "7"}  # fmt: skip
     assert 0 < await client.ttl(k.usage("20260101")) <= 600
     await check(append(k, "a", "2"), -1)  # nothing after done
     await check(requeue(k, "a", "failed", "1"), -2)

@@ -3,13 +3,14 @@
 -- KEYS: job, events, queued, dead, queue, then the status indexes jobs:queued, jobs:running,
 --       jobs:succeeded, jobs:failed, jobs:cancelled
 --       [, the usage ledger's day hash when ARGV[10] is set]
--- ARGV: allowed_csv, event_type, event_data, ts, ttl, done_data, fence, dead, ack,
---       usage_ttl, usage_base, jobs, attempts, worker_us, bytes_in, bytes_out, pairs...
+-- ARGV: allowed_csv, event_type, event_data, ts, ttl, done_data, fence, dead, ack, usage,
+--       pairs...
 -- ttl: 0 keep, >0 expire after, -1 persist. fence: '' for no check. dead: '1' dead-letters.
 -- ack: a dispatch entry id to acknowledge and drop once written (the finishing write of a
 -- held job: its outcome and the end of its delivery in one step), '' for none.
--- usage_ttl: '' for none, else the ended job's figures are added to KEYS[11] under
--- usage_base .. figure (the usage ledger, supervisor/store/usage.py) in the same step.
+-- usage: '' for none, else "ttl jobs attempts worker_us bytes_in bytes_out base": the ended
+-- job's figures are added to KEYS[11] under base .. figure (the usage ledger,
+-- supervisor/store/usage.py) in the same step.
 local cur = redis.call('hget', KEYS[1], 'status')
 if not cur then return -1 end
 if ARGV[7] ~= '' and redis.call('hget', KEYS[1], 'fence') ~= ARGV[7] then return -2 end
@@ -21,7 +22,7 @@ if ARGV[1] ~= '' then
   if not ok then return -1 end
 end
 local new = cur
-for i = 17, #ARGV, 2 do
+for i = 11, #ARGV, 2 do
   redis.call('hset', KEYS[1], ARGV[i], ARGV[i + 1])
   if ARGV[i] == 'status' then new = ARGV[i + 1] end
 end
@@ -58,11 +59,12 @@ if ARGV[9] ~= '' then
   redis.call('xdel', KEYS[5], ARGV[9])
 end
 if ARGV[10] ~= '' then
+  local u = {string.match(ARGV[10], '^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (.*)$')}
   local figures = {'jobs', 'attempts', 'worker_us', 'bytes_in', 'bytes_out'}
   for i, figure in ipairs(figures) do
-    redis.call('hincrby', KEYS[11], ARGV[11] .. figure, ARGV[11 + i])
+    redis.call('hincrby', KEYS[11], u[7] .. figure, u[i + 1])
   end
-  redis.call('expire', KEYS[11], ARGV[10])
+  redis.call('expire', KEYS[11], u[1])
 end
 local ttl = tonumber(ARGV[5])
 if ttl > 0 then
