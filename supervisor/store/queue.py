@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from collections.abc import Iterable
 from typing import Any
@@ -32,6 +34,9 @@ class DispatchQueue(StoreBase):
         self._answered()
 
     async def take(self, count: int, block_ms: int) -> list[QueueEntry]:
+        """Up to ``count`` new deliveries, waiting up to ``block_ms`` for the first."""
+        if self.embedded:
+            return await self._take_here(count, block_ms)
         reply = await self._call(
             "xreadgroup",
             DISPATCH_GROUP,
@@ -40,10 +45,22 @@ class DispatchQueue(StoreBase):
             count=count,
             block=min(block_ms, MAX_BLOCK_MS),
         )
-        if not reply:
-            return []
-        entries = reply[0][1] if isinstance(reply, list) else next(iter(reply.values()))[0]
-        return [(text(eid), text(f[b"job"] if b"job" in f else f["job"])) for eid, f in entries]
+        return _entries(reply)
+
+    async def _take_here(self, count: int, block_ms: int) -> list[QueueEntry]:
+        """The engine's take: every write that queues a job is in this process, and says so."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + min(block_ms, MAX_BLOCK_MS) / 1000
+        while True:
+            self._queue_grew.clear()  # before the read: a write after it sets it again
+            reply = await self._call(
+                "xreadgroup", DISPATCH_GROUP, self.consumer, {self.keys.queue: ">"}, count=count
+            )
+            left = deadline - loop.time()
+            if reply or left <= 0:
+                return _entries(reply)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._queue_grew.wait(), left)
 
     async def reclaim(self, min_idle_ms: int, count: int = 100) -> list[QueueEntry]:
         """Deliveries whose holder stopped renewing its lease, now ours."""
@@ -128,3 +145,10 @@ class DispatchQueue(StoreBase):
         )
         result = check_fence(int(out), job_id)
         return None if result < 0 else result
+
+
+def _entries(reply: Any) -> list[QueueEntry]:
+    if not reply:
+        return []
+    entries = reply[0][1] if isinstance(reply, list) else next(iter(reply.values()))[0]
+    return [(text(eid), text(f[b"job"] if b"job" in f else f["job"])) for eid, f in entries]

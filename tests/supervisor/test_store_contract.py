@@ -15,7 +15,7 @@ import pytest
 
 from shared import IdempotencyConflict, Job, JobNotFound, JobStatus, Keys, now
 from shared.errors import DelegationLimit
-from supervisor.store import AdmissionFull, Fenced, Store, open_store
+from supervisor.store import MAX_BLOCK_MS, AdmissionFull, Fenced, Store, open_store
 from supervisor.store.codec import text
 
 
@@ -189,6 +189,20 @@ async def test_dispatch_take_ack_and_reclaim(store: Store) -> None:
     assert [j for _, j in reclaimed] == [job.id]
     await other.ack(reclaimed[0][0])
     assert await other.reclaim(min_idle_ms=0) == []
+
+
+async def test_a_waiting_take_wakes_for_a_submit(store: Store) -> None:
+    """A take blocked on an empty queue returns the job submitted meanwhile (the engine's
+    takers are woken by the write itself), not at the end of its wait."""
+    await store.ensure_group()
+    taking = asyncio.ensure_future(store.take(10, block_ms=60_000))
+    await asyncio.sleep(0)  # the take is waiting
+    job = make_job()
+    await store.submit(job, fingerprint="x", queue_limit=10)
+    # Well inside the 2 s one read waits at most (MAX_BLOCK_MS): a take nobody woke would
+    # see the job only at the end of that read.
+    taken = await asyncio.wait_for(taking, timeout=MAX_BLOCK_MS / 1000 * 0.75)
+    assert [j for _, j in taken] == [job.id]
 
 
 async def test_leases_taken_together_answer_as_each_alone(store: Store) -> None:
