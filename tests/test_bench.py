@@ -115,3 +115,22 @@ def test_every_target_has_a_verdict(report: dict[str, Any]) -> None:
             assert target["reason"].startswith("unavailable: "), target
         else:
             assert _number(target["value"]), target
+
+
+def test_markdown_holds_every_row_of_the_run(report: dict[str, Any]) -> None:
+    """What the README's speed section is made from: every system, progress row and target
+    of the run, in a Markdown table, with the run's date and commit."""
+    from bench.speed.markdown import markdown
+
+    text = markdown(report)
+    assert report["commit"] in text and report["date"] in text
+    lines = text.splitlines()
+    for row in report["systems"]:
+        assert any(line.startswith(f"| {row['label']} |") for line in lines), row["label"]
+    for target in report["targets"]:
+        assert any(
+            line.startswith(f"| {target['name']} |") and f"**{target['verdict']}**" in line
+            for line in lines
+        ), target["name"]
+    progress = [line for line in lines if line.startswith("| `") and "://` |" in line]
+    assert len(progress) >= len(report["progress"]) + len(report["curve"])
