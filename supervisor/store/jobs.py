@@ -38,7 +38,9 @@ class JobRecords(StoreBase):
         k = self.keys
         key = job.idempotency_key
         idem = k.idempotency(key, job.tenant) if key else k.idempotency("-")
-        fields = job_fields(job)
+        # A new record leaves its empty fields out (absent reads as None; a transition writes
+        # a field it clears): half the hash of a queued job, in Redis and in memory://.
+        fields = {name: v for name, v in job_fields(job).items() if v is not None}
         fields["fingerprint"] = fingerprint
         event = json.dumps({"status": job.status.value})
         out = await self._script(
