@@ -248,8 +248,11 @@ async def job_events(
 
 def _frame(event: Event) -> bytes:
     """One event as its SSE frame (id, event, data; the JSON has no line breaks), made once
-    per event for all its watchers (see :meth:`~supervisor.store.tails.Batch.encoded`)."""
-    return f"id: {event.seq}\r\nevent: {event.type}\r\ndata: {event.wire()}\r\n\r\n".encode()
+    per event for all its watchers (see :meth:`~supervisor.store.tails.Batch.encoded`), so
+    its JSON is made here rather than kept by ``Event.wire()``: reading that cache back
+    (a pydantic private attribute) costs more than the JSON itself."""
+    data = event.model_dump_json()
+    return f"id: {event.seq}\r\nevent: {event.type}\r\ndata: {data}\r\n\r\n".encode()
 
 
 @router.post(

@@ -45,7 +45,11 @@ class EventLog(StoreBase):
         **fields: Any,
     ) -> int:
         """Append ``events`` (type, data) in order, and set ``fields``, in one atomic step.
-        Returns the last one's seq; -1 and :class:`Fenced` as :meth:`append`."""
+        Returns the last one's seq; -1 and :class:`Fenced` as :meth:`append`.
+
+        A job watched here gets the events handed to its tail as the write returns
+        (:meth:`~supervisor.store.tails.Tail.offer`): the same events a read would give
+        (the data as stored, read back from its JSON), without the read."""
         k = self.keys
         ts = str(now())
         flat: list[str] = []
@@ -58,7 +62,20 @@ class EventLog(StoreBase):
             args=["" if fence is None else str(fence), str(len(events)), *flat,
                   *encode_fields(fields)],
         )  # fmt: skip
-        return check_fence(int(out), job_id)
+        last = check_fence(int(out), job_id)
+        if last > 0 and events and (tail := self._tails.get(job_id)) is not None:
+            first = last - len(events) + 1
+            corr, at = tail.corr, float(ts)
+
+            def make(seq: int) -> list[Event]:
+                return [
+                    Event(seq=first + i, type=flat[3 * i], job_id=job_id,  # type: ignore[arg-type]
+                          correlation_id=corr or "", ts=at, data=json.loads(flat[3 * i + 1]))
+                    for i in range(seq - first, len(events))
+                ]  # fmt: skip
+
+            tail.offer(first, last, make)
+        return last
 
     async def events(
         self, job_id: str, *, after: int = 0, block_ms: int | None = None, count: int = 500
@@ -98,6 +115,8 @@ class EventLog(StoreBase):
         if first:
             after = first[-1].seq
         tail = self._tails.join(job_id, after, recheck_s)
+        if first and tail.corr is None:
+            tail.corr = first[-1].correlation_id
         try:
             yield first
             while True:

@@ -8,6 +8,13 @@ one job cost one store read per batch of events, not a hundred. The window is a 
 batch itself, the same object as every other watcher, so whatever is made of it (its SSE
 frames, :meth:`Batch.encoded`) is made once for all of them. A watcher behind the window (one
 resuming from an old ``Last-Event-ID``) reads the store itself until it has caught up.
+
+Events this process appends reach its tails without a read: the writer hands them over
+(:meth:`Tail.offer`) as its write returns, which spares the watchers a read's round trip and
+the pump's wake-up on the way. The pump still reads for every other write (a status, another
+replica's events), and it knows from the job's count of wake-ups
+(:meth:`~supervisor.store.signals.Signals.count`) when its wake-up was only for events it was
+handed already: then it reads nothing.
 """
 
 from __future__ import annotations
@@ -92,6 +99,10 @@ class Tail:
         self._task: asyncio.Task[None] | None = None
         self._waiting: asyncio.Event | None = None
         self.closed = False
+        self.corr: str | None = None
+        """The job's correlation id, once seen in an event (every event of a job has it)."""
+        self.whole_at = -1
+        """The tail holds every event of the writes woken up to this count (see the module)."""
 
     @property
     def events(self) -> list[Event]:
@@ -109,6 +120,21 @@ class Tail:
         if after != (self.ends[i - 1] if i else self.start):  # within the batch: its tail
             first = Batch(event for event in first if event.seq > after)
         return Batch.joined([first, *self.batches[i + 1 :]])
+
+    def offer(self, first: int, last: int, make: Callable[[int], list[Event]]) -> bool:
+        """The events ``first``..``last`` (seqs) were just written by this process, whose
+        wake-up for them was the job's latest: ``make(seq)`` builds those from ``seq`` on.
+        Taken when they continue the window (else the pump reads them); True if taken."""
+        if self.closed or self.error is not None or self.corr is None:
+            return False
+        if first > self.last + 1 or last <= self.last:
+            return False
+        count = self._signals.count(self.job_id)
+        whole = self.whole_at == count - 1  # and this write's wake-up is the one since
+        self._publish(make(self.last + 1))
+        if whole:
+            self.whole_at = count
+        return True
 
     def changed(self) -> asyncio.Event:
         """Set at the pump's next batch (or failure); take it before looking at the window."""
@@ -128,6 +154,7 @@ class Tail:
             self._waiting.set()  # a spurious wake-up for anyone else on it: they re-read
 
     def _publish(self, events: list[Event]) -> None:
+        self.corr = events[-1].correlation_id
         batch = Batch(events)
         self.batches.append(batch)
         self.ends.append(events[-1].seq)
@@ -147,28 +174,50 @@ class Tail:
         changed.set()
 
     async def _pump(self, recheck_s: float) -> None:
-        while not self.closed:
-            signal = self._signals.acquire(self.job_id)  # before the read: no write slips by
-            try:
+        self._signals.track(self.job_id)
+        woken = False
+        try:
+            while not self.closed:
+                signal = self._signals.acquire(self.job_id)  # before the read: no write slips
                 try:
-                    events = await self._read(self.job_id, self.last, BATCH)
-                except StoreUnavailable as exc:
-                    self.error = exc
-                    self._wake()
-                    return
-                if events:
-                    self._publish(events)
-                if len(events) == BATCH:
-                    continue  # more waiting; else the signal, set by any write since the read
-                if self.closed:
-                    return
-                self._waiting = signal
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(recheck_s):
-                        await signal.wait()
-            finally:
-                self._waiting = None
-                self._signals.release(self.job_id, signal)
+                    count = self._signals.count(self.job_id)
+                    if woken and count == self.whole_at:
+                        events: list[Event] = []  # woken for events handed over: no read
+                    else:
+                        try:
+                            events = await self._read(self.job_id, self.last, BATCH)
+                        except StoreUnavailable as exc:
+                            self.error = exc
+                            self._wake()
+                            return
+                        if len(events) == BATCH:
+                            self._take(events)
+                            continue  # more waiting
+                        self._take(events)
+                        # everything written before the read began is in the window now
+                        self.whole_at = max(self.whole_at, count)
+                    if self.closed:
+                        return
+                    # else the signal, set by any write since the read
+                    self._waiting = signal
+                    woken = False
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(recheck_s):
+                            await signal.wait()
+                            woken = True
+                finally:
+                    self._waiting = None
+                    self._signals.release(self.job_id, signal)
+        finally:
+            self._signals.untrack(self.job_id)
+
+    def _take(self, events: list[Event]) -> None:
+        """Publish what a read found past :attr:`last` (some may have been handed over while
+        it was in flight)."""
+        if events and events[0].seq <= self.last:
+            events = [event for event in events if event.seq > self.last]
+        if events:
+            self._publish(events)
 
 
 class Tails:
@@ -179,6 +228,9 @@ class Tails:
         self._signals = signals
         self._tails: dict[str, Tail] = {}
         self._pumps: set[asyncio.Task[None]] = set()
+
+    def get(self, job_id: str) -> Tail | None:
+        return self._tails.get(job_id)
 
     def join(self, job_id: str, after: int, recheck_s: float) -> Tail:
         tail = self._tails.get(job_id)
