@@ -165,8 +165,9 @@ class Tail:
             while self.size > WINDOW // 2 and drop < len(self.batches) - 1:
                 self.size -= len(self.batches[drop])
                 drop += 1
-            self.start = self.ends[drop - 1]
-            del self.batches[:drop], self.ends[:drop]
+            if drop:
+                self.start = self.ends[drop - 1]
+                del self.batches[:drop], self.ends[:drop]
         self._wake()
 
     def _wake(self) -> None:

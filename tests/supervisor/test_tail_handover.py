@@ -11,6 +11,7 @@ import pytest
 
 from shared import Event, JobStatus, Keys
 from supervisor.store import Store, open_store
+from supervisor.store import tails as tails_module
 from supervisor.store.signals import Signals
 from supervisor.store.tails import Batch, Tail
 from tests.helpers import wait_until
@@ -245,3 +246,14 @@ def test_a_batch_is_encoded_once_for_all_its_watchers() -> None:
     assert calls == [1, 2, 3]  # each event once, whatever the number of watchers
     assert Batch.joined([two]) is two
     assert one.has("progress") and not one.has("done")
+
+
+def test_the_window_drops_whole_batches_oldest_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tails_module, "WINDOW", 8)
+    tail = Tail("j", 0, ScriptedLog().read, Signals())
+    tail._publish([_event(s) for s in range(1, 11)])  # one batch past the window: kept whole
+    assert (tail.start, [e.seq for e in tail.since(0)]) == (0, list(range(1, 11)))
+    tail._publish([_event(s) for s in range(11, 14)])
+    assert tail.start == 10 and [e.seq for e in tail.events] == [11, 12, 13]
+    assert tail.since(10) is tail.batches[0]  # a watcher at a batch's start takes it whole
+    assert [e.seq for e in tail.since(11)] == [12, 13]
