@@ -10,19 +10,21 @@ watchers used meanwhile, as a share of one core, tells who was the bottleneck (d
 events/s and watchers: each one's CPU per event delivered to one watcher).
 
 Every watcher is the same Python client (:func:`bench.speed.systems.sse_events`: aiohttp,
-the fleet's :class:`~shared.sse.SSEParser`, ``json.loads`` of each event), about 16 µs of CPU
-per event it receives, against the supervisor's ~2 µs. One process of them tops out near
-60,000 events/s on a core, so a crowd of watchers is spread over as many processes as the
-box has cores (:data:`PER_PROCESS` watchers or more each): the row then measures the
-supervisor rather than one client process's core. A single watcher stays in this process.
-Their client CPU is the sum over those processes.
+the fleet's :class:`~shared.sse.SSEParser`, ``json.loads`` of each event): about 16 µs of CPU
+per event it receives, against the supervisor's ~2 µs to deliver it. With 100 watchers this
+process is then the first to run out of CPU (one core: about 60,000 events received a
+second, 600 events/s for each of 100 watchers). ``BENCH_WATCHER_PROCESSES=N`` (or ``auto``:
+one per core) spreads a crowd of watchers over N processes (:data:`PER_PROCESS` watchers or
+more each; their CPU is summed): on a box with idle cores that lifts the row to what the
+supervisor delivers. It is off by default, so runs stay comparable: on 2 cores shared with
+the supervisor, the worker and other load, two watcher processes measured no faster than
+one (they only compete for the same cores).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import math
 import os
 import sys
 import time
@@ -84,9 +86,11 @@ def _session(base: str, watchers: int) -> aiohttp.ClientSession:
 
 
 def processes_for(watchers: int) -> int:
-    """How many processes ``watchers`` are spread over: one per core, at least
-    :data:`PER_PROCESS` watchers each."""
-    return max(1, min(os.cpu_count() or 1, math.floor(watchers / PER_PROCESS)))
+    """How many processes ``watchers`` are spread over (see the module): ``1`` unless
+    ``BENCH_WATCHER_PROCESSES`` says more, and never fewer than :data:`PER_PROCESS` each."""
+    wanted = os.environ.get("BENCH_WATCHER_PROCESSES", "1")
+    most = (os.cpu_count() or 1) if wanted == "auto" else int(wanted)
+    return max(1, min(most, watchers // PER_PROCESS))
 
 
 class _Group:
