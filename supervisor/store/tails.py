@@ -168,6 +168,10 @@ class Tail:
             if drop:
                 self.start = self.ends[drop - 1]
                 del self.batches[:drop], self.ends[:drop]
+            if self.size > WINDOW:  # one batch larger than the window: its newer half
+                only, keep = self.batches[0], WINDOW // 2
+                self.start = only[-keep - 1].seq
+                self.batches[0], self.size = Batch(only[-keep:]), keep
         self._wake()
 
     def _wake(self) -> None:

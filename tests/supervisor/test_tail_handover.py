@@ -251,9 +251,13 @@ def test_a_batch_is_encoded_once_for_all_its_watchers() -> None:
 def test_the_window_drops_whole_batches_oldest_first(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(tails_module, "WINDOW", 8)
     tail = Tail("j", 0, ScriptedLog().read, Signals())
-    tail._publish([_event(s) for s in range(1, 11)])  # one batch past the window: kept whole
-    assert (tail.start, [e.seq for e in tail.since(0)]) == (0, list(range(1, 11)))
-    tail._publish([_event(s) for s in range(11, 14)])
-    assert tail.start == 10 and [e.seq for e in tail.events] == [11, 12, 13]
-    assert tail.since(10) is tail.batches[0]  # a watcher at a batch's start takes it whole
-    assert [e.seq for e in tail.since(11)] == [12, 13]
+    tail._publish([_event(s) for s in range(1, 5)])
+    tail._publish([_event(s) for s in range(5, 9)])
+    assert (tail.start, tail.size) == (0, 8)
+    tail._publish([_event(s) for s in range(9, 12)])  # past 8: the oldest go, down to half
+    assert (tail.start, [e.seq for e in tail.events]) == (8, [9, 10, 11])
+    assert tail.since(8) is tail.batches[0]  # a watcher at a batch's start takes it whole
+    assert [e.seq for e in tail.since(9)] == [10, 11]
+    tail._publish([_event(s) for s in range(12, 32)])  # one batch past the window alone
+    assert (tail.start, [e.seq for e in tail.events]) == (27, list(range(28, 32)))
+    assert tail.size == 4
