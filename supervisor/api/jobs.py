@@ -203,33 +203,41 @@ async def job_events(
 
     async def stream() -> AsyncGenerator[bytes, None]:
         """Each batch of events in one write (a watcher that fell behind catches up in a few
-        sends, not one per event); the batch ends early at the run's ``done``. Its end gives
-        back the tenant's watcher place (one never started gives it back when collected)."""
+        sends, not one per event); the batch ends early at the run's ``done``. A batch
+        without a ``done`` is written as the bytes every watcher of the job shares
+        (:meth:`~supervisor.store.tails.Batch.encoded`): a watcher's cost per batch is one
+        write, not one encoding per event. Its end gives back the tenant's watcher place
+        (one never started gives it back when collected)."""
         ended = ended_already
         client = Keepalive(request, svc.settings.sse_keepalive_s)
         try:
             async with contextlib.aclosing(store.follow(job_id, after=start)) as batches:
                 async for events in batches:
-                    frames: list[bytes] = []
-                    for event in events:
-                        frames.append(_frame(event))
-                        if event.type == "done":
-                            if int(await store.flag(job_id, "run_start") or 0) > event.seq:
-                                ended = False  # the done of an earlier run: a redrive follows it
-                                continue
-                            yield b"".join(frames)
+                    if not events:
+                        # An ended job's `done` is in its log with the status: nothing after
+                        # the cursor means the reader resumed past it, and nothing more will come.
+                        if ended or await client.gone(idle=True):
                             return
-                    if frames:
-                        client.sent()
-                        yield b"".join(frames)
-                        if await client.gone(idle=False):
-                            return
-                    # An ended job's `done` is in its log with the status: nothing after the cursor
-                    # means the reader resumed past it, and nothing more will come.
-                    elif ended or await client.gone(idle=True):
+                        if client.ping_due():
+                            yield PING
+                        continue
+                    if events.has("done"):
+                        frames: list[bytes] = []
+                        for event in events:
+                            frames.append(_frame(event))
+                            if event.type == "done":
+                                if int(await store.flag(job_id, "run_start") or 0) > event.seq:
+                                    ended = False  # an earlier run's done: a redrive follows
+                                    continue
+                                yield b"".join(frames)
+                                return
+                        chunk = b"".join(frames)
+                    else:
+                        chunk = events.encoded(_frame)
+                    client.sent()
+                    yield chunk
+                    if await client.gone(idle=False):
                         return
-                    elif client.ping_due():
-                        yield PING
         finally:
             release()
 
@@ -239,9 +247,12 @@ async def job_events(
 
 
 def _frame(event: Event) -> bytes:
-    """One event as its SSE frame (id, event, data; the JSON has no line breaks); the
-    JSON is made once per event for all its watchers."""
-    return f"id: {event.seq}\r\nevent: {event.type}\r\ndata: {event.wire()}\r\n\r\n".encode()
+    """One event as its SSE frame (id, event, data; the JSON has no line breaks), made once
+    per event for all its watchers (see :meth:`~supervisor.store.tails.Batch.encoded`), so
+    its JSON is made here rather than kept by ``Event.wire()``: reading that cache back
+    (a pydantic private attribute) costs more than the JSON itself."""
+    data = event.model_dump_json()
+    return f"id: {event.seq}\r\nevent: {event.type}\r\ndata: {data}\r\n\r\n".encode()
 
 
 @router.post(

@@ -16,7 +16,7 @@ from supervisor.store.base import OUTAGE_ERRORS, StoreBase, parse_changed
 from supervisor.store.codec import encode_fields, job_and_flags, text
 from supervisor.store.errors import check_fence
 from supervisor.store.signals import Wake
-from supervisor.store.tails import BATCH
+from supervisor.store.tails import BATCH, Batch
 
 
 class EventLog(StoreBase):
@@ -45,7 +45,11 @@ class EventLog(StoreBase):
         **fields: Any,
     ) -> int:
         """Append ``events`` (type, data) in order, and set ``fields``, in one atomic step.
-        Returns the last one's seq; -1 and :class:`Fenced` as :meth:`append`."""
+        Returns the last one's seq; -1 and :class:`Fenced` as :meth:`append`.
+
+        A job watched here gets the events handed to its tail as the write returns
+        (:meth:`~supervisor.store.tails.Tail.offer`): the same events a read would give
+        (the data as stored, read back from its JSON), without the read."""
         k = self.keys
         ts = str(now())
         flat: list[str] = []
@@ -58,7 +62,21 @@ class EventLog(StoreBase):
             args=["" if fence is None else str(fence), str(len(events)), *flat,
                   *encode_fields(fields)],
         )  # fmt: skip
-        return check_fence(int(out), job_id)
+        last = check_fence(int(out), job_id)
+        if last > 0 and events and (tail := self._tails.get(job_id)) is not None:
+            first = last - len(events) + 1
+            corr, at = tail.corr, float(ts)
+
+            def make(seq: int) -> list[Event]:
+                return [
+                    Event(seq=first + i, type=flat[3 * i], job_id=job_id,  # type: ignore[arg-type]
+                          correlation_id=corr or "", ts=at, data=json.loads(flat[3 * i + 1]))
+                    for i in range(seq - first, len(events))
+                ]  # fmt: skip
+
+            with contextlib.suppress(ValueError):  # not an event a read would give: read it
+                tail.offer(first, last, make)
+        return last
 
     async def events(
         self, job_id: str, *, after: int = 0, block_ms: int | None = None, count: int = 500
@@ -85,23 +103,26 @@ class EventLog(StoreBase):
 
     async def follow(
         self, job_id: str, *, after: int = 0, idle_s: float = 1.0, recheck_s: float = 15.0
-    ) -> AsyncGenerator[list[Event], None]:
+    ) -> AsyncGenerator[Batch, None]:
         """Batches of the job's new events as they are written, forever: first what the log
         holds after ``after`` (empty: nothing yet, the caller may stop), then new events from
         the job's :class:`~supervisor.store.tails.Tail`, shared by every watcher here, which
         reads the log when a write signals it (and every ``recheck_s`` in case a signal from
         another replica was lost). With nothing new, an empty batch every ``idle_s`` without
         touching the store, so an idle watcher costs nothing but lets its caller look at its
-        client."""
-        first = await self._read_events(job_id, after, BATCH)
+        client. A batch may be the same object for every watcher of the job: read it, never
+        change it (:meth:`Batch.encoded` makes its bytes once for all)."""
+        first = Batch(await self._read_events(job_id, after, BATCH))
         if first:
             after = first[-1].seq
         tail = self._tails.join(job_id, after, recheck_s)
+        if first and tail.corr is None:
+            tail.corr = first[-1].correlation_id
         try:
             yield first
             while True:
                 if after < tail.start:  # behind the shared window: catch up from the store
-                    events = await self._read_events(job_id, after, BATCH)
+                    events = Batch(await self._read_events(job_id, after, BATCH))
                     if events:
                         after = events[-1].seq
                         yield events
@@ -109,15 +130,16 @@ class EventLog(StoreBase):
                 changed = tail.changed()  # taken before looking: no batch slips between
                 if tail.error is not None:
                     raise tail.error
-                events = tail.since(after) if after >= tail.start else []
+                events = tail.since(after) if after >= tail.start else Batch()
                 if events:
                     after = events[-1].seq
                     yield events
                     continue
-                try:
-                    await asyncio.wait_for(changed.wait(), idle_s)
+                try:  # a timeout in this task, not wait_for's task per wait (and its hops)
+                    async with asyncio.timeout(idle_s):
+                        await changed.wait()
                 except TimeoutError:
-                    yield []
+                    yield Batch()
         finally:
             self._tails.leave(tail)
 
