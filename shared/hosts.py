@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit
 
-from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from shared.host_rules import check
@@ -123,7 +122,17 @@ Refuse = Callable[[Scope, Send, Refusal], Awaitable[None]]
 
 
 class HostOriginGuard:
-    """Pure ASGI: refuse a disallowed ``Host`` (421) or ``Origin`` (403) through ``refuse``."""
+    """Pure ASGI: refuse a disallowed ``Host`` (421) or ``Origin`` (403) through ``refuse``.
+
+    The decision depends only on the two headers, the address the connection arrived on and
+    the scheme: it is remembered for short values (:data:`DECISIONS` of them at most), so a
+    client calling again with the same headers costs a dict lookup, not the parse of its
+    ``Host`` and ``Origin``."""
+
+    DECISIONS = 1024
+    """Most decisions remembered (then forgotten all at once: a cap, not an LRU)."""
+    REMEMBERED_LENGTH = 256
+    """Longest ``Host`` plus ``Origin`` whose decision is remembered."""
 
     def __init__(
         self, app: ASGIApp, *, hosts: Sequence[str], origins: Sequence[str] = (), refuse: Refuse
@@ -132,21 +141,34 @@ class HostOriginGuard:
         self.hosts = tuple(hosts)
         self.origins = (*LOOPBACK_ORIGINS, *origins)
         self.refuse = refuse
+        self.decisions: dict[tuple[str, str | None, str | None, str], str | None] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = Headers(scope=scope)
-        host, origin = headers.get("host", ""), headers.get("origin")
-        refused = check(
-            host,
-            origin,
-            server=scope.get("server"),
-            hosts=self.hosts,
-            origins=self.origins,
-            scheme=scope.get("scheme", "http"),
-        )
+        raw_host = raw_origin = None
+        for name, value in scope["headers"]:  # the first of each, as Headers.get reads them
+            if name == b"host":
+                if raw_host is None:
+                    raw_host = value
+            elif name == b"origin" and raw_origin is None:
+                raw_origin = value
+        host = "" if raw_host is None else raw_host.decode("latin-1")
+        origin = None if raw_origin is None else raw_origin.decode("latin-1")
+        server = scope.get("server")
+        scheme = scope.get("scheme", "http")
+        key = (host, origin, server[0] if server else None, scheme)
+        try:
+            refused = self.decisions[key]
+        except KeyError:
+            refused = check(
+                host, origin, server=server, hosts=self.hosts, origins=self.origins, scheme=scheme
+            )
+            if len(host) + len(origin or "") <= self.REMEMBERED_LENGTH:
+                if len(self.decisions) >= self.DECISIONS:
+                    self.decisions.clear()
+                self.decisions[key] = refused
         if refused is None:
             await self.app(scope, receive, send)
         elif refused == "host":

@@ -17,6 +17,7 @@ from shared import Keys, SupervisorSettings, get_logger
 from shared.hosts import allowed_hosts
 from supervisor.api import router
 from supervisor.api.auth import Authenticator
+from supervisor.api.direct import DirectSubmit
 from supervisor.api.errors import add_handlers
 from supervisor.api.guards import HostOrigin, JsonBodies
 from supervisor.api.middleware import RequestContext
@@ -130,7 +131,9 @@ def create_app(
     face = McpMount(app, authenticator)  # the fleet as one MCP server (supervisor/mcp)
     app.router.routes.append(Route("/mcp", face))
     # add_middleware puts each in front of the last: RequestContext (correlation id, body
-    # limit) runs first, so refusals of the guards carry the correlation id too.
+    # limit) runs first, so refusals of the guards carry the correlation id too. DirectSubmit,
+    # innermost, answers POST /v1/jobs without FastAPI's per-request dependency solving.
+    app.add_middleware(DirectSubmit, fastapi=app)
     app.add_middleware(JsonBodies)
     app.add_middleware(
         HostOrigin,

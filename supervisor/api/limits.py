@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
-import uuid
 from typing import Any
 
 from shared import BadRequest, ValidationFailed
@@ -45,6 +45,7 @@ __all__ = [
     "is_job_id_prefix",
     "new_job_id",
     "parse_json_body",
+    "uuid4_hex",
 ]
 
 JOB_ID_PATTERN = r"^[0-9a-f]{32}$"
@@ -72,8 +73,24 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def new_job_id() -> str:
-    """A fresh job id matching :data:`JOB_ID_PATTERN`."""
-    return uuid.uuid4().hex
+    """A fresh job id matching :data:`JOB_ID_PATTERN`: a random UUID4's 32 hex digits."""
+    return uuid4_hex(os.urandom(16))
+
+
+_UUID4_CLEAR = ~((0xC000 << 48) | (0xF000 << 64))
+_UUID4_SET = (0x8000 << 48) | (4 << 76)
+
+
+def uuid4_hex(raw: bytes) -> str:
+    """``uuid.UUID(bytes=raw, version=4).hex`` (what ``uuid.uuid4().hex`` is, given
+    ``os.urandom(16)``) without building the UUID object: a fifth of the cost.
+
+    >>> import uuid
+    >>> uuid4_hex(bytes(range(16))) == uuid.UUID(bytes=bytes(range(16)), version=4).hex
+    True
+    """
+    value = int.from_bytes(raw, "big") & _UUID4_CLEAR | _UUID4_SET
+    return f"{value:032x}"
 
 
 def is_job_id(value: str) -> bool:

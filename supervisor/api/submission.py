@@ -110,15 +110,12 @@ async def submit(
     # With a wait, the wait for the end is registered before the submit: no first read after.
     with svc.store.ending(job.id) if wait else contextlib.nullcontext() as ending:
         try:
-            async with admitted(svc, who, job) as ticket:
-                saved, created = await svc.store.submit(
-                    job,
-                    fingerprint=fingerprint,
-                    queue_limit=settings.queue_limit,
-                    tenant_share=settings.tenant_queue_share,
-                    max_children=settings.max_children,
-                )
-                ticket.created = created
+            if settings.rate_submit_per_s or settings.tenant_max_inflight:
+                async with admitted(svc, who, job) as ticket:
+                    saved, created = await _store(svc, job, fingerprint)
+                    ticket.created = created
+            else:  # no limit to count it against (admitted() would only yield)
+                saved, created = await _store(svc, job, fingerprint)
         except AdmissionFull as exc:
             if exc.tenant is not None:
                 raise AdmissionRefused(
@@ -143,6 +140,17 @@ async def submit(
             else:  # a replay: the first job, registered for only now
                 saved = await svc.store.wait_ended(saved.id, wait)
     return Submitted(saved, created)
+
+
+async def _store(svc: Services, job: Job, fingerprint: str) -> tuple[Job, bool]:
+    settings = svc.settings
+    return await svc.store.submit(
+        job,
+        fingerprint=fingerprint,
+        queue_limit=settings.queue_limit,
+        tenant_share=settings.tenant_queue_share,
+        max_children=settings.max_children,
+    )
 
 
 async def _parent(svc: Services, who: Principal, parent_id: str) -> Job:

@@ -79,6 +79,24 @@ def _validator(schema: str) -> jsonschema.protocols.Validator:
     return cls(loaded)
 
 
+_BY_OBJECT: dict[int, tuple[dict[str, Any], jsonschema.protocols.Validator]] = {}
+"""id(schema) → (that schema, its validator): a capability's schema is one dict from one probe
+to the next (discovery builds new ones; nothing edits them), so the text key of
+:func:`_validator` (a ``json.dumps`` of the schema per submission) is needed only once per
+dict. The dict itself is held, so its id cannot be reused while it is here."""
+
+
+def _validator_of(schema: dict[str, Any]) -> jsonschema.protocols.Validator:
+    known = _BY_OBJECT.get(id(schema))
+    if known is not None and known[0] is schema:
+        return known[1]
+    validator = _validator(json.dumps(schema, sort_keys=True))
+    if len(_BY_OBJECT) >= 512:
+        _BY_OBJECT.clear()
+    _BY_OBJECT[id(schema)] = (schema, validator)
+    return validator
+
+
 async def check_capability(svc: Services, body: JobSubmit) -> Target:
     """The (service, tool, schema) the job is for; its input is valid against that schema."""
     registry = svc.registry
@@ -121,7 +139,7 @@ async def check_capability(svc: Services, body: JobSubmit) -> Target:
         )
     if spec.input_schema:
         try:
-            validator = _validator(json.dumps(spec.input_schema, sort_keys=True))
+            validator = _validator_of(spec.input_schema)
             error = jsonschema.exceptions.best_match(validator.iter_errors(body.input))
         except Exception as exc:  # the worker's schema is broken ({"type": 5}, a dangling
             # $ref): not the client's fault, and the worker checks its own input anyway
