@@ -151,8 +151,8 @@ class Calls:
             raise
         finally:
             call_headers.reset(token)
-            held.usage.worker_s += time.perf_counter() - called
-        held.usage.bytes_out += len(
+            held.worker_s += time.perf_counter() - called
+        held.bytes_out += len(
             json.dumps([result.value, result.content], separators=(",", ":"), default=str)
         )
         await writer.flush()  # its events before its outcome

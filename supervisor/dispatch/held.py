@@ -22,7 +22,7 @@ ACTIVE = (JobStatus.QUEUED, JobStatus.RUNNING)
 """The statuses a held job may still be written from."""
 
 
-@dataclass
+@dataclass(slots=True)  # one per job held (thousands wait for a worker): no __dict__ each
 class Held:
     entry_id: str
     reclaimed: bool = False
@@ -35,7 +35,11 @@ class Held:
     acked: bool = False  # the finishing write acknowledged the delivery with it
     tried: set[str] = field(default_factory=set)
     calls: int = 0  # calls this holder made (its share of the job's attempts)
-    usage: Usage = field(default_factory=Usage)  # what they cost (bytes in: at the end)
+    worker_s: float = 0.0  # what they cost: time in calls
+    bytes_out: int = 0  # and their answers' size (bytes in: at the end, from the input)
+
+    def usage(self, bytes_in: int) -> Usage:
+        return Usage(worker_s=self.worker_s, bytes_in=bytes_in, bytes_out=self.bytes_out)
 
 
 def lose(job_id: str, held: Held, fence: int | None, metrics: Metrics) -> None:

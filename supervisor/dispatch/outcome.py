@@ -57,7 +57,7 @@ class Outcomes:
         job.usage = None  # it never reached a worker
         if held.counted:  # the same input went with every call: measured once, at the end
             size = len(json.dumps(job.input, separators=(",", ":")))
-            job.usage = held.usage.model_copy(update={"bytes_in": held.calls * size})
+            job.usage = held.usage(bytes_in=held.calls * size)
         seq = await self._until_stored(
             job.id,
             lambda: self._finish_write(job, held, status, result, content, error),
