@@ -17,7 +17,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from shared import StoreUnavailable, get_logger
+
 __all__ = ["EventStream", "Keepalive"]
+
+log = get_logger("fleet.api")
 
 PING = b": ping\r\n\r\n"
 """A comment line: every SSE reader skips it; proxies see the connection is alive."""
@@ -43,8 +47,13 @@ class EventStream(Response):
         start = {"type": "http.response.start", "status": self.status_code}
         await send({**start, "headers": self.raw_headers})
         try:
-            async for chunk in self.body_iterator:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            try:
+                async for chunk in self.body_iterator:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            except StoreUnavailable as exc:  # the status is sent: end the stream cleanly, and
+                log.warning("sse.store_unavailable", error=exc.message)  # the reader resumes
+            except Exception:  # the same for anything else, said loudly
+                log.exception("sse.stream_failed")
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except OSError:  # the client went away mid-write (a server speaking ASGI 2.4 says so)
             pass

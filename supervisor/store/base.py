@@ -72,6 +72,12 @@ class StoreBase:
         self._watch_r = watch_client if watch_client is not None else client
         """What watchers read by (event logs for SSE): a pool apart from dispatch's on Redis,
         so a crowd of watchers cannot make jobs wait for a connection."""
+        pool = getattr(watch_client, "connection_pool", None)
+        size = getattr(pool, "max_connections", None)
+        self._watch_gate = asyncio.Semaphore(size) if isinstance(size, int) else None
+        """Watchers beyond the pool's size wait here, in turn, rather than in redis-py's
+        pool: under a crowd (2,000 streams opened at once) its waiters lost wake-ups on
+        Python 3.11 and gave up after its 10 s timeout, ending streams mid-response."""
         self.keys = keys
         self.retention_s = retention_s
         self.idempotency_ttl_s = idempotency_ttl_s
@@ -131,8 +137,16 @@ class StoreBase:
 
     async def _call(self, method: str, *args: Any, _watch: bool = False, **kwargs: Any) -> Any:
         """One command (``_watch``: on the watchers' connections)."""
+        if not _watch:
+            return await self._call_on(self._r, method, *args, **kwargs)
+        if self._watch_gate is None:
+            return await self._call_on(self._watch_r, method, *args, **kwargs)
+        async with self._watch_gate:
+            return await self._call_on(self._watch_r, method, *args, **kwargs)
+
+    async def _call_on(self, client: Any, method: str, *args: Any, **kwargs: Any) -> Any:
         try:
-            out = await getattr(self._watch_r if _watch else self._r, method)(*args, **kwargs)
+            out = await getattr(client, method)(*args, **kwargs)
         except (RedisError, OSError) as exc:
             raise self._failed(exc) from exc
         self._answered()

@@ -232,3 +232,28 @@ async def test_watchers_read_through_their_own_pool_and_cannot_starve_jobs(
             if got:
                 break
         assert got[0].type == "status"  # and the watchers' reads go on once it frees
+
+
+async def test_watchers_beyond_the_pool_wait_in_turn_not_in_the_pool(
+    redis_url: str, key_prefix: str
+) -> None:
+    """A crowd of watchers' reads waits in the store's own gate: no more callers than the
+    pool has connections ever wait inside redis-py's pool, whose waiters lost wake-ups under
+    a crowd (2,000 streams at once) and gave up after 10 s."""
+    async with open_store(redis_url, Keys(key_prefix), watch_connections=2) as store:
+        pool = store._watch_r.connection_pool
+        inside, most = 0, 0
+        get = pool.get_connection
+
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            nonlocal inside, most
+            inside += 1
+            most = max(most, inside)
+            try:
+                return await get(*args, **kwargs)
+            finally:
+                inside -= 1
+
+        pool.get_connection = counted
+        reads = await asyncio.gather(*(store.events(f"job-{i}") for i in range(200)))
+        assert reads == [[]] * 200 and most <= 2

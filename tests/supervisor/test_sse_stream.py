@@ -54,3 +54,33 @@ async def test_a_stream_whose_client_left_ends_on_the_server(fleet: Fleet) -> No
     # the client is gone (its connection closed): the server's stream ends and gives its place
     await wait_until(lambda: open_streams(fleet) == 0, timeout=10, message="stream ended")
     await fleet.api.post(f"/v1/jobs/{job['id']}/cancel")
+
+
+async def test_a_store_failure_mid_stream_ends_it_cleanly_for_a_resume() -> None:
+    """Once the status is sent, a failing store read can only end the stream: it ends as a
+    whole HTTP response (its last chunk sent), so a reader resumes with Last-Event-ID instead
+    of reading a broken transfer (what a crowd of 2,000 streams got from a starved pool)."""
+    from collections.abc import AsyncGenerator
+
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.routing import Route
+
+    from shared import StoreUnavailable
+    from supervisor.api.sse import EventStream
+    from tests.servers import serve_asgi
+
+    async def body() -> AsyncGenerator[bytes, None]:
+        yield b"id: 1\r\nevent: status\r\ndata: {}\r\n\r\n"
+        raise StoreUnavailable("store unavailable: No connection available.")
+
+    async def events(request: Request) -> EventStream:
+        return EventStream(body(), headers={})
+
+    async with (
+        serve_asgi(Starlette(routes=[Route("/events", events)])) as url,
+        httpx.AsyncClient(base_url=url) as client,
+        client.stream("GET", "/events") as r,  # a broken one raises in here
+    ):
+        received = b"".join([chunk async for chunk in r.aiter_bytes()])
+    assert received == b"id: 1\r\nevent: status\r\ndata: {}\r\n\r\n"
