@@ -10,8 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
-from shared import SupervisorSettings
+from shared import Keys, SupervisorSettings
 from supervisor.app import create_app
+from supervisor.store import Store, open_store
 from tests.helpers import wait_until
 from tests.servers import serve_asgi
 from tests.supervisor.toolservers import Seen, contract_server, foreign_server
@@ -119,3 +120,16 @@ async def any_fleet(request: pytest.FixtureRequest) -> AsyncIterator[Fleet]:
             url = request.getfixturevalue("redis_url")
             prefix = request.getfixturevalue("key_prefix")
             yield await start_fleet(stack, redis_url=url, prefix=prefix)
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
+    """A store on ``memory://`` and on the real Redis (a module may define its own)."""
+    if request.param == "memory":
+        async with open_store("memory://", Keys("t")) as s:
+            yield s
+    else:
+        url = request.getfixturevalue("redis_url")
+        prefix = request.getfixturevalue("key_prefix")
+        async with open_store(url, Keys(prefix), retention_s=120) as s:
+            yield s

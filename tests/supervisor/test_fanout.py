@@ -5,7 +5,6 @@ own write. Real stores: the embedded engine and Redis."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -18,18 +17,6 @@ from supervisor.store import tails as tails_module
 from tests.helpers import wait_until
 from tests.supervisor.conftest import start_fleet
 from tests.supervisor.test_store_contract import make_job
-
-
-@pytest.fixture(params=["memory", "redis"])
-async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
-    if request.param == "memory":
-        async with open_store("memory://", Keys("t")) as s:
-            yield s
-    else:
-        url = request.getfixturevalue("redis_url")
-        prefix = request.getfixturevalue("key_prefix")
-        async with open_store(url, Keys(prefix), retention_s=120) as s:
-            yield s
 
 
 class Reads:

@@ -5,29 +5,16 @@ end-to-end checks (the embedded engine and Redis), a scripted read for the races
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 
-from shared import Event, JobStatus, Keys
-from supervisor.store import Store, open_store
+from shared import Event, JobStatus
+from supervisor.store import Store
 from supervisor.store import tails as tails_module
 from supervisor.store.signals import Signals
 from supervisor.store.tails import Batch, Tail
 from tests.helpers import wait_until
 from tests.supervisor.test_store_contract import make_job
-
-
-@pytest.fixture(params=["memory", "redis"])
-async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
-    if request.param == "memory":
-        async with open_store("memory://", Keys("t")) as s:
-            yield s
-    else:
-        url = request.getfixturevalue("redis_url")
-        prefix = request.getfixturevalue("key_prefix")
-        async with open_store(url, Keys(prefix), retention_s=120) as s:
-            yield s
 
 
 class Reads:
