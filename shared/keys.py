@@ -24,6 +24,15 @@ Data model (``{p}`` is the prefix, ``fleet`` by default):
 | ``{p}:wdone:{svc}:{key}``   | string | worker idempotency TTL   | a worker's stored result for an idempotency key |
 | ``{p}:wlock:{svc}:{key}``   | string | 5 s, renewed every 1.5 s | a worker's in-progress marker for that key |
 
+Shards (``FLEET_SHARDS`` > 1, the default on a Redis Cluster): the keys of the first table's
+first eleven rows (a job's record, log and children; the indexes; the dispatch queue and its
+counts; idempotency keys; the usage ledger) exist once per shard, each shard under a prefix of
+its own (:func:`shard_prefix`: ``{fleet}`` → ``{fleet.3}``, so each shard is one cluster slot
+and the shards spread over the masters); the rest stay under ``{p}``. Shard 0 is ``{p}``
+itself, so a store written before shards reads on. A job's id names its shard
+(:meth:`Keys.place`, :func:`shard_of`): a sharded id is a UUIDv8 (``8`` at position 12)
+whose last four hex digits are the shard number; any other id is in shard 0.
+
 Indexes (``jobs``, ``jobs:{status}``, ``ids``, ``dead``) are trimmed of ids whose record has expired
 when read, and by the janitor. The status indexes are kept by the scripts that change a
 job's status (SUBMIT, TRANSITION, REQUEUE), so ``?status=running`` reads only running jobs.
@@ -31,13 +40,47 @@ job's status (SUBMIT, TRANSITION, REQUEUE), so ``?status=running`` reads only ru
 
 from __future__ import annotations
 
+import functools
+import zlib
 from dataclasses import dataclass
 
-__all__ = ["DISPATCH_GROUP", "STATUS_ORDER", "Keys"]
+__all__ = ["DISPATCH_GROUP", "STATUS_ORDER", "Keys", "shard_of", "shard_prefix"]
 
 DISPATCH_GROUP = "dispatchers"
 STATUS_ORDER = ("queued", "running", "succeeded", "failed", "cancelled")
 """The job statuses, in the order TRANSITION and REQUEUE take their index keys."""
+
+
+def shard_of(job_id: str) -> int:
+    """The shard a job id names: the last four hex digits of a sharded id (a UUIDv8, ``8`` at
+    position 12), 0 for any other id (a UUID4, minted unsharded).
+
+    >>> shard_of("0123456789ab8def0123456789ab0003"), shard_of("0123456789ab4def0123456789ab0003")
+    (3, 0)
+    """
+    if len(job_id) == 32 and job_id[12] == "8":
+        try:
+            return int(job_id[28:], 16)
+        except ValueError:
+            return 0
+    return 0
+
+
+@functools.lru_cache(maxsize=1024)
+def shard_prefix(prefix: str, shard: int) -> str:
+    """The key prefix of ``shard``: the prefix itself for shard 0; else the shard number
+    joins the prefix's hash tag (a cluster puts each shard in a slot of its own), or the
+    prefix when it has none.
+
+    >>> shard_prefix("{fleet}", 0), shard_prefix("{fleet}", 3), shard_prefix("t1", 2)
+    ('{fleet}', '{fleet.3}', 't1.2')
+    """
+    if shard == 0:
+        return prefix
+    start, end = prefix.find("{"), prefix.find("}")
+    if 0 <= start < end:
+        return f"{prefix[:end]}.{shard}{prefix[end:]}"
+    return f"{prefix}.{shard}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,9 +89,38 @@ class Keys:
 
     >>> Keys("t1").job("abc")
     't1:job:abc'
+    >>> k = Keys("{f}", shards=4); k.of(k.place("0123456789ab4def0123456789abcdef", 2)).job("x")
+    '{f.2}:job:x'
     """
 
     prefix: str = "fleet"
+    shards: int = 1
+    """How many shards new jobs are spread over (1: none; see the module's notes)."""
+
+    def shard(self, shard: int) -> Keys:
+        """The keys of one shard (shard 0: these)."""
+        return self if shard == 0 else _shard_keys(self.prefix, shard)
+
+    def every_shard(self) -> tuple[Keys, ...]:
+        """The keys of each shard new jobs go to, shard 0 first."""
+        return _every_shard(self)
+
+    def of(self, job_id: str) -> Keys:
+        """The keys of the shard ``job_id`` lives in."""
+        return self.shard(shard_of(job_id)) if len(job_id) == 32 and job_id[12] == "8" else self
+
+    def keyed(self, key: str, tenant: str | None = None) -> int:
+        """The shard of the jobs submitted with idempotency ``key`` (of ``tenant``)."""
+        if self.shards == 1:
+            return 0
+        return zlib.crc32(f"{tenant or ''}\0{key}".encode()) % self.shards
+
+    def place(self, job_id: str, shard: int) -> str:
+        """``job_id`` (32 hex digits) made the id of a job in ``shard``: a UUIDv8 carrying the
+        shard in its last four digits. Unchanged when there is one shard."""
+        if self.shards == 1 and shard == 0:
+            return job_id
+        return f"{job_id[:12]}8{job_id[13:28]}{shard:04x}"
 
     def job(self, job_id: str) -> str:
         return f"{self.prefix}:job:{job_id}"
@@ -120,3 +192,13 @@ class Keys:
 
     def worker_lock(self, service: str, key: str) -> str:
         return f"{self.prefix}:wlock:{service}:{key}"
+
+
+@functools.lru_cache(maxsize=1024)
+def _shard_keys(prefix: str, shard: int) -> Keys:
+    return Keys(shard_prefix(prefix, shard))
+
+
+@functools.lru_cache(maxsize=64)
+def _every_shard(keys: Keys) -> tuple[Keys, ...]:
+    return tuple(keys.shard(i) for i in range(keys.shards))

@@ -52,6 +52,7 @@ async def build_services(
                 retention_s=settings.retention_s,
                 idempotency_ttl_s=settings.idempotency_ttl_s,
                 watch_connections=settings.watch_connections,
+                shards=settings.shards,
             )
         )
         metrics = Metrics()

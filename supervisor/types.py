@@ -42,7 +42,8 @@ __all__ = [
 ]
 
 QueueEntry = tuple[str, str]
-"""A dispatch delivery: (entry id, job id)."""
+"""A dispatch delivery: (entry id, job id). The entry id is the store's to read (on a sharded
+store it names the shard too): pass it back as it came."""
 
 
 class JobStore(Protocol):
@@ -50,6 +51,12 @@ class JobStore(Protocol):
 
     async def submit(self, job: Job, *, fingerprint: str, queue_limit: int) -> tuple[Job, bool]:
         """Store and enqueue ``job``; (the existing job, False) for a replayed idempotency key."""
+        ...
+
+    def place(
+        self, job_id: str, *, parent_id: str | None, idempotency_key: str | None, tenant: str | None
+    ) -> str:
+        """The id a new job takes on this store (its shard in it; unchanged with one)."""
         ...
 
     async def get(self, job_id: str) -> Job: ...

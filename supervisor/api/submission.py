@@ -81,8 +81,11 @@ async def submit(
     if body.parent_id is not None:
         parent = await _parent(svc, who, body.parent_id)
         tenant, depth, correlation_id = parent.tenant, parent.depth + 1, parent.correlation_id
+    job_id = svc.store.place(
+        new_job_id(), parent_id=body.parent_id, idempotency_key=body.idempotency_key, tenant=tenant
+    )
     job = Job(
-        id=new_job_id(),
+        id=job_id,
         status=JobStatus.QUEUED,
         capability=body.capability,
         input=body.input,

@@ -62,7 +62,8 @@ class Admission(StoreBase):
 
     async def key_used(self, key: str, tenant: str | None) -> bool:
         """Whether the idempotency ``key`` (of ``tenant``) names a job already."""
-        return bool(await self._call("exists", self.keys.idempotency(key, tenant)))
+        k = self.keys.shard(self.keys.keyed(key, tenant))
+        return bool(await self._call("exists", k.idempotency(key, tenant)))
 
     async def count(self, who: str, job_id: str) -> None:
         """Count ``job_id`` in flight for ``who`` without asking (a redriven job: an admin put
@@ -81,7 +82,7 @@ class Admission(StoreBase):
 
         def fill(pipe: Any) -> None:
             for job_id, _ in ids:
-                pipe.hget(self.keys.job(job_id), "status")
+                pipe.hget(self.keys.of(job_id).job(job_id), "status")
 
         statuses = await self._run_pipeline(fill) if ids else []
         gone = [

@@ -61,3 +61,14 @@ def job_and_flags(job_id: str, raw: Any) -> tuple[Job, dict[str, str]]:
         raise JobNotFound(f"no job with id {job_id!r}", details={"job_id": job_id})
     flags = {text(k): text(v) for k, v in raw.items() if text(k) in FLAGS}
     return decode_job(raw), flags
+
+
+def entry_id_of(entry: str) -> str:
+    """The stream entry id of a dispatch delivery as the store hands it out: on a sharded
+    store ``{entry id}@{shard}`` (the shard's queue holds it), else the entry id itself."""
+    return entry.partition("@")[0]
+
+
+def shard_of_entry(entry: str) -> int:
+    _, _, shard = entry.partition("@")
+    return int(shard) if shard else 0

@@ -50,7 +50,7 @@ class EventLog(StoreBase):
         A job watched here gets the events handed to its tail as the write returns
         (:meth:`~supervisor.store.tails.Tail.offer`): the same events a read would give
         (the data as stored, read back from its JSON), without the read."""
-        k = self.keys
+        k = self.keys.of(job_id)
         ts = str(now())
         flat: list[str] = []
         for event, data in events:
@@ -160,10 +160,11 @@ class EventLog(StoreBase):
             ending.close()
 
     async def _read_job(self, job_id: str) -> Job:
-        return job_and_flags(job_id, await self._call("hgetall", self.keys.job(job_id)))[0]
+        key = self.keys.of(job_id).job(job_id)
+        return job_and_flags(job_id, await self._call("hgetall", key))[0]
 
     async def _read_events(self, job_id: str, after: int, count: int) -> list[Event]:
-        key = self.keys.events(job_id)
+        key = self.keys.of(job_id).events(job_id)
         reply = await self._call("xread", {key: f"{after}-1"}, count=count, _watch=True)
         if not reply:
             return []
@@ -195,9 +196,11 @@ class EventLog(StoreBase):
                 while True:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                     if message and message.get("type") == "message":
-                        job_id, ended, origin = parse_changed(text(message["data"]))
+                        job_id, what, origin = parse_changed(text(message["data"]))
                         if origin != self.consumer:  # ours woke our watchers as written
-                            self._signals.notify(job_id, ended=ended)
+                            self._signals.notify(job_id, ended=what == "ended")
+                            if what == "queued" and self._sharded:
+                                self._queue_grew.set()
             except (RedisError, OSError) as exc:
                 outage = isinstance(exc, OUTAGE_ERRORS)
                 if outage:  # said once per outage, by the store's health; each try at DEBUG
@@ -211,7 +214,7 @@ class EventLog(StoreBase):
                 await pubsub.aclose()
 
     async def publish_cancel(self, job_id: str) -> None:
-        await self._call("hset", self.keys.job(job_id), "cancel", "1")
+        await self._call("hset", self.keys.of(job_id).job(job_id), "cancel", "1")
         await self._call("publish", self.keys.cancel_channel, job_id)
 
     async def cancel_messages(self) -> AsyncIterator[str]:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import heapq
+from collections.abc import Callable
 from typing import Any
 
 from redis.exceptions import RedisError
 
-from shared import Job, JobNotFound, JobStatus, WorkerRegistration, now
+from shared import Job, JobNotFound, JobStatus, Keys, WorkerRegistration, now
 from shared.keys import STATUS_ORDER
 from supervisor.store.codec import decode_job, text
 from supervisor.store.jobs import JobRecords
@@ -33,14 +35,17 @@ class JobIndex(JobRecords):
         jobs: list[Job] = []
         top = f"({before}" if before is not None else "+inf"
         cursor = before
-        index = self.keys.by_status(status.value) if status else self.keys.jobs
+
+        def index(k: Keys) -> str:
+            return k.by_status(status.value) if status else k.jobs
+
         while len(jobs) < limit:
-            page = await self._ids_before(index, top, max(limit, 50) if status else 200)
+            page = await self._ids_before_all(index, top, max(limit, 50) if status else 200)
             if not page:
                 return jobs, None
 
             def read(pipe: Any, page: list[tuple[str, float]] = page) -> object:
-                return [pipe.hgetall(self.keys.job(job_id)) for job_id, _ in page]
+                return [pipe.hgetall(self.keys.of(job_id).job(job_id)) for job_id, _ in page]
 
             records = await self._run_pipeline(read)
             stale = []
@@ -60,11 +65,35 @@ class JobIndex(JobRecords):
                 jobs.append(job)
                 if len(jobs) == limit:
                     break
-            if stale:
-                await self._call("zrem", index, *stale)
-                if index == self.keys.jobs:
-                    await self._call("zrem", self.keys.ids, *stale)
+            for k, gone in self._by_shard(stale).items():
+                await self._call("zrem", index(k), *gone)
+                if not status:
+                    await self._call("zrem", k.ids, *gone)
         return jobs, cursor
+
+    def _by_shard(self, job_ids: list[str]) -> dict[Keys, list[str]]:
+        """``job_ids`` grouped by the keys of their shard."""
+        out: dict[Keys, list[str]] = {}
+        for job_id in job_ids:
+            out.setdefault(self.keys.of(job_id), []).append(job_id)
+        return out
+
+    async def _ids_before_all(
+        self, index: Callable[[Keys], str], top: str, n: int
+    ) -> list[tuple[str, float]]:
+        """The ``n`` newest ids below ``top`` in ``index`` of every shard, newest first: each
+        shard's ``n`` in one pipeline, merged."""
+        shards = self.keys.every_shard()
+        if len(shards) == 1:
+            return await self._ids_before(index(shards[0]), top, n)
+
+        def fill(pipe: Any) -> None:
+            for k in shards:
+                pipe.zrevrangebyscore(index(k), top, "-inf", start=0, num=n, withscores=True)
+
+        rows = [(text(m), float(score)) for each in await self._run_pipeline(fill)
+                for m, score in each]  # fmt: skip
+        return heapq.nlargest(n, rows, key=lambda row: row[1])
 
     async def ids_with_prefix(self, prefix: str, limit: int = 10) -> list[str]:
         """Up to ``limit`` retained job ids starting with ``prefix``, in id order: a short id's
@@ -74,20 +103,23 @@ class JobIndex(JobRecords):
             every = await self._call("zrange", self.keys.ids, 0, -1)
             found = [i for i in map(text, every) if i.startswith(prefix)][: limit + 1]
         else:  # ids are hex, all below "g": [prefix, prefix + "g") is every id it starts
-            rows = await self._call(
-                "zrangebylex", self.keys.ids, f"[{prefix}", f"({prefix}g", start=0, num=limit + 1
-            )
-            found = [text(i) for i in rows]
+
+            def fill(pipe: Any) -> None:
+                for k in self.keys.every_shard():
+                    pipe.zrangebylex(k.ids, f"[{prefix}", f"({prefix}g", start=0, num=limit + 1)
+
+            found = sorted(text(i) for rows in await self._run_pipeline(fill) for i in rows)
+            found = found[: limit + 1]
         if not found:
             return []
 
         def exists(pipe: Any) -> object:
-            return [pipe.exists(self.keys.job(j)) for j in found]
+            return [pipe.exists(self.keys.of(j).job(j)) for j in found]
 
         alive = await self._run_pipeline(exists)
         gone = [i for i, a in zip(found, alive, strict=True) if not a]
-        if gone:
-            await self._call("zrem", self.keys.ids, *gone)
+        for k, ids in self._by_shard(gone).items():
+            await self._call("zrem", k.ids, *ids)
         return [i for i, a in zip(found, alive, strict=True) if a][:limit]
 
     async def _ids_before(self, key: str, top: str, n: int) -> list[tuple[str, float]]:
@@ -102,10 +134,19 @@ class JobIndex(JobRecords):
         return [(text(member), float(score)) for member, score in rows]
 
     async def queue_depths(self) -> dict[str, int]:
-        raw = await self._call("hgetall", self.keys.queued)
-        # capability@tenant fields are the tenants' shares (SUBMIT), not capabilities
-        depths = {text(k): max(0, int(text(v))) for k, v in (raw or {}).items()}
-        return {name: n for name, n in depths.items() if "@" not in name}
+        """Jobs queued per capability (summed over the shards)."""
+
+        def fill(pipe: Any) -> None:
+            for k in self.keys.every_shard():
+                pipe.hgetall(k.queued)
+
+        depths: dict[str, int] = {}
+        for raw in await self._run_pipeline(fill):
+            for field, value in (raw or {}).items():
+                name = text(field)
+                if "@" not in name:  # capability@tenant: a tenant's share (SUBMIT)
+                    depths[name] = depths.get(name, 0) + max(0, int(text(value)))
+        return depths
 
     async def status_counts(self) -> dict[str, int]:
         """Retained jobs per status, from the status indexes (one round trip, O(1) each).
@@ -113,21 +154,28 @@ class JobIndex(JobRecords):
         Read twice, they give rates: the difference is what changed status in between,
         less the ids the janitor trimmed (expired records) meanwhile."""
 
+        shards = self.keys.every_shard()
+
         def count(pipe: Any) -> object:
-            return [pipe.zcard(key) for key in self.keys.status_indexes()]
+            return [pipe.zcard(key) for k in shards for key in k.status_indexes()]
 
         counts = await self._run_pipeline(count)
-        return {s: int(n or 0) for s, n in zip(STATUS_ORDER, counts, strict=True)}
+        width = len(STATUS_ORDER)
+        return {s: sum(int(n or 0) for n in counts[i::width]) for i, s in enumerate(STATUS_ORDER)}
 
     async def running_by_capability(self) -> dict[str, int]:
         """Jobs running now per capability, fleet-wide: the running index and one field of
         each of its records, in one round trip (O(jobs running), not O(jobs retained))."""
-        ids = [text(i) for i in await self._call("zrange", self.keys.by_status("running"), 0, -1)]
+
+        def running(pipe: Any) -> object:
+            return [pipe.zrange(k.by_status("running"), 0, -1) for k in self.keys.every_shard()]
+
+        ids = [text(i) for each in await self._run_pipeline(running) for i in each]
         if not ids:
             return {}
 
         def capabilities(pipe: Any) -> object:
-            return [pipe.hget(self.keys.job(j), "capability") for j in ids]
+            return [pipe.hget(self.keys.of(j).job(j), "capability") for j in ids]
 
         counts: dict[str, int] = {}
         for cap in await self._run_pipeline(capabilities):
@@ -136,22 +184,22 @@ class JobIndex(JobRecords):
         return counts
 
     async def dead_letter(self, job_id: str) -> None:
-        await self._call("zadd", self.keys.dead, {job_id: now()})
+        await self._call("zadd", self.keys.of(job_id).dead, {job_id: now()})
 
     async def dead_letters(self, limit: int = 100) -> list[Job]:
-        rows = await self._ids_before(self.keys.dead, "+inf", limit)
+        rows = await self._ids_before_all(lambda k: k.dead, "+inf", limit)
         jobs, stale = [], []
         for job_id, _ in rows:
             try:
                 jobs.append(await self.get(job_id))
             except JobNotFound:
                 stale.append(job_id)
-        if stale:
-            await self._call("zrem", self.keys.dead, *stale)
+        for k, gone in self._by_shard(stale).items():
+            await self._call("zrem", k.dead, *gone)
         return jobs
 
     async def is_dead_letter(self, job_id: str) -> bool:
-        return await self._call("zscore", self.keys.dead, job_id) is not None
+        return await self._call("zscore", self.keys.of(job_id).dead, job_id) is not None
 
     async def registrations(self) -> list[WorkerRegistration]:
         out = []

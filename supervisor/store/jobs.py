@@ -9,8 +9,9 @@ from typing import Any
 
 from shared import IdempotencyConflict, Job, JobStatus, now
 from shared.errors import DelegationLimit
+from shared.keys import shard_of
 from supervisor.store.base import StoreBase
-from supervisor.store.codec import encode_fields, job_and_flags, job_fields, text
+from supervisor.store.codec import encode_fields, entry_id_of, job_and_flags, job_fields, text
 from supervisor.store.errors import AdmissionFull, check_fence
 from supervisor.store.usage import usage_args
 
@@ -27,7 +28,8 @@ class JobRecords(StoreBase):
         tenant_share: float = 1.0,
         max_children: int = 1000,
     ) -> tuple[Job, bool]:
-        """Persist and enqueue ``job``. Returns ``(job, created)``.
+        """Persist and enqueue ``job``. Returns ``(job, created)``. On a sharded store a job
+        whose id was not made by :meth:`place` gets its place here: its ``id`` changes.
 
         With an idempotency key already used: the same fingerprint returns the first job
         (``created`` False); another raises :class:`IdempotencyConflict`. A full capability
@@ -35,9 +37,22 @@ class JobRecords(StoreBase):
         the tenant holds ``tenant_share`` of ``queue_limit`` already (fair admission: one
         tenant filling a queue does not lock the others out).
         """
-        k = self.keys
+        if self._sharded and job.id[12:13] != "8":  # not placed yet (see place): here
+            job.id = self.place(
+                job.id, parent_id=job.parent_id, idempotency_key=job.idempotency_key,
+                tenant=job.tenant,
+            )  # fmt: skip
+        k = self.keys.of(job.id)
         key = job.idempotency_key
         idem = k.idempotency(key, job.tenant) if key else k.idempotency("-")
+        tenant_limit = max(1, math.ceil(queue_limit * tenant_share))
+        over: AdmissionFull | None = None
+        if self.keys.shards > 1:  # the limits count every shard: read them first
+            over = await self._over_limit(job, queue_limit, tenant_limit)
+            if over is not None:
+                if not key:
+                    raise over
+                queue_limit = 0  # SUBMIT still hands back a replay; anything else is full
         # A new record leaves its empty fields out (absent reads as None; a transition writes
         # a field it clears): half the hash of a queued job, in Redis and in memory://.
         fields = {name: v for name, v in job_fields(job).items() if v is not None}
@@ -67,7 +82,7 @@ class JobRecords(StoreBase):
                 event,
                 job.correlation_id,
                 job.tenant or "",
-                str(max(1, math.ceil(queue_limit * tenant_share))),
+                str(tenant_limit),
                 job.parent_id or "",
                 str(max_children),
                 str(self.retention_s + 86_400),  # outlives the parent's record once it ends
@@ -77,6 +92,8 @@ class JobRecords(StoreBase):
         verdict = text(out[0])
         if verdict == "ok":
             return job, True
+        if over is not None and verdict in ("full", "share"):
+            raise over
         if verdict == "full":
             raise AdmissionFull(int(text(out[1])))
         if verdict == "share":
@@ -89,7 +106,7 @@ class JobRecords(StoreBase):
             )
         existing_id = text(out[1])
         existing = await self.get(existing_id)
-        stored = await self._call("hget", k.job(existing_id), "fingerprint")
+        stored = await self._call("hget", self.keys.of(existing_id).job(existing_id), "fingerprint")
         if stored is None or json.loads(text(stored)) != fingerprint:
             raise IdempotencyConflict(
                 "this Idempotency-Key was already used with a different request body",
@@ -97,17 +114,60 @@ class JobRecords(StoreBase):
             )
         return existing, False
 
+    def place(
+        self, job_id: str, *, parent_id: str | None, idempotency_key: str | None, tenant: str | None
+    ) -> str:
+        """The id a new job takes, with its shard in it (unchanged with one shard): a child
+        joins its parent's shard (its place in the parent's list of children is written with
+        it), a keyed job the shard of its key (a replay finds the first job in one step), any
+        other job a shard at random (its id's first digits)."""
+        n = self.keys.shards
+        if n == 1:
+            return job_id
+        if parent_id:
+            shard = shard_of(parent_id)
+        elif idempotency_key:
+            shard = self.keys.keyed(idempotency_key, tenant)
+        else:
+            shard = int(job_id[:8], 16) % n
+        return self.keys.place(job_id, shard)
+
+    async def _over_limit(
+        self, job: Job, queue_limit: int, tenant_limit: int
+    ) -> AdmissionFull | None:
+        """On a sharded store, the refusal the limits give ``job`` summed over every shard
+        (read in one round trip just before the submit; concurrent submissions may pass it
+        together, so a queue can exceed its limit by as many as were submitted at once)."""
+        share = f"{job.capability}@{job.tenant}" if job.tenant else None
+
+        def fill(pipe: Any) -> None:
+            for k in self.keys.every_shard():
+                pipe.hget(k.queued, job.capability)
+                if share:
+                    pipe.hget(k.queued, share)
+
+        values = [int(text(v)) if v is not None else 0 for v in await self._run_pipeline(fill)]
+        step = 2 if share else 1
+        depth = sum(values[::step])
+        if depth >= queue_limit:
+            return AdmissionFull(depth)
+        mine = sum(values[1::2]) if share else 0
+        if share and mine >= tenant_limit:
+            return AdmissionFull(mine, tenant=job.tenant)
+        return None
+
     async def get(self, job_id: str) -> Job:
         return (await self.get_with_flags(job_id))[0]
 
     async def children(self, job_id: str) -> list[str]:
         """The ids of the job's children, in submit order."""
-        return [text(v) for v in await self._call("lrange", self.keys.children(job_id), 0, -1)]
+        key = self.keys.of(job_id).children(job_id)
+        return [text(v) for v in await self._call("lrange", key, 0, -1)]
 
     async def get_with_children(self, job_id: str) -> Job:
         """The job with its ``children`` (None: it has none), in one round trip: what
         ``GET /v1/jobs/{id}`` answers."""
-        k = self.keys
+        k = self.keys.of(job_id)
 
         def fill(pipe: Any) -> None:
             pipe.hgetall(k.job(job_id))
@@ -120,11 +180,12 @@ class JobRecords(StoreBase):
 
     async def get_with_flags(self, job_id: str) -> tuple[Job, dict[str, str]]:
         """The job and its internal fields (``cancel``, ``fence``, ``run_start``) in one read."""
-        return job_and_flags(job_id, await self._call("hgetall", self.keys.job(job_id)))
+        key = self.keys.of(job_id).job(job_id)
+        return job_and_flags(job_id, await self._call("hgetall", key))
 
     async def flag(self, job_id: str, name: str) -> str | None:
         """An internal field of the job hash (``cancel``), or None."""
-        value = await self._call("hget", self.keys.job(job_id), name)
+        value = await self._call("hget", self.keys.of(job_id).job(job_id), name)
         return None if value is None or not text(value) else text(value)
 
     async def transition(
@@ -151,7 +212,7 @@ class JobRecords(StoreBase):
         Returns the event's sequence number (0 when no event), None when refused by status.
         Raises :class:`Fenced` when ``fence`` is not the job's current lease token.
         """
-        k = self.keys
+        k = self.keys.of(job_id)
         payload = json.dumps(data or {}, separators=(",", ":"), default=str)
         keys = [k.job(job_id), k.events(job_id), k.queued, k.dead, k.queue, *k.status_indexes()]
         figures = ""
@@ -173,7 +234,7 @@ class JobRecords(StoreBase):
                 done.model_dump_json() if done is not None else "",
                 "" if fence is None else str(fence),
                 "1" if dead_letter else "",
-                ack or "",
+                entry_id_of(ack) if ack else "",
                 figures,
                 *encode_fields(fields),
             ],
@@ -191,8 +252,9 @@ class JobRecords(StoreBase):
         Raises :class:`Fenced` when a reclaim of that entry already took the lease: the fresh
         holder was paused past its lease before it got here, and another supervisor runs it.
         """
-        args = [entry or "", "1" if reclaimed else ""]
-        return _acquired(job_id, await self._script("ACQUIRE", [self.keys.job(job_id)], args))
+        key = self.keys.of(job_id).job(job_id)
+        args = [entry_id_of(entry) if entry else "", "1" if reclaimed else ""]
+        return _acquired(job_id, await self._script("ACQUIRE", [key], args))
 
 
 Acquired = tuple[int, Job, dict[str, str]]

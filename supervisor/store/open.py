@@ -20,6 +20,9 @@ from supervisor.store.maintenance import Maintenance
 from supervisor.store.queue import DispatchQueue
 from supervisor.store.usage import UsageLedger
 
+CLUSTER_SHARDS = 16
+"""Shards on a Redis Cluster unless told otherwise: each a slot of its own, so 16 spread
+over a few masters about evenly (3 masters: 5-6 each)."""
 START_WAIT_S = 1.0
 """How long the start waits for the store's first answer before serving without it."""
 
@@ -42,16 +45,22 @@ async def open_store(
     idempotency_ttl_s: int = 86_400,
     max_connections: int = 256,
     watch_connections: int = 64,
+    shards: int | None = None,
 ) -> AsyncIterator[Store]:
     """Open the store named by ``url`` (``memory://``, ``redis://...`` or
     ``redis+cluster://host:port,...``). On Redis, event watchers read through a pool of their
     own (``watch_connections``). On a cluster the keys' prefix is hash-tagged (see
-    :mod:`shared.redis_urls`)."""
+    :mod:`shared.redis_urls`). ``shards``: how many shards new jobs go to (None: ``keys``'s
+    own count, or :data:`CLUSTER_SHARDS` on a cluster; one process needs none, so
+    ``memory://`` has one)."""
     keys = keys or Keys()
+    if shards is None:
+        shards = CLUSTER_SHARDS if is_cluster_url(url) and keys.shards == 1 else keys.shards
+    keys = Keys(keys.prefix, 1 if url.startswith("memory://") else shards)
     client: Any
     watch: Any = None
     if is_cluster_url(url):
-        keys = Keys(store_prefix(url, keys.prefix))
+        keys = Keys(store_prefix(url, keys.prefix), keys.shards)
         client = _cluster(url, max_connections)
         watch = _cluster(url, watch_connections)
     elif url.startswith("memory://"):

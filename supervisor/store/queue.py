@@ -10,7 +10,7 @@ from typing import Any
 
 from shared import DISPATCH_GROUP, JobStatus, StoreUnavailable, now
 from supervisor.store.base import OUTAGE_ERRORS, StoreBase
-from supervisor.store.codec import encode_fields, text
+from supervisor.store.codec import encode_fields, entry_id_of, shard_of_entry, text
 from supervisor.store.errors import check_fence
 
 MAX_BLOCK_MS = 2000
@@ -24,19 +24,23 @@ class DispatchQueue(StoreBase):
     """Take, reclaim, renew and acknowledge deliveries; read leases; requeue a job."""
 
     async def ensure_group(self) -> None:
-        try:
-            await self._r.xgroup_create(self.keys.queue, DISPATCH_GROUP, id="0", mkstream=True)
-        except Exception as exc:  # BUSYGROUP: it exists already
-            if "BUSYGROUP" not in str(exc) and "already exists" not in str(exc):
-                if isinstance(exc, OUTAGE_ERRORS):
-                    self.health.failed(exc)
-                raise StoreUnavailable(f"cannot create dispatch group: {exc}") from exc
+        """The consumer group on each shard's queue."""
+        for k in self.keys.every_shard():
+            try:
+                await self._r.xgroup_create(k.queue, DISPATCH_GROUP, id="0", mkstream=True)
+            except Exception as exc:  # BUSYGROUP: it exists already
+                if "BUSYGROUP" not in str(exc) and "already exists" not in str(exc):
+                    if isinstance(exc, OUTAGE_ERRORS):
+                        self.health.failed(exc)
+                    raise StoreUnavailable(f"cannot create dispatch group: {exc}") from exc
         self._answered()
 
     async def take(self, count: int, block_ms: int) -> list[QueueEntry]:
         """Up to ``count`` new deliveries, waiting up to ``block_ms`` for the first."""
         if self.embedded:
             return await self._take_here(count, block_ms)
+        if self._sharded:
+            return await self._take_sharded(count, block_ms)
         reply = await self._call(
             "xreadgroup",
             DISPATCH_GROUP,
@@ -62,40 +66,79 @@ class DispatchQueue(StoreBase):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._queue_grew.wait(), left)
 
+    async def _take_sharded(self, count: int, block_ms: int) -> list[QueueEntry]:
+        """A sharded store's take: no blocking read spans shards (each is a slot of its own),
+        so it reads the shards' queues, as many in one pipeline as it wants deliveries, never
+        more than ``count`` in all (a shard that gave its whole share is read again, after
+        the others, for what they left), starting one shard further each time (none waits
+        behind another); with nothing to take, it
+        waits for a write that queued a job — here, or on another replica as its ``changed``
+        message says — or ``block_ms``, whichever comes first (a lost message costs that)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + min(block_ms, MAX_BLOCK_MS) / 1000
+        shards = self.keys.every_shard()
+        while True:
+            self._queue_grew.clear()  # before the read: a write after it sets it again
+            start = self._next_shard = (self._next_shard + 1) % len(shards)
+            pending = [(i, shards[i]) for i in [*range(start, len(shards)), *range(start)]]
+            got: list[QueueEntry] = []
+            while pending and len(got) < count:
+                want = count - len(got)
+                batch, pending = pending[:want], pending[want:]
+                shares = [want // len(batch) + (j < want % len(batch)) for j in range(len(batch))]
+
+                def fill(pipe: Any, batch: list[Any] = batch, shares: list[int] = shares) -> None:
+                    for (_, k), n in zip(batch, shares, strict=True):
+                        pipe.xreadgroup(DISPATCH_GROUP, self.consumer, {k.queue: ">"}, count=n)
+
+                replies = await self._run_pipeline(fill)
+                for (i, k), n, reply in zip(batch, shares, replies, strict=True):
+                    entries = _entries(reply)
+                    got += [(f"{eid}@{i}" if i else eid, job) for eid, job in entries]
+                    if len(entries) == n:  # it may hold more: read again after the others
+                        pending.append((i, k))
+            left = deadline - loop.time()
+            if got or left <= 0:
+                return got
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._queue_grew.wait(), left)
+
     async def reclaim(self, min_idle_ms: int, count: int = 100) -> list[QueueEntry]:
-        """Deliveries whose holder stopped renewing its lease, now ours."""
-        reply = await self._call(
-            "xautoclaim",
-            self.keys.queue,
-            DISPATCH_GROUP,
-            self.consumer,
-            min_idle_time=min_idle_ms,
-            start_id="0-0",
-            count=count,
-        )
-        entries = reply[1] if reply else []
-        out = []
-        for eid, fields in entries:
-            if not fields:
-                continue  # deleted entry
-            f = {text(a): text(b) for a, b in fields.items()}
-            out.append((text(eid), f["job"]))
+        """Deliveries whose holder stopped renewing its lease, now ours (each shard's)."""
+        out: list[QueueEntry] = []
+        for i, k in enumerate(self.keys.every_shard()):
+            if len(out) >= count:
+                break
+            reply = await self._call(
+                "xautoclaim",
+                k.queue,
+                DISPATCH_GROUP,
+                self.consumer,
+                min_idle_time=min_idle_ms,
+                start_id="0-0",
+                count=count - len(out),
+            )
+            for eid, fields in reply[1] if reply else []:
+                if not fields:
+                    continue  # deleted entry
+                f = {text(a): text(b) for a, b in fields.items()}
+                out.append((f"{text(eid)}@{i}" if i else text(eid), f["job"]))
         return out
 
     async def renew(self, entry_ids: list[str]) -> None:
         """Reset the idle time of deliveries we still hold (our lease heartbeat)."""
-        if entry_ids:
-            await self._call(
-                "xclaim", self.keys.queue, DISPATCH_GROUP, self.consumer, 0, entry_ids, justid=True
-            )
+        by_shard: dict[int, list[str]] = {}
+        for entry in entry_ids:
+            by_shard.setdefault(shard_of_entry(entry), []).append(entry_id_of(entry))
+        for shard, ids in by_shard.items():
+            queue = self.keys.shard(shard).queue
+            await self._call("xclaim", queue, DISPATCH_GROUP, self.consumer, 0, ids, justid=True)
 
     async def ack(self, entry_id: str) -> None:
         """Done with a delivery: acknowledge it and drop it from the stream."""
+        queue, eid = self.keys.shard(shard_of_entry(entry_id)).queue, entry_id_of(entry_id)
         await self._run_pipeline(
-            lambda pipe: (
-                pipe.xack(self.keys.queue, DISPATCH_GROUP, entry_id),
-                pipe.xdel(self.keys.queue, entry_id),
-            )
+            lambda pipe: (pipe.xack(queue, DISPATCH_GROUP, eid), pipe.xdel(queue, eid))
         )
 
     async def leases(self, job_ids: list[str]) -> dict[str, tuple[int | None, bool]]:
@@ -106,8 +149,9 @@ class DispatchQueue(StoreBase):
 
         def fill(pipe: Any) -> None:
             for j in job_ids:  # two HGETs: the engine's pipeline has no HMGET
-                pipe.hget(self.keys.job(j), "fence")
-                pipe.hget(self.keys.job(j), "cancel")
+                key = self.keys.of(j).job(j)
+                pipe.hget(key, "fence")
+                pipe.hget(key, "cancel")
 
         values = await self._run_pipeline(fill)
         return {
@@ -129,7 +173,7 @@ class DispatchQueue(StoreBase):
         unexpected error): status ``queued`` and its event, a new dispatch entry, the old one
         (``entry_id``) acknowledged, out of the dead letters, its TTL lifted. The new event
         starts the job's latest run. None when the status is not in ``allowed``."""
-        k = self.keys
+        k = self.keys.of(job_id)
         out = await self._script(
             "REQUEUE",
             [k.job(job_id), k.events(job_id), k.queued, k.queue, k.dead, *k.status_indexes()],
@@ -137,7 +181,7 @@ class DispatchQueue(StoreBase):
             args=[
                 ",".join(s.value for s in allowed),
                 "" if fence is None else str(fence),
-                entry_id or "",
+                entry_id_of(entry_id) if entry_id else "",
                 str(now()),
                 json.dumps(data, separators=(",", ":"), default=str),
                 *encode_fields(fields),

@@ -58,7 +58,8 @@ class UsageLedger(StoreBase):
         first = dt.datetime.fromtimestamp(since, dt.UTC).date()
         last = dt.datetime.fromtimestamp(until, dt.UTC).date()
         days = [first + dt.timedelta(days=i) for i in range(min((last - first).days + 1, MAX_DAYS))]
-        keys = [self.keys.usage(d.strftime("%Y%m%d")) for d in days]
+        shards = self.keys.every_shard()  # a job's usage is in its shard's day hash
+        keys = [k.usage(d.strftime("%Y%m%d")) for d in days for k in shards]
 
         def fill(pipe: Any) -> None:
             for key in keys:

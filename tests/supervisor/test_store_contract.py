@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
@@ -19,7 +19,7 @@ from supervisor.store import MAX_BLOCK_MS, AdmissionFull, Fenced, Store, open_st
 from supervisor.store.codec import text
 
 
-@pytest.fixture(params=["memory", "memory-lua", "redis", "cluster"])
+@pytest.fixture(params=["memory", "memory-lua", "redis", "redis-sharded", "cluster"])
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
     if request.param == "memory":
         async with open_store("memory://", Keys("t")) as s:
@@ -34,11 +34,20 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
         prefix = request.getfixturevalue("cluster_prefix")
         async with open_store(url, Keys(prefix), retention_s=120) as s:
             yield s
-    else:
+    else:  # redis-sharded: 4 shards on one server (a cluster has 16: CLUSTER_SHARDS)
         url = request.getfixturevalue("redis_url")
         prefix = request.getfixturevalue("key_prefix")
-        async with open_store(url, Keys(prefix), retention_s=120) as s:
+        shards = 4 if request.param == "redis-sharded" else None
+        async with open_store(url, Keys(prefix), retention_s=120, shards=shards) as s:
             yield s
+
+
+async def every_shard(store: Store, index: Callable[[Keys], str]) -> set[str]:
+    """The members of ``index`` in every shard of ``store``."""
+    out: set[str] = set()
+    for k in store.keys.every_shard():
+        out |= {text(m) for m in await store.client.zrange(index(k), 0, -1)}
+    return out
 
 
 def make_job(capability: str = "echo", key: str | None = None, **kw: object) -> Job:
@@ -156,7 +165,7 @@ async def test_transition_guards_and_counts(store: Store) -> None:
     events = await store.events(job.id)
     assert [e.type for e in events] == ["status", "status", "status", "done"]
     assert events[-1].data["status"] == "succeeded"
-    assert 0 < await store.client.ttl(store.keys.job(job.id)) <= store.retention_s
+    assert 0 < await store.client.ttl(store.keys.of(job.id).job(job.id)) <= store.retention_s
 
 
 async def test_events_resume_and_block(store: Store) -> None:
@@ -213,7 +222,8 @@ async def test_leases_taken_together_answer_as_each_alone(store: Store) -> None:
     for job in jobs:
         await store.submit(job, fingerprint="x", queue_limit=10)
     taken = await store.take(10, block_ms=100)
-    assert [j for _, j in taken] == [job.id for job in jobs]
+    assert sorted(j for _, j in taken) == sorted(job.id for job in jobs)  # FIFO per shard
+    taken = [next(t for t in taken if t[1] == job.id) for job in jobs]
     await store.acquire(jobs[2].id, entry=taken[2][0], reclaimed=True)  # a reclaim came first
     leases = await asyncio.gather(
         *(store.acquire(j, entry=e) for e, j in [*taken, ("0-1", "no-such-job")]),
@@ -260,15 +270,16 @@ async def test_listing_by_status_reads_that_status_index(store: Store) -> None:
     assert [j.id for j in queued] == [j.id for j in reversed(jobs[4:])]
     done, _ = await store.list_jobs(status=JobStatus.SUCCEEDED, limit=10)
     assert [j.id for j in done] == [jobs[0].id]
-    members = await store.client.zrange(store.keys.by_status("running"), 0, -1)
-    assert sorted(text(m) for m in members) == sorted(running)
+    members = await every_shard(store, lambda k: k.by_status("running"))
+    assert sorted(members) == sorted(running)
 
 
 async def test_status_indexes_are_built_for_a_store_written_before_them(store: Store) -> None:
     jobs = [make_job("u", created_at=now() + i) for i in range(3)]
     for job in jobs:
         await store.submit(job, fingerprint="x", queue_limit=100)
-    await store.client.delete(*store.keys.status_indexes())  # as an older version left it
+    for k in store.keys.every_shard():  # as an older version left them
+        await store.client.delete(*k.status_indexes())
     assert (await store.list_jobs(status=JobStatus.QUEUED))[0] == []
     assert await store.index_by_status() == 3
     listed, _ = await store.list_jobs(status=JobStatus.QUEUED, limit=10)
@@ -277,24 +288,27 @@ async def test_status_indexes_are_built_for_a_store_written_before_them(store: S
 
 
 async def test_short_ids_find_jobs_by_the_start_of_their_id(store: Store) -> None:
-    ids = ["abcdef01" + "0" * 24, "abcdef02" + "0" * 24, "abcdff00" + "0" * 24]
-    for job_id in ids:
-        await store.submit(make_job("u", id=job_id), fingerprint="x", queue_limit=100)
+    ids = []
+    for job_id in ["abcdef01" + "0" * 24, "abcdef02" + "0" * 24, "abcdff00" + "0" * 24]:
+        job = make_job("u", id=job_id)
+        await store.submit(job, fingerprint="x", queue_limit=100)
+        ids.append(job.id)  # a sharded store places it: its digits from the 13th may change
     assert await store.ids_with_prefix("abcdef") == ids[:2]  # in id order
     assert await store.ids_with_prefix("abcdef02") == [ids[1]]
     assert await store.ids_with_prefix("abcd", limit=1) == [ids[0]]
     assert await store.ids_with_prefix("abcdf0") == []
     assert await store.ids_with_prefix(ids[2]) == [ids[2]]  # a whole id starts itself
-    await store.client.delete(store.keys.job(ids[0]))  # its record expired
+    await store.client.delete(store.keys.of(ids[0]).job(ids[0]))  # its record expired
     assert await store.ids_with_prefix("abcdef") == [ids[1]]
-    assert text(ids[0]) not in {text(m) for m in await store.client.zrange(store.keys.ids, 0, -1)}
+    assert ids[0] not in await every_shard(store, lambda k: k.ids)
 
 
 async def test_short_id_index_is_built_for_a_store_written_before_it(store: Store) -> None:
     jobs = [make_job("u") for _ in range(3)]
     for job in jobs:
         await store.submit(job, fingerprint="x", queue_limit=100)
-    await store.client.delete(store.keys.ids)  # as an older version left it
+    for k in store.keys.every_shard():  # as an older version left it
+        await store.client.delete(k.ids)
     assert await store.ids_with_prefix(jobs[0].id[:12]) == []
     assert await store.index_ids() == 3
     assert await store.ids_with_prefix(jobs[0].id[:12]) == [jobs[0].id]
@@ -320,7 +334,7 @@ async def test_fencing_refuses_a_stale_holder(store: Store) -> None:
     assert await store.leases([job.id, "gone"]) == {job.id: (second, False), "gone": (None, False)}
     await store.publish_cancel(job.id)
     assert await store.leases([job.id]) == {job.id: (second, True)}
-    await store.client.hset(store.keys.job(job.id), "cancel", "")
+    await store.client.hset(store.keys.of(job.id).job(job.id), "cancel", "")
     running = (JobStatus.QUEUED, JobStatus.RUNNING)
     with pytest.raises(Fenced):
         await store.append(job.id, "progress", {"progress": 1}, fence=first)
@@ -385,8 +399,9 @@ async def test_trim_drops_expired_index_entries_and_gone_consumers(store: Store)
     old_alive = make_job(created_at=now() - 10 * store.retention_s)  # still queued: kept
     for job in (old_gone, old_alive):
         await store.submit(job, fingerprint=job.id, queue_limit=10)
-    await store.client.zadd(store.keys.dead, {old_gone.id: now() - 10 * store.retention_s})
-    await store.client.delete(store.keys.job(old_gone.id))  # its record expired
+    dead = store.keys.of(old_gone.id).dead
+    await store.client.zadd(dead, {old_gone.id: now() - 10 * store.retention_s})
+    await store.client.delete(store.keys.of(old_gone.id).job(old_gone.id))  # its record expired
     assert len(await store.take(10, block_ms=10)) == 2
     ghost = Store(store.client, store.keys, retention_s=store.retention_s, idempotency_ttl_s=60)
     await store.submit(make_job(), fingerprint="g", queue_limit=10)
@@ -396,7 +411,7 @@ async def test_trim_drops_expired_index_entries_and_gone_consumers(store: Store)
     assert removed["jobs"] == 1 and removed["dead"] == 1
     listed = {j.id for j in (await store.list_jobs(limit=100))[0]}
     assert old_alive.id in listed and old_gone.id not in listed
-    in_ids = {text(m) for m in await store.client.zrange(store.keys.ids, 0, -1)}
+    in_ids = await every_shard(store, lambda k: k.ids)
     assert old_alive.id in in_ids and old_gone.id not in in_ids  # the short-id index too
     if not store.embedded:  # the engine has no XINFO CONSUMERS
         assert removed["consumers"] >= 1
