@@ -62,7 +62,7 @@ def key_prefix(redis_url: str) -> Iterator[str]:
     yield prefix
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     try:
-        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+        keys = list(client.scan_iter(match=f"{prefix}[:.]*", count=1000))  # shards: prefix.N
         leaked = [
             key
             for key in keys
@@ -87,8 +87,8 @@ def redis_cluster() -> Iterator[str]:
 
 @pytest.fixture
 def cluster_prefix(redis_cluster: str) -> Iterator[str]:
-    """A private key prefix on the session's cluster; its keys are deleted afterwards (they
-    all share the prefix's hash tag, so one node holds them)."""
+    """A private key prefix on the session's cluster; its keys are deleted afterwards (on
+    every master: the shards' keys, ``{prefix.N}:…``, spread over them)."""
     import redis.cluster
 
     from shared.redis_urls import cluster_nodes
@@ -98,7 +98,7 @@ def cluster_prefix(redis_cluster: str) -> Iterator[str]:
     (host, port), *_ = cluster_nodes(redis_cluster)[0]
     client = redis.cluster.RedisCluster(host=host, port=port)
     try:
-        keys = list(client.scan_iter(match="{" + prefix + "}:*", count=1000))
+        keys = list(client.scan_iter(match="{" + prefix + "[}.]*", count=1000))
         for key in keys:
             client.delete(key)
     finally:

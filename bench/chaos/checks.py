@@ -112,7 +112,7 @@ async def durable_logs(redis_url: str, keys: Keys, job_ids: list[str]) -> dict[s
             chunk = job_ids[start : start + 200]
             pipe = client.pipeline(transaction=False)
             for job_id in chunk:
-                pipe.xrange(keys.events(job_id))
+                pipe.xrange(keys.of(job_id).events(job_id))
             for job_id, entries in zip(chunk, await pipe.execute(), strict=True):
                 out[job_id] = [_entry(entry_id, fields) for entry_id, fields in entries]
     finally:

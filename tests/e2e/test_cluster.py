@@ -1,11 +1,14 @@
 """The fleet on a real Redis Cluster (``redis+cluster://``): supervisor and worker processes,
 a batch through two supervisors, and a master killed with ``kill -9``.
 
-What a master's death costs (a fleet's keys share one hash tag, so one master holds them):
+A fleet's jobs are spread over 16 shards (CLUSTER_SHARDS), each a hash slot of its own with
+its records, indexes and dispatch queue, so every master holds some of them. What a master's
+death costs:
 - with a replica per master, the replica takes over and nothing accepted is lost: every job
   that was answered 202 ends, exactly once; submissions during the takeover get 503;
-- without a replica and without persistence, the restarted master comes back empty: every
-  job it held is gone (404) — the fleet itself recovers and runs new work.
+- without a replica and without persistence, the restarted master comes back empty: the jobs
+  of its shards are gone (404), the other masters' jobs are not — the fleet itself recovers
+  and runs new work.
 """
 
 from __future__ import annotations
@@ -21,8 +24,11 @@ import httpx
 import pytest
 from redis.crc import key_slot
 
+import redis
+
 from bench.cluster import RedisClusterProcs
-from shared.redis_urls import store_prefix
+from shared.keys import shard_of, shard_prefix
+from shared.redis_urls import cluster_nodes, store_prefix
 from shared.serving import free_port
 from tests.helpers import wait_until
 from tests.processes import Proc, supervisor, worker
@@ -120,6 +126,35 @@ async def test_a_batch_through_two_supervisors_with_progress_and_cancel(
             assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
             assert sum(e["type"] == "progress" for e in events) == 3
             assert events[-1]["type"] == "done"
+    spread = records_per_master(redis_cluster, cluster_prefix)
+    print(f"job records per master: {spread}")
+    assert len(spread) == 3 and all(spread.values()), spread  # every master holds jobs
+    assert sum(spread.values()) == len(batch) + len(doomed)
+    assert len({shard_of(j) for j in batch}) == 16  # every shard took some
+
+
+def records_per_master(url: str, prefix: str) -> dict[str, int]:
+    """How many of the fleet's job records each master of the cluster holds (SCAN is a
+    node's own keys)."""
+    (host, port), *_ = cluster_nodes(url)[0]
+    seed = redis.Redis(host=host, port=port, decode_responses=True)
+    try:
+        masters = {(m[0], int(m[1])) for _, _, m, *_ in seed.cluster("slots")}
+    finally:
+        seed.close()
+    out = {}
+    for host, port in sorted(masters):
+        node = redis.Redis(host=host, port=port, decode_responses=True)
+        try:
+            keys = node.scan_iter(match="{" + prefix + "[}.]*:job:*", count=1000)
+            out[f"{host}:{port}"] = sum(1 for key in keys if key.count(":") == 2)
+        finally:
+            node.close()
+    return out
+
+
+def _slot_of_job(url: str, prefix: str, job_id: str) -> int:
+    return key_slot(shard_prefix(store_prefix(url, prefix), shard_of(job_id)).encode())
 
 
 def _master_of_fleet(cluster: RedisClusterProcs, prefix: str) -> Any:
@@ -153,7 +188,7 @@ async def test_a_replica_takes_over_a_killed_master_and_nothing_accepted_is_lost
             feeders = [asyncio.create_task(submitter()) for _ in range(4)]
             await wait_until(lambda: len(accepted) >= 100, timeout=60, message="100 accepted")
             victim = _master_of_fleet(cluster, prefix)
-            cluster.kill(victim)  # kill -9 of the master holding the fleet's slot
+            cluster.kill(victim)  # kill -9 of the master holding shard 0 (and some others)
             at_kill = len(accepted)
             slot = key_slot(store_prefix(cluster.url, prefix).encode())
             await asyncio.to_thread(cluster.wait_promoted, slot, victim)  # its replica took over
@@ -184,14 +219,27 @@ async def test_without_replicas_a_restarted_master_comes_back_empty() -> None:
     ):
         async with httpx.AsyncClient(base_url=sup.url, timeout=60) as api:
             await registered(api, 1)
-            r = await api.post("/v1/jobs?wait=10", json={"capability": "noop"})
-            before = r.json()
-            assert before["status"] == "succeeded", r.text
-            victim = _master_of_fleet(cluster, prefix)
+            before = []
+            for _ in range(12):
+                r = await api.post("/v1/jobs?wait=10", json={"capability": "noop"})
+                assert r.json()["status"] == "succeeded", r.text
+                before.append(r.json()["id"])
+            where = {
+                j: cluster.master_of_slot(_slot_of_job(cluster.url, prefix, j)) for j in before
+            }
+            victim = where[before[0]]
             cluster.restart(victim)  # kill -9, then the same node again: no AOF, no replica
             await asyncio.to_thread(cluster.wait_ok, 60)
-            r = await api.get(f"/v1/jobs/{before['id']}")
-            assert r.status_code == 404, r.text  # lost with the master's memory
+            lost = [j for j in before if where[j] is victim]
+            kept = [j for j in before if where[j] is not victim]
+            assert lost and kept, where  # 12 jobs over 16 shards on 3 masters: both
+            for job_id in lost:  # lost with the master's memory
+                r = await api.get(f"/v1/jobs/{job_id}")
+                assert r.status_code == 404, r.text
+            for job_id in kept:  # on the other masters: still there
+                r = await api.get(f"/v1/jobs/{job_id}")
+                assert r.status_code == 200 and r.json()["status"] == "succeeded", r.text
+            print(f"lost {len(lost)} of {len(before)} jobs: those of the restarted master")
 
             async def flows() -> bool:
                 r = await api.post("/v1/jobs?wait=5", json={"capability": "noop"})

@@ -181,7 +181,7 @@ class Fleet:
 
     def events(self, job_id: str) -> list[tuple[str, dict[str, Any]]]:
         """A job's durable event log (type, data), as Redis holds it."""
-        entries = self.redis.xrange(self.keys.events(job_id))
+        entries = self.redis.xrange(self.keys.of(job_id).events(job_id))
         return [(fields["t"], json.loads(fields.get("d", "{}"))) for _, fields in entries]
 
 
