@@ -258,7 +258,7 @@ class SupervisorSettings(_Serving):
     shards: int | None = Field(default=None, ge=1, le=1024)
     """How many shards new jobs are spread over, each a hash slot of its own (its own
     dispatch queue, records and indexes), so a Redis Cluster's masters share a fleet. Unset:
-    16 on a cluster, 1 elsewhere; ignored by ``memory://``. Raise it at will; lowering it
+    64 on a cluster, 1 elsewhere; ignored by ``memory://``. Raise it at will; lowering it
     leaves the higher shards' queued jobs untaken (see :mod:`shared.keys`)."""
     watch_connections: int = Field(default=64, ge=1)
     """Redis connections event watchers (SSE) read through: a pool apart from the one jobs

@@ -1,7 +1,7 @@
 """The fleet on a real Redis Cluster (``redis+cluster://``): supervisor and worker processes,
 a batch through two supervisors, and a master killed with ``kill -9``.
 
-A fleet's jobs are spread over 16 shards (CLUSTER_SHARDS), each a hash slot of its own with
+A fleet's jobs are spread over 64 shards (CLUSTER_SHARDS), each a hash slot of its own with
 its records, indexes and dispatch queue, so every master holds some of them. What a master's
 death costs:
 - with a replica per master, the replica takes over and nothing accepted is lost: every job
@@ -130,7 +130,7 @@ async def test_a_batch_through_two_supervisors_with_progress_and_cancel(
     print(f"job records per master: {spread}")
     assert len(spread) == 3 and all(spread.values()), spread  # every master holds jobs
     assert sum(spread.values()) == len(batch) + len(doomed)
-    assert len({shard_of(j) for j in batch}) == 16  # every shard took some
+    assert len({shard_of(j) for j in batch}) > 32  # of 64: spread (each takes 1/64 at random)
 
 
 def records_per_master(url: str, prefix: str) -> dict[str, int]:
@@ -232,7 +232,7 @@ async def test_without_replicas_a_restarted_master_comes_back_empty() -> None:
             await asyncio.to_thread(cluster.wait_ok, 60)
             lost = [j for j in before if where[j] is victim]
             kept = [j for j in before if where[j] is not victim]
-            assert lost and kept, where  # 12 jobs over 16 shards on 3 masters: both
+            assert lost and kept, where  # 12 jobs over 64 shards on 3 masters: both
             for job_id in lost:  # lost with the master's memory
                 r = await api.get(f"/v1/jobs/{job_id}")
                 assert r.status_code == 404, r.text

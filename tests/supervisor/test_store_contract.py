@@ -34,7 +34,7 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
         prefix = request.getfixturevalue("cluster_prefix")
         async with open_store(url, Keys(prefix), retention_s=120) as s:
             yield s
-    else:  # redis-sharded: 4 shards on one server (a cluster has 16: CLUSTER_SHARDS)
+    else:  # redis-sharded: 4 shards on one server (a cluster has 64: CLUSTER_SHARDS)
         url = request.getfixturevalue("redis_url")
         prefix = request.getfixturevalue("key_prefix")
         shards = 4 if request.param == "redis-sharded" else None
