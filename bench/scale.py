@@ -1,5 +1,6 @@
 """Scaling out on one Redis: jobs/s with 1 or 2 supervisors and 1 or 3 workers, what each part
-spends per job, and from that the jobs/s of a larger deployment, on paper.
+spends per job, and from that the jobs/s of a larger deployment, on paper; and the same 2 × 3
+on a 3-master Redis Cluster, where the fleet's shards spread over the masters.
 
     python -m bench.scale                 # 3 rounds of 3,000 jobs per configuration
     python -m bench.scale --quick         # 1 round of 300 (CI: tests/test_scale_bench.py)
@@ -12,6 +13,10 @@ the configuration), and Redis is emptied after them, so every configuration star
 same state. The load is ``POST /v1/jobs?wait=60`` of the ``noop`` tool, 64 in flight,
 round-robin over the supervisors' URLs from one aiohttp session: after a warm-up, jobs/s over
 a fixed number of jobs, in rounds that visit the configurations in a rotating order.
+
+The cluster row runs on a Redis Cluster of 3 masters (``bench.cluster``: ``redis-server`` in
+cluster mode, started once for the run), its Redis group all three; it also reports the
+busiest master's CPU per job, which caps the cluster as one server's caps one Redis.
 
 CPU per job is utime + stime from ``/proc`` over the measured window, per group: supervisors,
 workers, Redis, and this process (the driver). Every process shares the same cores, so on a
@@ -44,17 +49,21 @@ from rich.table import Table
 from bench.chaos.procs import Proc, _env, free_port, redis_answers, redis_server, stop_all
 from bench.chaos.report import revision
 from bench.chaos.waiting import wait_until
+from bench.cluster import RedisClusterProcs
 from bench.harness import bench_main
 from bench.speed.procstat import cpu_seconds, own_cpu_seconds
 from bench.speed.stack import START_S, supervisor_proc, wait_answers
 from bench.speed.stats import spread
 
-__all__ = ["CONFIGS", "FULL", "GROUPS", "PAPER_SUPERVISORS", "QUICK", "Counts", "main"]
+__all__ = ["CLUSTER", "CONFIGS", "FULL", "GROUPS", "PAPER_SUPERVISORS", "QUICK", "Counts", "main"]
 
 KEY_PREFIX = "scale"
 WAIT_S = 60
 CONFIGS = ((1, 1), (2, 1), (1, 3), (2, 3))
-"""(supervisors, workers) of each configuration."""
+"""(supervisors, workers) of each configuration on one Redis."""
+CLUSTER = (2, 3)
+"""(supervisors, workers) of the configuration also run on the cluster."""
+CLUSTER_MASTERS = 3
 PAPER = (2, 3)
 """The configuration the capacity on paper scales: supervisors sharing one Redis, their jobs
 spread over several workers, as a larger deployment runs."""
@@ -89,17 +98,19 @@ QUICK = Counts(rounds=1, jobs=300, warmup=100)
 class Config:
     supervisors: int
     workers: int
+    cluster: bool = False
     rounds: dict[str, list[float]] = field(default_factory=dict)
     unavailable: str | None = None
 
     @property
     def key(self) -> str:
-        return f"{self.supervisors}x{self.workers}"
+        return f"{self.supervisors}x{self.workers}" + ("-cluster" if self.cluster else "")
 
     @property
     def label(self) -> str:
         s, w = self.supervisors, self.workers
-        return f"{s} supervisor{'s' if s > 1 else ''} × {w} worker{'s' if w > 1 else ''}"
+        where = f", {CLUSTER_MASTERS}-master cluster" if self.cluster else ""
+        return f"{s} supervisor{'s' if s > 1 else ''} × {w} worker{'s' if w > 1 else ''}{where}"
 
 
 class Rig:
@@ -127,6 +138,7 @@ class Rig:
             proc = Proc(f"echo-{i + 1}", args, _env({}), workdir / f"echo-{i + 1}.log")
             self.workers.append((f"http://127.0.0.1:{port}/mcp", proc))
         self.procs = [self.redis, *(proc for _, proc in self.workers)]
+        self.cluster = RedisClusterProcs(masters=CLUSTER_MASTERS)
 
     async def __aenter__(self) -> Rig:
         try:
@@ -135,13 +147,24 @@ class Rig:
             await redis_answers(self.redis, self.redis_url, timeout=START_S)
             for url, proc in self.workers:
                 await wait_answers(proc, url.replace("/mcp", "/health"), ok_below=300)
+            await asyncio.to_thread(self.cluster.start)
         except BaseException:
-            stop_all(self.procs)
+            self._stop()
             raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        self._stop()
+
+    def _stop(self) -> None:
         stop_all(self.procs)
+        self.cluster.stop()
+
+    def redis_pids(self, config: Config) -> list[int]:
+        """The Redis processes of ``config``: the one server, or the cluster's masters."""
+        if config.cluster:
+            return [n.proc.pid for n in self.cluster.nodes if n.proc is not None]
+        return [_pid(self.redis)]
 
     @contextlib.asynccontextmanager
     async def supervisors(self, config: Config) -> AsyncIterator[tuple[list[str], list[int]]]:
@@ -154,7 +177,8 @@ class Rig:
             for i in range(config.supervisors):
                 port = free_port()
                 log = self.workdir / f"supervisor-{config.key}-{i + 1}.log"
-                proc = supervisor_proc(f"supervisor-{i + 1}", port, self.redis_url, urls, log,
+                store = self.cluster.url if config.cluster else self.redis_url
+                proc = supervisor_proc(f"supervisor-{i + 1}", port, store, urls, log,
                                        KEY_PREFIX)  # fmt: skip
                 self.procs.append(proc)  # stopped with the rig should anything below fail
                 started.append(proc.start())
@@ -166,17 +190,21 @@ class Rig:
             stop_all(started)
             for proc in started:
                 self.procs.remove(proc)
-            await self._empty()
+            await self._empty(config)
 
-    async def _empty(self) -> None:
+    async def _empty(self, config: Config) -> None:
         """Drop what the supervisors left. A Redis that does not answer is not this step's
         failure to report: the next configuration fails on it with its own reason."""
-        client = aioredis.Redis.from_url(self.redis_url, socket_timeout=10)
-        try:
-            with contextlib.suppress(aioredis.RedisError, OSError):
-                await client.flushdb()
-        finally:
-            await client.aclose()
+        urls = [self.redis_url]
+        if config.cluster:
+            urls = [f"redis://{n.addr}/0" for n in self.cluster.nodes]
+        for url in urls:
+            client = aioredis.Redis.from_url(url, socket_timeout=10)
+            try:
+                with contextlib.suppress(aioredis.RedisError, OSError):
+                    await client.flushall()
+            finally:
+                await client.aclose()
 
     def worker_pids(self, config: Config) -> list[int]:
         return [_pid(proc) for _, proc in self.workers[: config.workers]]
@@ -238,15 +266,20 @@ async def measure(rig: Rig, config: Config, counts: Counts) -> dict[str, float]:
     """One configuration, once: jobs/s, CPU ms per job of each group, and the cores busy."""
     async with rig.supervisors(config) as (bases, supervisor_pids):
         await drive(bases, counts.warmup, counts.concurrency)
+        redis_pids = rig.redis_pids(config)
         groups = {"supervisors": supervisor_pids, "workers": rig.worker_pids(config),
-                  "redis": [_pid(rig.redis)]}  # fmt: skip
+                  "redis": redis_pids}  # fmt: skip
         me = os.getpid()
         # The driver's own reading last before the window and first after it: the /proc
         # scans of the other groups stay outside what it is charged.
         before = {group: cpu_seconds(pids) for group, pids in groups.items()}
+        masters_before = [cpu_seconds([pid]) for pid in redis_pids]
         before["driver"] = own_cpu_seconds(me)
         seconds = await drive(bases, counts.jobs, counts.concurrency)
         after = {"driver": own_cpu_seconds(me)}
+        masters = [
+            cpu_seconds([pid]) - b for pid, b in zip(redis_pids, masters_before, strict=True)
+        ]
         after.update({group: cpu_seconds(pids) for group, pids in groups.items()})
     spent = {group: after[group] - before[group] for group in GROUPS}
     out = {
@@ -257,6 +290,7 @@ async def measure(rig: Rig, config: Config, counts: Counts) -> dict[str, float]:
     }
     for group in GROUPS:
         out[f"cpu_{group}_ms"] = spent[group] * 1000 / counts.jobs
+    out["cpu_redis_busiest_ms"] = max(masters) * 1000 / counts.jobs  # one server: itself
     return out
 
 
@@ -292,6 +326,19 @@ def capacity(ms: dict[str, float]) -> dict[str, Any]:
     }
 
 
+def cluster_ceiling(ms: dict[str, float]) -> dict[str, Any]:
+    """What caps a cluster: its busiest master (each is single-threaded), at its CPU per job;
+    and how evenly the shards shared the work (the busiest master's share of all of it)."""
+    return {
+        "masters": CLUSTER_MASTERS,
+        "redis_ms_per_job": ms["cpu_redis_ms"],
+        "busiest_master_ms_per_job": ms["cpu_redis_busiest_ms"],
+        "busiest_share": ms["cpu_redis_busiest_ms"] / ms["cpu_redis_ms"]
+        if ms["cpu_redis_ms"] > 0 else None,
+        "ceiling_jobs_s": _per_core(ms["cpu_redis_busiest_ms"]),
+    }  # fmt: skip
+
+
 def _per_core(ms_per_job: float) -> float:
     """Jobs/s one core carries (a reading of 0 ms, below the clock tick, is no limit)."""
     return 1000 / ms_per_job if ms_per_job > 0 else math.inf
@@ -299,7 +346,7 @@ def _per_core(ms_per_job: float) -> float:
 
 async def run(counts: Counts, mode: str, workdir: Path, log: Log) -> dict[str, Any]:
     load_start = os.getloadavg()
-    configs = [Config(s, w) for s, w in CONFIGS]
+    configs = [Config(s, w) for s, w in CONFIGS] + [Config(*CLUSTER, cluster=True)]
     async with Rig(workdir, max(w for _, w in CONFIGS)) as rig:
         for index in range(counts.rounds):
             shift = index % len(configs)
@@ -317,7 +364,8 @@ async def run(counts: Counts, mode: str, workdir: Path, log: Log) -> dict[str, A
                     config.rounds.setdefault(name, []).append(value)
                 log(f"round {index + 1}/{counts.rounds}  {config.label}: "
                     f"{numbers['jobs_s']:,.0f} jobs/s ({time.monotonic() - t:.1f}s)")  # fmt: skip
-    paper = next(c for c in configs if (c.supervisors, c.workers) == PAPER)
+    paper = next(c for c in configs if (c.supervisors, c.workers) == PAPER and not c.cluster)
+    on_cluster = configs[-1]
     result: dict[str, Any] = {
         **revision(),
         "mode": mode,
@@ -333,6 +381,10 @@ async def run(counts: Counts, mode: str, workdir: Path, log: Log) -> dict[str, A
         ],
         "capacity": None if paper.unavailable else capacity(
             {g: float(spread(paper.rounds[f"cpu_{g}_ms"])["median"]) for g in GROUPS}
+        ),
+        "cluster": None if on_cluster.unavailable else cluster_ceiling(
+            {k: float(spread(on_cluster.rounds[k])["median"])
+             for k in ("cpu_redis_ms", "cpu_redis_busiest_ms")}
         ),
     }  # fmt: skip
     return result
@@ -395,6 +447,7 @@ def print_report(result: dict[str, Any], console: Console | None = None) -> None
         table.add_row(row["label"], cells[0], ratio, *cells[1:])
     console.print(table)
     _print_capacity(result["capacity"], console)
+    _print_cluster(result.get("cluster"), result.get("capacity"), console)
 
 
 def _print_capacity(paper: dict[str, Any] | None, console: Console) -> None:
@@ -419,6 +472,23 @@ def _print_capacity(paper: dict[str, Any] | None, console: Console) -> None:
         f"{paper['jobs_s_per_supervisor']:,.0f} jobs/s\none Redis caps a deployment at "
         f"{paper['redis_ceiling_jobs_s']:,.0f} jobs/s (1000 / Redis ms per job), reached with "
         f"{paper['supervisors_at_ceiling']:.1f} supervisors\n{ASSUMES}"
+    )
+
+
+def _print_cluster(
+    cluster: dict[str, Any] | None, paper: dict[str, Any] | None, console: Console
+) -> None:
+    if cluster is None:
+        console.print("On the cluster: unavailable (its configuration did not run)")
+        return
+    share, busiest = cluster["busiest_share"], cluster["busiest_master_ms_per_job"]
+    one = f"; one Redis: {paper['redis_ceiling_jobs_s']:,.0f} jobs/s" if paper else ""
+    console.print(
+        f"on the {cluster['masters']}-master cluster: Redis {cluster['redis_ms_per_job']:.3f} "
+        f"ms per job over all masters, the busiest master {busiest:.3f} "
+        f"ms ({share:.0%} of it; {1 / cluster['masters']:.0%} is an even spread)\n"
+        f"the cluster caps a deployment at {cluster['ceiling_jobs_s']:,.0f} jobs/s (1000 / the "
+        f"busiest master's ms per job){one}"
     )
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from bench.scale import CONFIGS, GROUPS, PAPER_SUPERVISORS, QUICK
+from bench.scale import CLUSTER, CONFIGS, GROUPS, PAPER_SUPERVISORS, QUICK
 from tests.helpers import run_harness
 
 HARNESS_TIMEOUT_S = 300
@@ -46,8 +46,8 @@ def test_header(report: tuple[str, dict[str, Any]]) -> None:
 
 def test_every_configuration_has_its_numbers(report: tuple[str, dict[str, Any]]) -> None:
     _, result = report
-    rows = {(row["supervisors"], row["workers"]): row for row in result["configs"]}
-    assert set(rows) == set(CONFIGS)
+    rows = {row["key"]: row for row in result["configs"]}
+    assert set(rows) == {f"{s}x{w}" for s, w in CONFIGS} | {"{}x{}-cluster".format(*CLUSTER)}
     for key, row in rows.items():
         assert row["unavailable"] is None, (key, row["unavailable"])
         metrics = row["metrics"]
@@ -72,3 +72,14 @@ def test_the_capacity_on_paper(report: tuple[str, dict[str, Any]]) -> None:
     rates = [row["jobs_s"] for row in paper["rows"]]
     assert rates == sorted(rates)  # more supervisors never carry fewer jobs on paper
     assert _positive(paper["redis_ceiling_jobs_s"])
+
+
+def test_the_cluster_spreads_the_work_over_its_masters(
+    report: tuple[str, dict[str, Any]],
+) -> None:
+    stdout, result = report
+    cluster = result["cluster"]
+    assert "-master cluster" in stdout and "busiest master" in stdout
+    assert _positive(cluster["redis_ms_per_job"]) and _positive(cluster["ceiling_jobs_s"])
+    # 64 shards over 3 masters: no master does all of it (one slot would be 100 %)
+    assert cluster["busiest_share"] < 0.75, cluster

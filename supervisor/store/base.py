@@ -16,6 +16,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared import Event, Job, Keys, StoreUnavailable
+from shared.keys import shard_of
 from supervisor.store import lua
 from supervisor.store.batch import ScriptBatch
 from supervisor.store.embedded import EmbeddedScripts
@@ -83,6 +84,10 @@ class StoreBase:
         self.keys = keys
         self._sharded = keys.shards > 1 and not self.embedded_client(client)
         self._next_shard = 0
+        self._dirty: set[int] = set()
+        """Shards a job was queued in since the take last read them (a sharded store)."""
+        self._full_pass_at = 0.0
+        """When the take next reads every shard's queue (a sharded store)."""
         self.retention_s = retention_s
         self.idempotency_ttl_s = idempotency_ttl_s
         self.consumer = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
@@ -189,6 +194,8 @@ class StoreBase:
             raise self._failed(exc) from exc
         self._answered()
         if (self.embedded or self._sharded) and name in QUEUEING:
+            if self._sharded and job_id is not None:
+                self._dirty.add(shard_of(job_id))
             self._queue_grew.set()
         if job_id is not None:
             wrote = ended is not None and isinstance(out, int) and out >= 0

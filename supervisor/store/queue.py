@@ -67,36 +67,49 @@ class DispatchQueue(StoreBase):
                 await asyncio.wait_for(self._queue_grew.wait(), left)
 
     async def _take_sharded(self, count: int, block_ms: int) -> list[QueueEntry]:
-        """A sharded store's take: no blocking read spans shards (each is a slot of its own),
-        so it reads the shards' queues, as many in one pipeline as it wants deliveries, never
-        more than ``count`` in all (a shard that gave its whole share is read again, after
-        the others, for what they left), starting one shard further each time (none waits
-        behind another); with nothing to take, it
-        waits for a write that queued a job — here, or on another replica as its ``changed``
-        message says — or ``block_ms``, whichever comes first (a lost message costs that)."""
+        """A sharded store's take. No blocking read spans shards (each is a slot of its own),
+        so it reads the queues of the shards a job was queued in since it last looked — this
+        process's writes and other replicas' ``changed`` messages say which — and every
+        shard's at least every :data:`MAX_BLOCK_MS` (a lost message costs no more). As many
+        queues in one pipeline as it wants deliveries, never more than ``count`` in all (a
+        shard that gave its whole share is read again, after the others, for what they left),
+        starting one shard further each time (none waits behind another). With nothing to
+        take it waits for such a write, or ``block_ms``, whichever comes first."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + min(block_ms, MAX_BLOCK_MS) / 1000
         shards = self.keys.every_shard()
+        n = len(shards)
         while True:
             self._queue_grew.clear()  # before the read: a write after it sets it again
-            start = self._next_shard = (self._next_shard + 1) % len(shards)
-            pending = [(i, shards[i]) for i in [*range(start, len(shards)), *range(start)]]
+            look: Iterable[int] = self._dirty
+            if loop.time() >= self._full_pass_at:
+                self._full_pass_at = loop.time() + MAX_BLOCK_MS / 1000
+                look = range(n)
+            start = self._next_shard = (self._next_shard + 1) % n
+            order = sorted((i for i in look if i < n), key=lambda i: (i - start) % n)
+            pending = [(i, shards[i]) for i in order]
             got: list[QueueEntry] = []
             while pending and len(got) < count:
                 want = count - len(got)
                 batch, pending = pending[:want], pending[want:]
                 shares = [want // len(batch) + (j < want % len(batch)) for j in range(len(batch))]
+                self._dirty.difference_update(i for i, _ in batch)  # a write after re-adds
 
                 def fill(pipe: Any, batch: list[Any] = batch, shares: list[int] = shares) -> None:
                     for (_, k), n in zip(batch, shares, strict=True):
                         pipe.xreadgroup(DISPATCH_GROUP, self.consumer, {k.queue: ">"}, count=n)
 
-                replies = await self._run_pipeline(fill)
+                try:
+                    replies = await self._run_pipeline(fill)
+                except StoreUnavailable:
+                    self._full_pass_at = 0.0  # unread: look at every shard next time
+                    raise
                 for (i, k), n, reply in zip(batch, shares, replies, strict=True):
                     entries = _entries(reply)
                     got += [(f"{eid}@{i}" if i else eid, job) for eid, job in entries]
                     if len(entries) == n:  # it may hold more: read again after the others
                         pending.append((i, k))
+                        self._dirty.add(i)
             left = deadline - loop.time()
             if got or left <= 0:
                 return got
