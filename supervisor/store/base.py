@@ -87,6 +87,10 @@ class StoreBase:
         self._dirty: set[int] = set()
         """Shards a job was queued in since the take last read them (a sharded store)."""
         self._full_pass_at = 0.0
+        self._estimates: dict[tuple[str, str | None], list[float]] = {}
+        """(capability, capability@tenant) → [read at, queued, the tenant's queued]: a
+        sharded store's last reading of its queue counts, plus the submissions made here since
+        (:meth:`~supervisor.store.jobs.JobRecords._over_limit`)."""
         """When the take next reads every shard's queue (a sharded store)."""
         self.retention_s = retention_s
         self.idempotency_ttl_s = idempotency_ttl_s
