@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import uuid
@@ -48,6 +49,20 @@ OUTAGE_ERRORS = (
 """What says the store is out (an error reply, such as ``WRONGTYPE``, is an answer)."""
 
 
+RESERVED_CONNECTIONS = 4
+"""Connections of a cluster node's pool kept out of the store's gate: the ``changed`` and
+``cancel`` subscriptions hold theirs for good."""
+
+
+def _pool_size(client: Any) -> int | None:
+    """How many connections ``client`` opens at most (per node on a cluster), if it says."""
+    if isinstance(client, RedisCluster):
+        size = client.nodes_manager.connection_kwargs.get("max_connections")
+    else:
+        size = getattr(getattr(client, "connection_pool", None), "max_connections", None)
+    return size if isinstance(size, int) else None
+
+
 def parse_changed(message: str) -> tuple[str, str, str]:
     """The job, what the write may have done (``ended``, ``queued`` or ``-``), the writer."""
     job_id, _, rest = message.partition(" ")
@@ -75,12 +90,20 @@ class StoreBase:
         self._watch_r = watch_client if watch_client is not None else client
         """What watchers read by (event logs for SSE): a pool apart from dispatch's on Redis,
         so a crowd of watchers cannot make jobs wait for a connection."""
-        pool = getattr(watch_client, "connection_pool", None)
-        size = getattr(pool, "max_connections", None)
-        self._watch_gate = asyncio.Semaphore(size) if isinstance(size, int) else None
+        size = _pool_size(watch_client)
+        self._watch_gate = asyncio.Semaphore(size) if size is not None else None
         """Watchers beyond the pool's size wait here, in turn, rather than in redis-py's
         pool: under a crowd (2,000 streams opened at once) its waiters lost wake-ups on
         Python 3.11 and gave up after its 10 s timeout, ending streams mid-response."""
+        size = _pool_size(client) if isinstance(client, RedisCluster) else None
+        self._gate: asyncio.Semaphore | contextlib.nullcontext[None] = (
+            asyncio.Semaphore(max(1, size - RESERVED_CONNECTIONS))
+            if size is not None
+            else contextlib.nullcontext()
+        )
+        """On a cluster, commands beyond the pool's size wait here: redis-py's cluster client
+        does not wait for a free connection, it fails (``MaxConnectionsError``), so a burst of
+        500 submissions answered 503. (A single server's pool waits by itself.)"""
         self.keys = keys
         self._sharded = keys.shards > 1 and not self.embedded_client(client)
         self._next_shard = 0
@@ -144,7 +167,8 @@ class StoreBase:
         pipe = self._pipeline()
         fill(pipe)
         try:
-            out = list(await pipe.execute())
+            async with self._gate:
+                out = list(await pipe.execute())
         except (RedisError, OSError) as exc:
             raise self._failed(exc) from exc
         finally:
@@ -157,7 +181,8 @@ class StoreBase:
     async def _call(self, method: str, *args: Any, _watch: bool = False, **kwargs: Any) -> Any:
         """One command (``_watch``: on the watchers' connections)."""
         if not _watch:
-            return await self._call_on(self._r, method, *args, **kwargs)
+            async with self._gate:
+                return await self._call_on(self._r, method, *args, **kwargs)
         if self._watch_gate is None:
             return await self._call_on(self._watch_r, method, *args, **kwargs)
         async with self._watch_gate:
@@ -191,9 +216,11 @@ class StoreBase:
             elif self._batch is not None and job_id is None:  # no one to wake: a lease
                 out = await self._batch.run(self._scripts[name], keys, args)
             elif job_id is None or self.embedded:  # the engine has no other replicas to wake
-                out = await self._scripts[name](keys=keys, args=args)
+                async with self._gate:
+                    out = await self._scripts[name](keys=keys, args=args)
             else:  # script and wake-up in one round trip
-                out = await self._script_and_wake(name, keys, args, job_id, ends)
+                async with self._gate:
+                    out = await self._script_and_wake(name, keys, args, job_id, ends)
         except (RedisError, OSError) as exc:
             raise self._failed(exc) from exc
         self._answered()

@@ -152,3 +152,21 @@ async def test_a_submit_on_one_replica_wakes_the_takers_of_another(
         finally:
             listener.cancel()
             await asyncio.gather(listener, return_exceptions=True)
+
+
+async def test_a_burst_beyond_a_cluster_nodes_pool_waits_rather_than_fails(
+    redis_cluster: str, cluster_prefix: str
+) -> None:
+    """redis-py's cluster client fails a command when its node's pool is full
+    (MaxConnectionsError) instead of waiting: the store's gate makes the burst wait."""
+    async with open_store(redis_cluster, Keys(cluster_prefix), max_connections=8) as store:
+        jobs = [
+            Job(id=f"{i:032x}", status=JobStatus.QUEUED, capability="c", correlation_id="x",
+                created_at=now())
+            for i in range(200)
+        ]  # fmt: skip
+        results = await asyncio.gather(
+            *(store.submit(j, fingerprint="f", queue_limit=1000) for j in jobs)
+        )
+        assert all(created for _, created in results)
+        assert (await store.queue_depths())["c"] == 200
