@@ -22,9 +22,8 @@ from typing import Any
 
 import httpx
 import pytest
-from redis.crc import key_slot
-
 import redis
+from redis.crc import key_slot
 
 from bench.cluster import RedisClusterProcs
 from shared.keys import shard_of, shard_prefix
