@@ -1,11 +1,11 @@
 """Store URLs and the Redis client each names: ``redis://`` (one server) or
 ``redis+cluster://host:port,host:port`` (a Redis Cluster; ``rediss+cluster://`` with TLS).
 
-On a cluster every key of a fleet carries one hash tag (the prefix in braces, ``{fleet}``),
-so each atomic script's keys live in one slot, as Redis Cluster requires of a script: the
-cluster serves the fleet with its failover (a replica takes over a dead master), but one
-master holds a fleet's keys. Supervisors and workers both derive their keys with
-:func:`store_prefix`, so they agree.
+On a cluster every key of a fleet carries a hash tag (the prefix in braces, ``{fleet}``), so
+each atomic script's keys live in one slot, as Redis Cluster requires of a script; the fleet's
+jobs are spread over shards, each with a tag of its own (``{fleet.3}``, see
+:mod:`shared.keys`), so the masters share them. Supervisors and workers both derive their keys
+with :func:`store_prefix`, so they agree.
 """
 
 from __future__ import annotations

@@ -49,7 +49,8 @@ __all__ = [
 ]
 
 JOB_ID_PATTERN = r"^[0-9a-f]{32}$"
-"""A job id: 32 lowercase hex digits (a UUID4 without dashes)."""
+"""A job id: 32 lowercase hex digits (a UUID4 without dashes; on a sharded store a UUIDv8
+whose last four digits name its shard, :meth:`shared.keys.Keys.place`)."""
 CURSOR_PATTERN = r"^[0-9]{1,16}(\.[0-9]{1,17})?$"
 """A listing cursor: the creation time of the last job of a page, as a plain decimal."""
 MAX_EVENT_SEQ = 999_999_999_999_999
