@@ -104,8 +104,10 @@ class StoreBase:
         """On a cluster, commands beyond the pool's size wait here: redis-py's cluster client
         does not wait for a free connection, it fails (``MaxConnectionsError``), so a burst of
         500 submissions answered 503. (A single server's pool waits by itself.)"""
+        if keys.shards > 1 and self.embedded_client(client):  # one process needs no shards
+            keys = Keys(keys.prefix)
         self.keys = keys
-        self._sharded = keys.shards > 1 and not self.embedded_client(client)
+        self._sharded = keys.shards > 1
         self._next_shard = 0
         self._dirty: set[int] = set()
         """Shards a job was queued in since the take last read them (a sharded store)."""

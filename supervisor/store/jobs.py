@@ -42,7 +42,7 @@ class JobRecords(StoreBase):
         the tenant holds ``tenant_share`` of ``queue_limit`` already (fair admission: one
         tenant filling a queue does not lock the others out).
         """
-        if self._sharded and job.id[12:13] != "8":  # not placed yet (see place): here
+        if self._sharded and len(job.id) == 32 and job.id[12] != "8":  # not placed yet: here
             job.id = self.place(
                 job.id, parent_id=job.parent_id, idempotency_key=job.idempotency_key,
                 tenant=job.tenant,
@@ -52,7 +52,7 @@ class JobRecords(StoreBase):
         idem = k.idempotency(key, job.tenant) if key else k.idempotency("-")
         tenant_limit = max(1, math.ceil(queue_limit * tenant_share))
         over: AdmissionFull | None = None
-        if self.keys.shards > 1:  # the limits count every shard: read them first
+        if self._sharded:  # the limits count every shard: read them first
             over = await self._over_limit(job, queue_limit, tenant_limit)
             if over is not None:
                 if not key:
