@@ -137,8 +137,9 @@ class StoreBase:
         self._scripts: dict[str, Any] = {} if twins else lua.register(client)
         self._waking: dict[str, Any] = {}
         self._batch: ScriptBatch | None = None
-        if not twins and isinstance(client, aioredis.Redis):  # a cluster keeps its two trips
+        if not twins and not self.embedded:
             self._waking = lua.register(client, wake=True)
+        if not twins and isinstance(client, aioredis.Redis):  # a cluster: no batches (below)
             self._batch = ScriptBatch(client)
 
     @staticmethod
@@ -244,11 +245,9 @@ class StoreBase:
         EVALSHAs: redis-py's ``Script`` asks ``SCRIPT EXISTS`` before every pipelined
         execution."""
         message = changed_message(job_id, ends, self.consumer, queued=name in QUEUEING)
-        if self._batch is None:  # a cluster: no PUBLISH in its scripts, so two trips
-            out = await self._scripts[name](keys=keys, args=args)
-            await self._r.publish(self.keys.changed_channel, message)
-            return out
         extra = [self.keys.changed_channel, message]
+        if self._batch is None:  # a cluster: one EVALSHA (its pipelines split by node)
+            return await self._waking[name](keys=keys, args=[*args, *extra])
         return await self._batch.run(self._waking[name], keys, [*args, *extra])
 
     async def _read_events(self, job_id: str, after: int, count: int) -> list[Event]:
