@@ -116,6 +116,7 @@ class StoreBase:
         """(capability, capability@tenant) → [read at, queued, the tenant's queued]: a
         sharded store's last reading of its queue counts, plus the submissions made here since
         (:meth:`~supervisor.store.jobs.JobRecords._over_limit`)."""
+        self._estimate_reads: dict[tuple[str, str | None], asyncio.Lock] = {}
         """When the take next reads every shard's queue (a sharded store)."""
         self.retention_s = retention_s
         self.idempotency_ttl_s = idempotency_ttl_s

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import time
@@ -148,13 +149,34 @@ class JobRecords(StoreBase):
         always made on the store's own counts. So a queue can pass its limit by what other
         replicas submitted within that time, or by as many submissions as arrive at once."""
         share = f"{job.capability}@{job.tenant}" if job.tenant else None
-        clock = time.monotonic()
-        estimate = self._estimates.get((job.capability, share)) or [-math.inf, 0.0, 0.0]
-        fresh = clock - estimate[0] < ESTIMATE_S
-        if fresh and estimate[1] < queue_limit and (share is None or estimate[2] < tenant_limit):
-            estimate[1] += 1
-            estimate[2] += 1
+        if self._under_estimate(job.capability, share, queue_limit, tenant_limit):
             return None
+        if len(self._estimate_reads) > 4096:  # capabilities x tenants: bounded all the same
+            self._estimate_reads.clear()
+        async with self._estimate_reads.setdefault((job.capability, share), asyncio.Lock()):
+            # one read at a time per queue: who waited for it goes in on its answer
+            if self._under_estimate(job.capability, share, queue_limit, tenant_limit):
+                return None
+            return await self._read_limits(job, share, queue_limit, tenant_limit)
+
+    def _under_estimate(
+        self, capability: str, share: str | None, queue_limit: int, tenant_limit: int
+    ) -> bool:
+        """Whether the last reading of the counts, with this process's submits since, is fresh
+        and below both limits (then this submit is counted in it)."""
+        estimate = self._estimates.get((capability, share))
+        if estimate is None or time.monotonic() - estimate[0] >= ESTIMATE_S:
+            return False
+        if estimate[1] >= queue_limit or (share is not None and estimate[2] >= tenant_limit):
+            return False
+        estimate[1] += 1
+        estimate[2] += 1
+        return True
+
+    async def _read_limits(
+        self, job: Job, share: str | None, queue_limit: int, tenant_limit: int
+    ) -> AdmissionFull | None:
+        clock = time.monotonic()
 
         def fill(pipe: Any) -> None:
             for k in self.keys.every_shard():

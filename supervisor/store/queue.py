@@ -96,18 +96,18 @@ class DispatchQueue(StoreBase):
                 self._dirty.difference_update(i for i, _ in batch)  # a write after re-adds
 
                 def fill(pipe: Any, batch: list[Any] = batch, shares: list[int] = shares) -> None:
-                    for (_, k), n in zip(batch, shares, strict=True):
-                        pipe.xreadgroup(DISPATCH_GROUP, self.consumer, {k.queue: ">"}, count=n)
+                    for (_, k), share in zip(batch, shares, strict=True):
+                        pipe.xreadgroup(DISPATCH_GROUP, self.consumer, {k.queue: ">"}, count=share)
 
                 try:
                     replies = await self._run_pipeline(fill)
                 except StoreUnavailable:
                     self._full_pass_at = 0.0  # unread: look at every shard next time
                     raise
-                for (i, k), n, reply in zip(batch, shares, replies, strict=True):
+                for (i, k), share, reply in zip(batch, shares, replies, strict=True):
                     entries = _entries(reply)
                     got += [(f"{eid}@{i}" if i else eid, job) for eid, job in entries]
-                    if len(entries) == n:  # it may hold more: read again after the others
+                    if len(entries) == share:  # it may hold more: read again after the others
                         pending.append((i, k))
                         self._dirty.add(i)
             left = deadline - loop.time()
