@@ -40,7 +40,10 @@ class JobIndex(JobRecords):
             return k.by_status(status.value) if status else k.jobs
 
         while len(jobs) < limit:
-            page = await self._ids_before_all(index, top, max(limit, 50) if status else 200)
+            # each shard gives its newest n: 200 over-reads for filters on one index, but on
+            # many the merge already reads n of each (64 x 200 ids: 60 ms a page, measured)
+            n = max(limit, 50) if status or self._sharded else 200
+            page = await self._ids_before_all(index, top, n)
             if not page:
                 return jobs, None
 
