@@ -24,14 +24,14 @@ Data model (``{p}`` is the prefix, ``fleet`` by default):
 | ``{p}:wdone:{svc}:{key}``   | string | worker idempotency TTL   | a worker's stored result for an idempotency key |
 | ``{p}:wlock:{svc}:{key}``   | string | 5 s, renewed every 1.5 s | a worker's in-progress marker for that key |
 
-Shards (``FLEET_SHARDS`` > 1, the default on a Redis Cluster): the keys of the first table's
-first eleven rows (a job's record, log and children; the indexes; the dispatch queue and its
-counts; idempotency keys; the usage ledger) exist once per shard, each shard under a prefix of
-its own (:func:`shard_prefix`: ``{fleet}`` → ``{fleet.3}``, so each shard is one cluster slot
-and the shards spread over the masters); the rest stay under ``{p}``. Shard 0 is ``{p}``
-itself, so a store written before shards reads on. A job's id names its shard
-(:meth:`Keys.place`, :func:`shard_of`): a sharded id is a UUIDv8 (``8`` at position 12)
-whose last four hex digits are the shard number; any other id is in shard 0.
+Shards (``FLEET_SHARDS`` > 1, the default on a Redis Cluster): ``job``, ``events``,
+``children``, ``jobs``, ``jobs:{status}``, ``ids``, ``queue``, ``queued``, ``idem``, ``dead``
+and ``usage`` exist once per shard, each shard under a prefix of its own
+(:func:`shard_prefix`: ``{fleet}`` → ``{fleet.3}``, so each shard is one cluster slot and the
+shards spread over the masters); the rest stay under ``{p}``. Shard 0 is ``{p}`` itself, so a
+store written before shards reads on. A job's id names its shard (:meth:`Keys.place`,
+:func:`shard_of`): a sharded id is a UUIDv8 (``8`` at position 12) whose last four hex digits
+are the shard number; any other id is in shard 0.
 
 Indexes (``jobs``, ``jobs:{status}``, ``ids``, ``dead``) are trimmed of ids whose record has expired
 when read, and by the janitor. The status indexes are kept by the scripts that change a
