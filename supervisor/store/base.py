@@ -112,12 +112,13 @@ class StoreBase:
         self._dirty: set[int] = set()
         """Shards a job was queued in since the take last read them (a sharded store)."""
         self._full_pass_at = 0.0
+        """When the take next reads every shard's queue (a sharded store)."""
         self._estimates: dict[tuple[str, str | None], list[float]] = {}
         """(capability, capability@tenant) → [read at, queued, the tenant's queued]: a
         sharded store's last reading of its queue counts, plus the submissions made here since
         (:meth:`~supervisor.store.jobs.JobRecords._over_limit`)."""
         self._estimate_reads: dict[tuple[str, str | None], asyncio.Lock] = {}
-        """When the take next reads every shard's queue (a sharded store)."""
+        """One reading of the counts at a time per (capability, capability@tenant)."""
         self.retention_s = retention_s
         self.idempotency_ttl_s = idempotency_ttl_s
         self.consumer = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
@@ -142,6 +143,13 @@ class StoreBase:
             self._waking = lua.register(client, wake=True)
         if not twins and isinstance(client, aioredis.Redis):  # a cluster: no batches (below)
             self._batch = ScriptBatch(client)
+
+    def _queued(self, job_id: str | None) -> None:
+        """A job was queued (here, or by another replica): wake the takers, and on a sharded
+        store have them read its shard."""
+        if self._sharded and job_id is not None:
+            self._dirty.add(shard_of(job_id))
+        self._queue_grew.set()
 
     @staticmethod
     def embedded_client(client: Any) -> bool:
@@ -229,9 +237,7 @@ class StoreBase:
             raise self._failed(exc) from exc
         self._answered()
         if (self.embedded or self._sharded) and name in QUEUEING:
-            if self._sharded and job_id is not None:
-                self._dirty.add(shard_of(job_id))
-            self._queue_grew.set()
+            self._queued(job_id)
         if job_id is not None:
             wrote = ended is not None and isinstance(out, int) and out >= 0
             self._signals.notify(job_id, ended=ends, job=ended if wrote else None)

@@ -12,7 +12,6 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from shared import Event, Job, get_logger, now
-from shared.keys import shard_of
 from supervisor.store.base import OUTAGE_ERRORS, StoreBase, parse_changed
 from supervisor.store.codec import encode_fields, job_and_flags, text
 from supervisor.store.errors import check_fence
@@ -201,8 +200,7 @@ class EventLog(StoreBase):
                         if origin != self.consumer:  # ours woke our watchers as written
                             self._signals.notify(job_id, ended=what == "ended")
                             if what == "queued" and self._sharded:
-                                self._dirty.add(shard_of(job_id))
-                                self._queue_grew.set()
+                                self._queued(job_id)
             except (RedisError, OSError) as exc:
                 outage = isinstance(exc, OUTAGE_ERRORS)
                 if outage:  # said once per outage, by the store's health; each try at DEBUG
