@@ -26,15 +26,17 @@ aiohttp and the CLI on httpx, so both feed this one byte-level parser instead.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = ["SSEParser", "ServerSentEvent"]
 
 _BOM = b"\xef\xbb\xbf"
 
 
-@dataclass(frozen=True, slots=True)
-class ServerSentEvent:
+class ServerSentEvent(NamedTuple):
+    """One dispatched event (a named tuple: a frozen dataclass cost a watcher 1.5 µs an event
+    to make, a third of its parse)."""
+
     data: str
     event: str = "message"
     id: str = ""
@@ -91,38 +93,40 @@ class SSEParser:
         rest = chunk[end + 1 :]
         if rest:
             self._partial.append(rest)
+        return self._lines(head.split(b"\n"))
+
+    def _lines(self, lines: list[bytes]) -> list[ServerSentEvent]:
+        """Every complete line, in order: the per-line rules inlined (this loop is a watcher's
+        whole cost per event; a method call per line doubled it)."""
         events: list[ServerSentEvent] = []
-        for line in head.split(b"\n"):
-            event = self._line(line)
-            if event is not None:
-                events.append(event)
+        data = self._data
+        for line in lines:
+            if not line:  # dispatch
+                event, self._event = self._event or "message", ""
+                if data:
+                    payload = b"\n".join(data) if len(data) > 1 else data[0]
+                    data.clear()
+                    events.append(
+                        ServerSentEvent(
+                            payload.decode("utf-8", "replace"), event, self._last_id, self._retry
+                        )
+                    )
+                continue
+            if line.startswith(b"data: "):  # the common shape, before the general rule
+                data.append(line[6:])
+                continue
+            if line[0] == 0x3A:  # ":" comment
+                continue
+            name, colon, value = line.partition(b":")
+            if colon and value[:1] == b" ":
+                value = value[1:]
+            if name == b"data":
+                data.append(value)
+            elif name == b"event":
+                self._event = value.decode("utf-8", "replace")
+            elif name == b"id":
+                if b"\0" not in value:
+                    self._last_id = value.decode("utf-8", "replace")
+            elif name == b"retry" and value.isdigit():
+                self._retry = int(value)
         return events
-
-    def _line(self, line: bytes) -> ServerSentEvent | None:
-        if not line:
-            return self._dispatch()
-        if line[0] == 0x3A:  # ":" comment
-            return None
-        name, colon, value = line.partition(b":")
-        if colon and value[:1] == b" ":
-            value = value[1:]
-        if name == b"data":
-            self._data.append(value)
-        elif name == b"event":
-            self._event = value.decode("utf-8", "replace")
-        elif name == b"id":
-            if b"\0" not in value:
-                self._last_id = value.decode("utf-8", "replace")
-        elif name == b"retry" and value.isdigit():
-            self._retry = int(value)
-        return None
-
-    def _dispatch(self) -> ServerSentEvent | None:
-        event, self._event = self._event or "message", ""
-        if not self._data:
-            return None
-        data = b"\n".join(self._data) if len(self._data) > 1 else self._data[0]
-        self._data = []
-        return ServerSentEvent(
-            data=data.decode("utf-8", "replace"), event=event, id=self._last_id, retry=self._retry
-        )
