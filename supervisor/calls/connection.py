@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +23,7 @@ from shared import WorkerCallError, WorkerDropped, get_logger
 from supervisor.calls import answers, errors, results, revisions
 from supervisor.calls.answers import LogHandler, ProgressHandler
 from supervisor.calls.revisions import ServerInfo
+from supervisor.fastjson import dumps_bytes
 
 __all__ = ["Connection", "reuse_tracing"]
 
@@ -166,7 +166,7 @@ class Connection:
 
     async def post(self, body: dict[str, Any], headers: dict[str, str]) -> aiohttp.ClientResponse:
         """POST once; once more on a fresh connection if a reused one died before answering."""
-        content = json.dumps(body, separators=(",", ":")).encode()
+        content = dumps_bytes(body)
         headers = self._auth(
             {
                 "accept": "application/json, text/event-stream",

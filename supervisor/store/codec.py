@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from shared import Job, JobNotFound
+from supervisor.fastjson import dumps
 
 # Fields stored raw rather than JSON-encoded, because the Lua scripts read them.
 RAW = {"status", "capability", "correlation_id", "cancel"}
@@ -35,7 +36,7 @@ def encode_fields(fields: dict[str, Any]) -> list[str]:
         if name in RAW:
             flat.append(str(value))
         else:
-            flat.append(json.dumps(value, separators=(",", ":"), default=_json_default))
+            flat.append(dumps(value, _json_default))
     return flat
 
 

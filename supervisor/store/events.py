@@ -12,6 +12,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from shared import Event, Job, get_logger, now
+from supervisor.fastjson import dumps
 from supervisor.store.base import OUTAGE_ERRORS, StoreBase, parse_changed
 from supervisor.store.codec import encode_fields, job_and_flags, text
 from supervisor.store.errors import check_fence
@@ -54,7 +55,7 @@ class EventLog(StoreBase):
         ts = str(now())
         flat: list[str] = []
         for event, data in events:
-            flat += [event, json.dumps(data, separators=(",", ":"), default=str), ts]
+            flat += [event, dumps(data), ts]
         out = await self._script(
             "APPEND",
             [k.job(job_id), k.events(job_id)],

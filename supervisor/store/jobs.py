@@ -12,6 +12,7 @@ from typing import Any
 from shared import IdempotencyConflict, Job, JobStatus, now
 from shared.errors import DelegationLimit
 from shared.keys import shard_of
+from supervisor.fastjson import dumps
 from supervisor.store.base import StoreBase
 from supervisor.store.codec import encode_fields, entry_id_of, job_and_flags, job_fields, text
 from supervisor.store.errors import AdmissionFull, check_fence
@@ -254,7 +255,7 @@ class JobRecords(StoreBase):
         Raises :class:`Fenced` when ``fence`` is not the job's current lease token.
         """
         k = self.keys.of(job_id)
-        payload = json.dumps(data or {}, separators=(",", ":"), default=str)
+        payload = dumps(data or {})
         keys = [k.job(job_id), k.events(job_id), k.queued, k.dead, k.queue, *k.status_indexes()]
         figures = ""
         if ledger is not None and ledger.usage is not None:
