@@ -28,11 +28,11 @@ from shared import (
     tracer,
 )
 from shared.protocol import WORKFLOW_CAPABILITY
-from supervisor.dispatch.call import Calls, Ended
+from supervisor.dispatch.call import CallResult, Calls, Ended
 from supervisor.dispatch.held import ACTIVE, Held, lose
 from supervisor.dispatch.outcome import Outcomes, cancelled, job_error
 from supervisor.dispatch.placement import Placement, tool_of
-from supervisor.dispatch.policy import RetryPolicy, refuse_rerun
+from supervisor.dispatch.policy import RetryPolicy, may_retry, refuse_rerun
 from supervisor.metrics import Metrics
 from supervisor.store import Fenced
 from supervisor.types import DispatchStore, WorkerDirectory, WorkerView
@@ -191,7 +191,6 @@ class Runner:
         worker = await self._wait_for_worker(job, held)
         if worker is None:
             return True
-        first = [worker]
 
         async def before_sleep(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
@@ -207,11 +206,8 @@ class Runner:
                 fence=held.fence,
             )
 
-        retrying = self.policy.retrying(
-            budget=job.max_attempts - job.attempts,
-            idempotent=worker.capabilities[tool_of(job)].idempotent,
-            before_sleep=before_sleep,
-        )
+        idempotent = worker.capabilities[tool_of(job)].idempotent
+        budget = job.max_attempts - job.attempts
         with _tracer.start_as_current_span(
             f"job {job.capability}",
             context=_trace_context(job),
@@ -220,11 +216,23 @@ class Runner:
             ),
         ):
             try:
-                async for attempt in retrying:
-                    with attempt:
-                        target = first.pop() if first else await self.placement.choose(job, held)
-                        async with self.placement.slot(target, tool_of(job)):
-                            result = await self.calls.call(job, target, held)
+                try:  # the first attempt without tenacity: most jobs need no other
+                    result = await self._attempt(job, held, worker)
+                except Exception as exc:
+                    if not may_retry(exc, idempotent=idempotent):
+                        raise
+                    # tenacity takes over from the first failure, replayed to it as its own
+                    # first attempt: its stop, backoff and before_sleep see every failure.
+                    failed: list[Exception] = [exc]
+                    retrying = self.policy.retrying(
+                        budget=budget, idempotent=idempotent, before_sleep=before_sleep
+                    )
+                    async for attempt in retrying:
+                        with attempt:
+                            if failed:
+                                raise failed.pop() from None
+                            target = await self.placement.choose(job, held)
+                            result = await self._attempt(job, held, target)
             except Ended:
                 return True
             except WorkerCallError as exc:
@@ -234,6 +242,10 @@ class Runner:
             job, held, JobStatus.SUCCEEDED, result=result.value, content=result.content
         )
         return True
+
+    async def _attempt(self, job: Job, held: Held, target: WorkerView) -> CallResult:
+        async with self.placement.slot(target, tool_of(job)):
+            return await self.calls.call(job, target, held)
 
     async def _wait_for_worker(self, job: Job, held: Held) -> WorkerView | None:
         """Hold a queued job until a worker can take it (the job stays ``queued``)."""
