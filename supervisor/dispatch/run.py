@@ -28,7 +28,8 @@ from shared import (
     tracer,
 )
 from shared.protocol import WORKFLOW_CAPABILITY
-from supervisor.dispatch.call import CallResult, Calls, Ended
+from supervisor.calls import CallResult
+from supervisor.dispatch.call import Calls, Ended
 from supervisor.dispatch.held import ACTIVE, Held, lose
 from supervisor.dispatch.outcome import Outcomes, cancelled, job_error
 from supervisor.dispatch.placement import Placement, tool_of
