@@ -4,7 +4,7 @@ first exporter of a process (a test's) after the provider changed."""
 
 from __future__ import annotations
 
-from opentelemetry import trace
+from opentelemetry import propagate, trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.util._once import Once
 
@@ -34,3 +34,25 @@ def test_a_module_tracer_follows_each_new_provider() -> None:
         _reset()
     assert [s.name for s in first.get_finished_spans()] == ["a"]
     assert [s.name for s in second.get_finished_spans()] == ["b"]
+
+
+def test_without_a_provider_a_trace_to_continue_is_still_propagated() -> None:
+    """No provider: a span with nothing to continue is skipped (it could carry nothing), but
+    one that continues a submitter's trace still makes it current, so calls propagate it."""
+    _reset()
+    made = tracer("test.untraced")
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    with made.start_as_current_span("nothing") as span:
+        assert not span.get_span_context().is_valid
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)
+        assert "traceparent" not in carrier
+    context = propagate.extract({"traceparent": parent})
+    with made.start_as_current_span("continued", context=context):
+        carrier = {}
+        propagate.inject(carrier)
+        assert carrier["traceparent"].split("-")[1] == "0af7651916cd43dd8448eb211c80319c"
+        with made.start_as_current_span("inner"):  # inside a trace: not skipped either
+            assert trace.get_current_span().get_span_context().trace_id == int(
+                "0af7651916cd43dd8448eb211c80319c", 16
+            )
