@@ -88,10 +88,10 @@ class Placement:
             raise
         finally:
             held.waiting = False
-            if not waiter.done():
+            if not waiter.done() or waiter.cancelled():  # not woken: the waker takes those off
                 waiter.cancel()
-            with contextlib.suppress(ValueError):  # woken: the waker took it off already
-                waiters.remove(waiter)
+                with contextlib.suppress(ValueError):
+                    waiters.remove(waiter)
 
     @contextlib.asynccontextmanager
     async def slot(self, worker: WorkerView, tool: str) -> AsyncIterator[None]:
