@@ -32,6 +32,9 @@ __all__ = ["Node", "RedisClusterProcs"]
 class Node:
     port: int
     dir: Path
+    bus: int = 0
+    """The cluster bus port, given to the node (Redis's default, port + 10,000, may be another
+    node's port or taken: a quick scale bench failed on that once)."""
     proc: subprocess.Popen[bytes] | None = None
     log: Path = field(init=False)
 
@@ -67,8 +70,10 @@ class RedisClusterProcs:
         self.root = Path(tempfile.mkdtemp(prefix="fleet-cluster-"))
         self.appendonly = appendonly
         self.timeout_ms = timeout_ms
+        count = masters * (1 + replicas)
+        ports = _distinct_free_ports(2 * count)
         self.nodes = [
-            Node(free_port(), self.root / f"n{i}") for i in range(masters * (1 + replicas))
+            Node(ports[2 * i], self.root / f"n{i}", bus=ports[2 * i + 1]) for i in range(count)
         ]
         self.masters = masters
         self.replicas = replicas
@@ -125,7 +130,8 @@ class RedisClusterProcs:
     def _spawn(self, node: Node) -> None:
         args = [
             "redis-server", "--port", str(node.port), "--bind", "127.0.0.1",
-            "--cluster-enabled", "yes", "--cluster-config-file", str(node.dir / "nodes.conf"),
+            "--cluster-enabled", "yes", "--cluster-port", str(node.bus),
+            "--cluster-config-file", str(node.dir / "nodes.conf"),
             "--cluster-node-timeout", str(self.timeout_ms), "--dir", str(node.dir),
             "--save", "", "--appendonly", "yes" if self.appendonly else "no",
             "--logfile", str(node.log),
@@ -203,3 +209,14 @@ class RedisClusterProcs:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def _distinct_free_ports(count: int) -> list[int]:
+    """``count`` ports free now and all different (the kernel may hand a closed one out
+    again)."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    return ports
