@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
-from fastapi.telemetry import TelemetryConfig
 from fastapi_offline import FastAPIOffline
 from starlette.routing import Route
 
@@ -99,7 +99,9 @@ async def build_services(
         yield services
 
 
-_NO_FASTAPI_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
+_NO_FASTAPI_TELEMETRY: Any = {"tracing": False, "metrics": False, "logs": False}
+"""FastAPI's ``telemetry`` setting (its ``TelemetryConfig``, not imported: a FastAPI from
+before it keeps the argument in ``app.extra`` and has no per-request telemetry to turn off)."""
 
 
 def create_app(
