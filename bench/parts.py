@@ -39,6 +39,7 @@ from bench.chaos.procs import Proc, _env, free_port, redis_answers, redis_server
 from bench.speed.procstat import cpu_seconds
 from bench.speed.stack import wait_answers
 from bench.speed.stats import spread
+from bench.speed.systems import lanes
 from bench.startup import _commit
 from supervisor.calls import WorkerPool
 
@@ -60,15 +61,7 @@ async def app(scope: dict[str, Any], receive: Callable[[], Awaitable[Any]], send
 
 
 async def _lanes(n: int, one: Callable[[], Awaitable[Any]]) -> None:
-    left = n
-
-    async def lane() -> None:
-        nonlocal left
-        while left > 0:
-            left -= 1
-            await one()
-
-    await asyncio.gather(*(lane() for _ in range(CONCURRENCY)))
+    await lanes(n, CONCURRENCY, one)
 
 
 async def _http_in(base: str, server_pid: int, n: int) -> float:

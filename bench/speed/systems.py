@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -28,9 +28,22 @@ from bench.speed.foreign import Driver
 from shared.sse import SSEParser
 from supervisor.calls import WorkerPool
 
-__all__ = ["FastMCPClient", "Fleet", "Floor", "Foreign", "Local", "sse_events"]
+__all__ = ["FastMCPClient", "Fleet", "Floor", "Foreign", "Local", "lanes", "sse_events"]
 
 TIMEOUT_S = 120.0
+
+
+async def lanes(n: int, concurrency: int, one: Callable[[], Awaitable[Any]]) -> None:
+    """``n`` calls of ``one``, ``concurrency`` of them in flight until all are made."""
+    left = n
+
+    async def lane() -> None:
+        nonlocal left
+        while left > 0:
+            left -= 1
+            await one()
+
+    await asyncio.gather(*(lane() for _ in range(concurrency)))
 
 
 class Local:
@@ -60,16 +73,8 @@ class Local:
         return out
 
     async def inflight(self, n: int, concurrency: int) -> float:
-        left = n
-
-        async def lane() -> None:
-            nonlocal left
-            while left > 0:
-                left -= 1
-                await self.one()
-
         t = time.perf_counter()
-        await asyncio.gather(*(lane() for _ in range(concurrency)))
+        await lanes(n, concurrency, self.one)
         return time.perf_counter() - t
 
     async def burst(self, n: int) -> float:
