@@ -74,8 +74,10 @@ def test_every_system_row(report: dict[str, Any]) -> None:
 
 
 def test_every_progress_curve_and_memory_row(report: dict[str, Any]) -> None:
-    progress = {(p["store"], p["watchers"]): p for p in report["progress"]}
-    assert set(progress) == {(s, w) for s in ("memory", "redis") for w in QUICK.watchers}
+    progress = {(p["store"], p["watchers"], p["rate"]): p for p in report["progress"]}
+    full = {(s, w, 0) for s in ("memory", "redis") for w in QUICK.watchers}
+    paced = {(s, w, QUICK.progress_rate) for s in ("memory", "redis") for w in QUICK.watchers}
+    assert set(progress) == full | {(s, w, r) for s, w, r in paced if w}
     for key, row in progress.items():
         assert row["unavailable"] or set(row["metrics"]) == PROGRESS, key
     curve = {(c["store"], c["submitters"]) for c in report["curve"]}
@@ -104,6 +106,37 @@ def test_watchers_impact_section(report: dict[str, Any]) -> None:
         assert _number(row["ratio"]["median"]) and row["ratio"]["median"] > 0, store
     names = {t["key"]: t["name"] for t in report["targets"]}
     assert f"quick run: {QUICK.impact_watchers}" in names["watchers_impact_redis"]
+
+
+def test_cpu_per_job_is_the_in_flight_phases(report: dict[str, Any]) -> None:
+    """Issue 10 defines CPU per job over the jobs at 64 in flight; the burst's is its own."""
+    rows = {row["key"]: row for row in report["systems"]}
+    metrics = rows["fleet-redis-wait"]["metrics"]
+    for group in ("runner", "worker", "redis"):
+        assert _number(metrics[f"cpu_{group}_ms"]["median"]), group
+        assert _number(metrics[f"cpu_{group}_burst_ms"]["median"]), group
+    target = next(t for t in report["targets"] if t["key"] == "supervisor_cpu_redis")
+    assert target["value"] == metrics["cpu_runner_ms"]["median"]
+
+
+def test_the_latency_targets_read_the_paced_rows(report: dict[str, Any]) -> None:
+    """Full speed gives the events/s; the append→watcher p50 is read at the paced rate."""
+    targets = {t["key"]: t for t in report["targets"]}
+    for store in ("memory", "redis"):
+        for watchers in (1, 100):
+            rows = {
+                p["rate"]: p
+                for p in report["progress"]
+                if (p["store"], p["watchers"]) == (store, watchers)
+            }
+            latency = targets[f"progress_p50_{store}_{watchers}"]
+            assert f"{QUICK.progress_rate:,.0f} events/s" in latency["name"]
+            if not rows[QUICK.progress_rate]["unavailable"]:
+                paced = rows[QUICK.progress_rate]["metrics"]["append_p50_ms"]["median"]
+                assert latency["value"] == paced
+            if not rows[0]["unavailable"]:
+                full = rows[0]["metrics"]["events_s"]["median"]
+                assert targets[f"progress_rate_{store}_{watchers}"]["value"] == full
 
 
 def test_every_target_has_a_verdict(report: dict[str, Any]) -> None:

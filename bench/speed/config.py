@@ -19,6 +19,10 @@ class Counts:
     """Jobs enqueued at once, then awaited."""
     progress_events: int
     """Progress events of the progress-heavy job."""
+    progress_rate: float
+    """The events/s of the paced progress rows, whose latency the target is set for: at full
+    speed an event's latency is its wait behind the burst's backlog, which grows with the
+    burst's length, not the fleet's (the full-speed rows give the events/s)."""
     watchers: tuple[int, ...]
     queued: int
     """Jobs left queued for the memory measurement."""
@@ -47,6 +51,7 @@ FULL = Counts(
     inflight=2000,
     burst=2000,
     progress_events=2000,
+    progress_rate=2000.0,
     watchers=(0, 1, 100),
     queued=10_000,
     queued_watchers=1000,
@@ -64,6 +69,7 @@ QUICK = Counts(
     inflight=200,
     burst=200,
     progress_events=200,
+    progress_rate=2000.0,
     watchers=(0, 1, 100),
     queued=1000,
     queued_watchers=100,

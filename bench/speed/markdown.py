@@ -18,6 +18,7 @@ from bench.speed.report import (
     _SYSTEM_COLUMNS,
     _cell,
     _value,
+    emits,
 )
 
 __all__ = ["markdown"]
@@ -50,7 +51,7 @@ def markdown(result: dict[str, Any]) -> str:
     out += _table(["system", *(t for _, t, _ in _SYSTEM_COLUMNS)], rows)
     rows = []
     for row in result["progress"]:
-        head = [f"`{row['store']}://`", str(row["watchers"])]
+        head = [f"`{row['store']}://`", str(row["watchers"]), emits(row)]
         if row["unavailable"]:
             rows.append([*head, f"unavailable: {row['unavailable']}"])
         else:
@@ -58,7 +59,9 @@ def markdown(result: dict[str, Any]) -> str:
             rows.append(
                 [*head, *(_cell(m.get(k), d, k == "lost") for k, _, d in _PROGRESS_COLUMNS)]
             )
-    out += _table(["progress", "watchers", *(t for _, t, _ in _PROGRESS_COLUMNS)], rows)
+    out += _table(
+        ["progress", "watchers", "worker emits", *(t for _, t, _ in _PROGRESS_COLUMNS)], rows
+    )
     rows = [
         [f"`{r['store']}://`", str(r["submitters"]), _cell(r["metrics"]["jobs_s"], 0),
          _cell(r["metrics"]["p50_ms"], 2)]

@@ -1,11 +1,11 @@
 """Progress end to end: a progress-heavy job (the ticks worker) and 0, 1 or 100 SSE watchers.
 
-The job waits until every watcher has its stream open (a file it polls for), then reports
-``n`` progress events as fast as the kit sends them, each message the wall time it was sent
-at. Per run: events/s (``n`` over the time from the go to the last watcher's ``done``, or to
-the job's end with nobody watching); p50/p99 from the worker's emit and from the
-supervisor's append (the event's ``ts``) to each watcher's receipt; and events lost — per
-watcher, and in the job's stored log read again afterwards. The CPU the supervisor and the
+The job waits until every watcher has its stream open (a file it polls for), then reports ``n``
+progress events as fast as the kit sends them (or paced, ``rate`` a second), each message the
+wall time it was sent at. Per run: events/s (``n`` over the time from the go to the last
+watcher's ``done``, or to the job's end with nobody watching); p50/p99 from the worker's emit
+and from the supervisor's append (the event's ``ts``) to each watcher's receipt; and events lost
+— per watcher, and in the job's stored log read again afterwards. The CPU the supervisor and the
 watchers used meanwhile, as a share of one core, tells who was the bottleneck (divided by
 events/s and watchers: each one's CPU per event delivered to one watcher).
 
@@ -241,13 +241,14 @@ async def _stored(http: aiohttp.ClientSession, job_id: str) -> int:
 
 
 async def measure_progress(
-    base: str, supervisor: int, watchers: int, n: int, workdir: Path
+    base: str, supervisor: int, watchers: int, n: int, workdir: Path, rate: float = 0
 ) -> dict[str, Any]:
+    """One run; ``rate``: the worker's events/s (0: as fast as it can)."""
     go = workdir / f"go-{uuid.uuid4().hex}"
     spread = processes_for(watchers)
     here = watchers if spread == 1 else 0
     async with _session(base) as http:
-        body = {"capability": "ticks", "input": {"n": n, "go": str(go)}}
+        body = {"capability": "ticks", "input": {"n": n, "go": str(go), "rate": rate}}
         async with http.post("/v1/jobs", json=body) as r:
             job_id = (await r.json())["id"]
         crowd = [_Watcher() for _ in range(here)]

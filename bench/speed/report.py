@@ -10,16 +10,24 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-__all__ = ["print_report", "write_json"]
+__all__ = ["emits", "print_report", "write_json"]
+
+
+def emits(row: dict[str, Any]) -> str:
+    """How fast a progress row's worker reported: full speed, or paced at its rate."""
+    rate = row.get("rate") or 0
+    return f"{rate:,.0f}/s" if rate else "full speed"
+
 
 _SYSTEM_COLUMNS = (
     ("p50_ms", "p50 ms", 2),
     ("p99_ms", "p99 ms", 2),
     ("jobs_s_inflight", "jobs/s @64", 0),
     ("jobs_s_burst", "jobs/s burst", 0),
-    ("cpu_runner_ms", "runner CPU ms/job", 3),
-    ("cpu_worker_ms", "MCP worker CPU ms/job", 3),
-    ("cpu_redis_ms", "redis CPU ms/job", 3),
+    ("cpu_runner_ms", "runner CPU ms/job @64", 3),
+    ("cpu_runner_burst_ms", "runner CPU ms/job burst", 3),
+    ("cpu_worker_ms", "MCP worker CPU ms/job @64", 3),
+    ("cpu_redis_ms", "redis CPU ms/job @64", 3),
 )
 _PROGRESS_COLUMNS = (
     ("events_s", "events/s", 0),
@@ -90,10 +98,11 @@ def print_report(result: dict[str, Any], console: Console | None = None) -> None
     table = Table(title="Progress (ms from the worker's emit / the supervisor's append)")
     table.add_column("store")
     table.add_column("watchers", justify="right")
+    table.add_column("worker emits", justify="right")
     for _, title, _ in _PROGRESS_COLUMNS:
         table.add_column(title, justify="right")
     for row in result["progress"]:
-        head = [row["store"], str(row["watchers"])]
+        head = [row["store"], str(row["watchers"]), emits(row)]
         if row["unavailable"]:
             table.add_row(*head, f"unavailable: {row['unavailable']}")
             continue

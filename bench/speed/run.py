@@ -99,6 +99,18 @@ async def _start_foreign(stack: Stack, venvs: dict[str, Any], entries: list[Entr
                 entry.cpu["runner"] = [stack.pid(proc)]
 
 
+def _progress_runs(counts: Counts) -> list[tuple[str, int, float]]:
+    """(store, watchers, rate) of every progress run: each number of watchers at full speed
+    (rate 0: the events/s), and those with watchers paced at ``progress_rate`` (the latency)."""
+    return [
+        (store, watchers, rate)
+        for store in STORES
+        for watchers in counts.watchers
+        for rate in (0.0, counts.progress_rate)
+        if not (rate and not watchers)
+    ]
+
+
 async def run(counts: Counts, mode: str, workdir: Path, log: Log) -> dict[str, Any]:
     load_start = os.getloadavg()
     log("building (or finding cached) the Celery and arq venvs ...")
@@ -112,8 +124,8 @@ async def run(counts: Counts, mode: str, workdir: Path, log: Log) -> dict[str, A
                     await entry.system.start()
                 except Exception as exc:
                     entry.unavailable = f"did not start: {exc!r}"[:300]
-        progress: dict[tuple[str, int], dict[str, list[float]]] = {}
-        progress_errors: dict[tuple[str, int], str] = {}
+        progress: dict[tuple[str, int, float], dict[str, list[float]]] = {}
+        progress_errors: dict[tuple[str, int, float], str] = {}
         curve: dict[str, dict[int, dict[str, list[float]]]] = {}
         impact = Impact(counts, workdir)
         try:
@@ -121,22 +133,22 @@ async def run(counts: Counts, mode: str, workdir: Path, log: Log) -> dict[str, A
                 log(f"round {index + 1}/{counts.rounds}: systems")
                 await run_round(entries, counts, index, log)
                 log(f"round {index + 1}/{counts.rounds}: progress, watchers' impact, curve")
-                for store in STORES:
-                    for watchers in counts.watchers:
-                        key = (store, watchers)
-                        try:
-                            numbers = await measure_progress(
-                                stack.base[store],
-                                stack.pid(stack.supervisors[store]),
-                                watchers,
-                                counts.progress_events,
-                                workdir,
-                            )
-                        except Exception as exc:
-                            progress_errors[key] = repr(exc)[:300]
-                            continue
-                        for name, value in numbers.items():
-                            progress.setdefault(key, {}).setdefault(name, []).append(value)
+                for store, watchers, rate in _progress_runs(counts):
+                    key = (store, watchers, rate)
+                    try:
+                        numbers = await measure_progress(
+                            stack.base[store],
+                            stack.pid(stack.supervisors[store]),
+                            watchers,
+                            counts.progress_events,
+                            workdir,
+                            rate,
+                        )
+                    except Exception as exc:
+                        progress_errors[key] = repr(exc)[:300]
+                        continue
+                    for name, value in numbers.items():
+                        progress.setdefault(key, {}).setdefault(name, []).append(value)
                 for store in STORES:
                     supervisor = stack.pid(stack.supervisors[store])
                     await impact.round(store, stack.base[store], supervisor, index)
@@ -174,9 +186,9 @@ async def run(counts: Counts, mode: str, workdir: Path, log: Log) -> dict[str, A
             for e in entries
         ],
         "progress": [
-            {"store": s, "watchers": w, "unavailable": progress_errors.get((s, w)),
-             "metrics": {k: spread(v) for k, v in progress.get((s, w), {}).items()}}
-            for s in STORES for w in counts.watchers
+            {"store": s, "watchers": w, "rate": r, "unavailable": progress_errors.get((s, w, r)),
+             "metrics": {k: spread(v) for k, v in progress.get((s, w, r), {}).items()}}
+            for s, w, r in _progress_runs(counts)
         ],
         "curve": [
             {"store": s, "submitters": n,

@@ -1,8 +1,9 @@
 """A kit worker with the tools the progress, watchers' impact and memory measurements need.
 
-- ``ticks(n, go)``: waits until the file ``go`` exists (so every watcher is connected before
-  the first event), then reports progress ``n`` times through the kit's reporter, each message
-  the wall time it was sent at.
+- ``ticks(n, go, rate=0)``: waits until the file ``go`` exists (so every watcher is connected
+  before the first event), then reports progress ``n`` times through the kit's reporter, each
+  message the wall time it was sent at: as fast as it can, or ``rate`` events a second on a
+  schedule from the go (a late step does not push the rest back).
 - ``paced(n, seconds, go)``: once ``go`` exists, reports progress ``n`` times evenly over
   ``seconds`` (the last at the end): a job of known length that reports steadily.
 - ``hold(go)``: at most one runs at once; it waits for ``go`` (which never comes), so every
@@ -37,12 +38,19 @@ async def _wait_for(go: str) -> None:
 
 @tools.tool(idempotent=True, read_only=True, estimated_duration_ms=100, max_concurrency=256)
 async def ticks(
-    n: Annotated[int, Field(ge=0, le=1_000_000)], go: str, ctx: Context
+    n: Annotated[int, Field(ge=0, le=1_000_000)],
+    go: str,
+    ctx: Context,
+    rate: Annotated[float, Field(ge=0, le=1_000_000)] = 0,
 ) -> dict[str, int]:
-    """Report progress n times once the file `go` exists; each message is the send time."""
+    """Report progress n times once the file `go` exists, as fast as possible or `rate` a
+    second; each message is the send time."""
     await _wait_for(go)
     reporter = ProgressReporter(ctx, total=n)
-    for _ in range(n):
+    start = time.monotonic()
+    for i in range(n):
+        if rate:
+            await asyncio.sleep(max(0.0, start + i / rate - time.monotonic()))
         await reporter.step(message=repr(time.time()))
     return {"n": n}
 
