@@ -66,15 +66,17 @@ class KitMiddleware(Middleware):
         name = context.message.name
         info = read_call_info(context.fastmcp_context)
         with call_scope(info, name):
-            trace.get_current_span().set_attributes(
-                labels(
-                    **{
-                        "fleet.correlation_id": info.correlation_id,
-                        "fleet.job_id": info.job_id,
-                        "fleet.attempt": info.attempt,
-                    }
+            span = trace.get_current_span()
+            if span.is_recording():  # no attributes to build for a span nobody records
+                span.set_attributes(
+                    labels(
+                        **{
+                            "fleet.correlation_id": info.correlation_id,
+                            "fleet.job_id": info.job_id,
+                            "fleet.attempt": info.attempt,
+                        }
+                    )
                 )
-            )
             spec = self.rt.specs.get(name)
             if spec is None:  # get_capabilities, or a name FastMCP will answer "unknown"
                 return await call_next(context)
