@@ -96,6 +96,13 @@ class JobStore(Protocol):
         """A new fence token, the job and its flags; raises ``Fenced`` for a stale delivery."""
         ...
 
+    async def acquire_and_start(
+        self, job_id: str, *, entry: str, worker: str, ts: float
+    ) -> tuple[int, Job, dict[str, str], bool]:
+        """``acquire`` a fresh delivery and mark the job running on ``worker`` in the same
+        step if it is still queued with no cancel asked; the last item: whether it started."""
+        ...
+
 
 class DispatchQueue(Protocol):
     """Deliveries of queued jobs to supervisors, with leases that lapse and are reclaimed."""

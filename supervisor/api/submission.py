@@ -147,13 +147,20 @@ async def submit(
 
 async def _store(svc: Services, job: Job, fingerprint: str) -> tuple[Job, bool]:
     settings = svc.settings
-    return await svc.store.submit(
-        job,
-        fingerprint=fingerprint,
-        queue_limit=settings.queue_limit,
-        tenant_share=settings.tenant_queue_share,
-        max_children=settings.max_children,
-    )
+    svc.dispatcher.expect(job)  # before: its delivery may come before the submit's answer
+    created = False
+    try:
+        saved, created = await svc.store.submit(
+            job,
+            fingerprint=fingerprint,
+            queue_limit=settings.queue_limit,
+            tenant_share=settings.tenant_queue_share,
+            max_children=settings.max_children,
+        )
+    finally:
+        if not created:
+            svc.dispatcher.forget(job.id)
+    return saved, created
 
 
 async def _parent(svc: Services, who: Principal, parent_id: str) -> Job:

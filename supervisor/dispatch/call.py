@@ -64,27 +64,35 @@ class Calls:
         self.supervisor_url: str | None = None
         """Sent in every call's ``_meta``: where a tool delegating work submits it."""
 
-    async def call(self, job: Job, worker: WorkerView, held: Held) -> CallResult:
+    async def call(
+        self, job: Job, worker: WorkerView, held: Held, *, started: float | None = None
+    ) -> CallResult:
+        """One attempt. ``started``: the job was marked ``running`` on ``worker`` as it was
+        acquired (``acquire_and_start``, with this ``started_at`` if it had none), and ``job``
+        is its record after that: no write of its own before the call."""
         held.tried.add(worker.url)
-        job.attempts += 1
         held.counted = True
-        first = job.started_at is None
-        job.started_at = job.started_at or now()
-        job.worker = worker.name
-        started = await self.store.transition(
-            job.id,
-            allowed=ACTIVE,
-            event="status",
-            data={"status": "running", "attempt": job.attempts, "worker": worker.name},
-            status=JobStatus.RUNNING,
-            attempts=job.attempts,
-            worker=worker.name,
-            started_at=job.started_at,
-            fence=held.fence,
-        )
-        if started is None:
-            raise Ended(job.id)
-        if first:
+        if started is not None:
+            first = job.started_at == started  # set now: it had none
+        else:
+            job.attempts += 1
+            first = job.started_at is None
+            job.started_at = job.started_at or now()
+            job.worker = worker.name
+            written = await self.store.transition(
+                job.id,
+                allowed=ACTIVE,
+                event="status",
+                data={"status": "running", "attempt": job.attempts, "worker": worker.name},
+                status=JobStatus.RUNNING,
+                attempts=job.attempts,
+                worker=worker.name,
+                started_at=job.started_at,
+                fence=held.fence,
+            )
+            if written is None:
+                raise Ended(job.id)
+        if first and job.started_at is not None:
             self.metrics.dispatch_latency.labels(job.capability).observe(
                 job.started_at - job.created_at
             )

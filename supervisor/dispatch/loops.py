@@ -14,11 +14,12 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from shared import StoreUnavailable, SupervisorSettings, get_logger
+from shared import Job, StoreUnavailable, SupervisorSettings, get_logger
+from shared.protocol import WORKFLOW_CAPABILITY
 from supervisor.dispatch.call import Calls
 from supervisor.dispatch.held import Held, lose
 from supervisor.dispatch.outcome import Outcomes
-from supervisor.dispatch.placement import Placement
+from supervisor.dispatch.placement import Placement, Route
 from supervisor.dispatch.policy import RetryPolicy
 from supervisor.dispatch.run import Runner
 from supervisor.loops import cancel_all
@@ -28,6 +29,10 @@ from supervisor.types import DispatchStore, WorkerCaller, WorkerDirectory
 __all__ = ["Dispatcher"]
 
 log = get_logger("fleet.dispatcher")
+
+ROUTES_KEPT = 1024
+"""Routes of jobs this process submitted, kept until their delivery (:meth:`Dispatcher.expect`);
+past this many the oldest are dropped (such a job is read before it is routed, as any other)."""
 
 
 class Dispatcher:
@@ -68,6 +73,21 @@ class Dispatcher:
         only while the store can be reached: nothing is reclaimed until it has answered for a
         whole lease, so every live holder has had the time to renew or to record its end."""
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._routes: dict[str, Route] = {}
+
+    def expect(self, job: Job) -> None:
+        """``job`` is about to be submitted by this process: when its delivery comes here, a
+        worker is chosen before it is read, and its lease, read and start are one store round
+        trip (:meth:`Runner.handle`). Called before the submit (its delivery may arrive before
+        the submit's answer); :meth:`forget` it if the submit did not queue it."""
+        if job.service is None or job.capability == WORKFLOW_CAPABILITY:
+            return
+        if len(self._routes) >= ROUTES_KEPT:  # delivered elsewhere, or not yet: the oldest go
+            del self._routes[next(iter(self._routes))]
+        self._routes[job.id] = Route.of(job)
+
+    def forget(self, job_id: str) -> None:
+        self._routes.pop(job_id, None)
 
     def loops(self) -> dict[str, Callable[[], Awaitable[None]]]:
         """The background loops, by name, for :class:`supervisor.loops.Loops` to run."""
@@ -162,14 +182,15 @@ class Dispatcher:
         held = Held(entry_id, reclaimed=reclaimed)
         self.held[job_id] = held
         self.metrics.in_flight.set(len(self.held))
-        task = asyncio.create_task(self._run_job(job_id, held), name=f"job-{job_id}")
+        route = self._routes.pop(job_id, None)
+        task = asyncio.create_task(self._run_job(job_id, held, route), name=f"job-{job_id}")
         held.task = task
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _run_job(self, job_id: str, held: Held) -> None:
+    async def _run_job(self, job_id: str, held: Held, route: Route | None) -> None:
         try:
-            await self.runner.handle(job_id, held)
+            await self.runner.handle(job_id, held, route)
         finally:
             self.held.pop(job_id, None)
             self.metrics.in_flight.set(len(self.held))

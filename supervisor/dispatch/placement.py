@@ -12,13 +12,28 @@ import collections
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
+from typing import NamedTuple
 
 from shared import Job, UnknownCapability, WorkerCallError
 from supervisor.dispatch.held import Held
 from supervisor.dispatch.router import Router
 from supervisor.types import WorkerDirectory, WorkerView
 
-__all__ = ["NoWorker", "Placement", "tool_of"]
+__all__ = ["NoWorker", "Placement", "Route", "tool_of"]
+
+
+class Route(NamedTuple):
+    """What routing a job needs, known when it was submitted: its tool, the service and
+    input schema its capability resolved to, and the worker it is pinned to."""
+
+    tool: str
+    service: str | None
+    digest: str | None
+    pinned: str | None
+
+    @classmethod
+    def of(cls, job: Job) -> Route:
+        return cls(tool_of(job), job.service, job.schema_digest, job.pinned_worker)
 
 
 class NoWorker(WorkerCallError):
@@ -52,6 +67,12 @@ class Placement:
             avoid=avoid or (),
             service=job.service,
             digest=job.schema_digest,
+        )
+
+    def route_to(self, route: Route) -> WorkerView | None:
+        """:meth:`route` for a job known by its :class:`Route` alone (not yet read)."""
+        return self.router.choose(
+            route.tool, pinned=route.pinned, service=route.service, digest=route.digest
         )
 
     async def choose(self, job: Job, held: Held) -> WorkerView:
@@ -96,15 +117,22 @@ class Placement:
     @contextlib.asynccontextmanager
     async def slot(self, worker: WorkerView, tool: str) -> AsyncIterator[None]:
         """One of ``worker``'s slots for ``tool``, for the length of one call."""
-        slot = (worker.url, tool)
-        self.inflight[slot] += 1  # taken before any await: the next routing decision sees it
+        self.take(worker, tool)  # taken before any await: the next routing decision sees it
         try:
             yield
         finally:
-            self.inflight[slot] -= 1
-            if not self.inflight[slot]:
-                del self.inflight[slot]
-            await self._tool_slot_freed(tool)  # a slot freed: a waiting job may go
+            await self.give_back(worker, tool)
+
+    def take(self, worker: WorkerView, tool: str) -> None:
+        """Take one of ``worker``'s slots for ``tool`` (:meth:`give_back` it once)."""
+        self.inflight[(worker.url, tool)] += 1
+
+    async def give_back(self, worker: WorkerView, tool: str) -> None:
+        slot = (worker.url, tool)
+        self.inflight[slot] -= 1
+        if not self.inflight[slot]:
+            del self.inflight[slot]
+        await self._tool_slot_freed(tool)  # a slot freed: a waiting job may go
 
     async def _tool_slot_freed(self, tool: str) -> None:
         self._wake(tool)

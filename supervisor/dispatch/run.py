@@ -25,6 +25,7 @@ from shared import (
     bind,
     get_logger,
     labels,
+    now,
     tracer,
 )
 from shared.protocol import WORKFLOW_CAPABILITY
@@ -32,7 +33,7 @@ from supervisor.calls import CallResult
 from supervisor.dispatch.call import Calls, Ended
 from supervisor.dispatch.held import ACTIVE, Held, lose
 from supervisor.dispatch.outcome import Outcomes, cancelled, job_error
-from supervisor.dispatch.placement import Placement, tool_of
+from supervisor.dispatch.placement import Placement, Route, tool_of
 from supervisor.dispatch.policy import RetryPolicy, may_retry, refuse_rerun
 from supervisor.metrics import Metrics
 from supervisor.store import Fenced
@@ -75,17 +76,27 @@ class Runner:
         self.outcomes = outcomes
         self.policy = policy
 
-    async def handle(self, job_id: str, held: Held) -> None:
+    async def handle(self, job_id: str, held: Held, route: Route | None = None) -> None:
         """Every way this can end has an outcome: the job ends, goes back to the queue, or
-        (shutdown, store outage, a lost lease) is left pending for a reclaim."""
+        (shutdown, store outage, a lost lease) is left pending for a reclaim.
+
+        ``route``: where the job goes, known without reading it (this process submitted it):
+        a worker is chosen first, and the lease, the read and the ``running`` write are one
+        store round trip (:meth:`_take_started`) instead of two."""
         done = False
         job: Job | None = None
+        started: _Started | None = None
         try:
-            held.fence, job, flags = await self.store.acquire(
-                job_id, entry=held.entry_id, reclaimed=held.reclaimed
-            )
+            if route is not None and not held.reclaimed:
+                job, flags, started = await self._take_started(job_id, held, route)
+            else:
+                held.fence, job, flags = await self.store.acquire(
+                    job_id, entry=held.entry_id, reclaimed=held.reclaimed
+                )
             with bind(job_id=job.id, correlation_id=job.correlation_id, capability=job.capability):
-                if job.status.terminal:
+                if started is not None:
+                    done = await self._execute(job, held, started)
+                elif job.status.terminal:
                     done = True
                 elif flags.get("cancel"):
                     await self.outcomes.finish(job, held, JobStatus.CANCELLED, error=cancelled())
@@ -113,9 +124,36 @@ class Runner:
             log.exception("dispatcher.unexpected", job_id=job_id)
             done = await self._unexpected(job_id, job, held, exc)
         finally:
+            if started is not None:
+                await started.give_back()  # if the first attempt never took it over
             if done and not held.lost and not held.acked:  # the outcome's write acks it
                 with contextlib.suppress(StoreUnavailable):
                     await self.store.ack(held.entry_id)
+
+    async def _take_started(
+        self, job_id: str, held: Held, route: Route
+    ) -> tuple[Job, dict[str, str], _Started | None]:
+        """The lease and the read, and the start on a worker chosen from ``route`` when one
+        is free and the job is still queued with no cancel asked (else just the lease and
+        the read: the job goes on as any other). The worker's slot is taken before the
+        store is asked, as :meth:`_attempt` takes it, so routing meanwhile sees it."""
+        worker = self.placement.route_to(route)
+        if worker is None:
+            held.fence, job, flags = await self.store.acquire(job_id, entry=held.entry_id)
+            return job, flags, None
+        started = _Started(self.placement, worker, route.tool)
+        try:
+            held.fence, job, flags, ran = await self.store.acquire_and_start(
+                job_id, entry=held.entry_id, worker=worker.name, ts=started.ts
+            )
+        except BaseException:
+            await started.give_back(verdict=False)
+            raise
+        if not ran:
+            await started.give_back(verdict=False)
+            return job, flags, None
+        held.counted = True  # the store counted the attempt as it started it
+        return job, flags, started
 
     async def _workflow(self, job: Job, held: Held) -> bool:
         """A workflow runs here, reclaimed or not (it resumes from its record and its
@@ -188,8 +226,10 @@ class Runner:
         except UnknownCapability:
             return None
 
-    async def _execute(self, job: Job, held: Held) -> bool:
-        worker = await self._wait_for_worker(job, held)
+    async def _execute(self, job: Job, held: Held, started: _Started | None = None) -> bool:
+        """``started``: the job is already ``running`` on its worker (its first attempt's
+        slot taken and its status written by :meth:`_take_started`)."""
+        worker = started.worker if started is not None else await self._wait_for_worker(job, held)
 
         async def before_sleep(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
@@ -216,7 +256,10 @@ class Runner:
         ):
             try:
                 try:  # the first attempt without tenacity: most jobs need no other
-                    result = await self._attempt(job, held, worker)
+                    if started is not None:
+                        result = await self._first_started(job, held, started)
+                    else:
+                        result = await self._attempt(job, held, worker)
                 except Exception as exc:
                     if not may_retry(exc, idempotent=idempotent):
                         raise
@@ -246,6 +289,14 @@ class Runner:
         async with self.placement.slot(target, tool_of(job)):
             return await self.calls.call(job, target, held)
 
+    async def _first_started(self, job: Job, held: Held, started: _Started) -> CallResult:
+        """The first attempt of a job :meth:`_take_started` started: its slot is held and
+        its ``running`` written; the slot is given back when the call ends."""
+        try:
+            return await self.calls.call(job, started.worker, held, started=started.ts)
+        finally:
+            await started.give_back()
+
     async def _wait_for_worker(self, job: Job, held: Held) -> WorkerView:
         """Hold a queued job until a worker can take it (the job stays ``queued``).
 
@@ -258,6 +309,32 @@ class Runner:
             if worker is not None:
                 return worker
             await self.placement.wait_tool(job, held, 1.0)
+
+
+class _Started:
+    """A worker's slot taken for a job's first attempt before the job was read; given back
+    once (after the call, or at once when the job could not start there)."""
+
+    __slots__ = ("_held", "placement", "tool", "ts", "worker")
+
+    def __init__(self, placement: Placement, worker: WorkerView, tool: str) -> None:
+        self.placement = placement
+        self.worker = worker
+        self.tool = tool
+        self.ts = now()
+        """The ``started_at`` the store sets when the job has none yet."""
+        placement.take(worker, tool)
+        self._held = True
+
+    async def give_back(self, *, verdict: bool = True) -> None:
+        """The slot back, once; ``verdict=False``: no call was made, so a half-open breaker's
+        probe (taken when the worker was chosen) is given back too."""
+        if not self._held:
+            return
+        self._held = False
+        if not verdict:
+            self.worker.breaker.release()
+        await self.placement.give_back(self.worker, self.tool)
 
 
 def _trace_context(job: Job) -> Context | None:

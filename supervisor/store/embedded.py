@@ -97,14 +97,44 @@ class EmbeddedScripts:
     async def acquire(self, keys: list[str], a: list[str]) -> Any:
         if not await self.r.exists(keys[0]):
             return {}
-        entry, reclaimed = a
+        entry, reclaimed = a[:2]
         if entry:
             if reclaimed == "1":
                 await self.r.hset(keys[0], "claimed", entry)
             elif text(await self.r.hget(keys[0], "claimed") or b"") == entry:
                 return -2
         await self.r.hincrby(keys[0], "fence", 1)
-        return await self.r.hgetall(keys[0])
+        if len(keys) == 1:
+            return await self.r.hgetall(keys[0])
+        return await self._start(keys, a)
+
+    async def _start(self, keys: list[str], a: list[str]) -> Any:
+        """ACQUIRE's START (see acquire.lua): the record's fields as a flat list after
+        ``started, seq``, as the Lua answers."""
+        r = self.r
+        job, events, queued = keys[:3]
+        _, reclaimed, worker, ts = a
+        started = seq = 0
+        cancel = text(await r.hget(job, "cancel") or b"")
+        status = text(await r.hget(job, "status") or b"")
+        if reclaimed != "1" and status == "queued" and not cancel:
+            attempts = int(text(await r.hget(job, "attempts") or b"0")) + 1
+            since = await r.hget(job, "started_at")
+            fields = {"status": "running", "attempts": str(attempts), "worker": worker}
+            if since is None or text(since) == "null":
+                fields["started_at"] = ts
+            await r.hset(job, mapping=fields)
+            await self._reindex(job, keys[3:8], "queued", "running")
+            await self._count_queued(job, queued, -1)
+            corr = text(await r.hget(job, "correlation_id") or b"")
+            data = f'{{"status":"running","attempt":{attempts},"worker":{worker}}}'
+            seq = await r.hincrby(job, "seq", 1)
+            await r.xadd(events, {"t": "status", "d": data, "ts": ts, "c": corr}, id=f"{seq}-1")
+            started = 1
+        out: list[Any] = [started, seq]
+        for name, value in (await r.hgetall(job)).items():
+            out += [name, value]
+        return out
 
     async def transition(self, keys: list[str], a: list[str]) -> Any:
         r = self.r

@@ -298,6 +298,23 @@ class JobRecords(StoreBase):
         args = [entry_id_of(entry) if entry else "", "1" if reclaimed else ""]
         return _acquired(job_id, await self._script("ACQUIRE", [key], args))
 
+    async def acquire_and_start(
+        self, job_id: str, *, entry: str, worker: str, ts: float
+    ) -> tuple[int, Job, dict[str, str], bool]:
+        """:meth:`acquire` a fresh delivery and, if the job is still ``queued`` with no
+        cancel asked, mark it ``running`` on ``worker`` in the same round trip, as
+        ``transition(allowed=ACTIVE, event="status", status=RUNNING, attempts=+1, worker=...,
+        started_at=ts if unset)`` would: the fence token, the job and its flags as they are
+        after it, and whether it started (not: go on as after :meth:`acquire`)."""
+        k = self.keys.of(job_id)
+        keys = [k.job(job_id), k.events(job_id), k.queued, *k.status_indexes()]
+        args = [entry_id_of(entry), "", dumps(worker), dumps(ts)]
+        raw = await self._script("ACQUIRE", keys, args, job_id=job_id)
+        if isinstance(raw, int):
+            check_fence(raw, job_id)
+        started = bool(raw) and int(raw[0]) == 1
+        return (*_acquired(job_id, raw[2:] if raw else raw), started)
+
 
 Acquired = tuple[int, Job, dict[str, str]]
 """A held job's fence token, the job and its flags (:meth:`JobRecords.acquire`)."""

@@ -415,3 +415,53 @@ async def test_trim_drops_expired_index_entries_and_gone_consumers(store: Store)
     assert old_alive.id in in_ids and old_gone.id not in in_ids  # the short-id index too
     if not store.embedded:  # the engine has no XINFO CONSUMERS
         assert removed["consumers"] >= 1
+
+
+async def test_acquire_and_start_writes_what_acquire_then_transition_would(store: Store) -> None:
+    """The dispatcher's one-round-trip start of a job it knows the route of leaves the job,
+    its events, its queued count and its status index as the lease and then the ``running``
+    TRANSITION leave them; it starts only a fresh delivery of a queued job with no cancel."""
+    active = (JobStatus.QUEUED, JobStatus.RUNNING)
+    jobs = [make_job("c", tenant="t1") for _ in range(4)]
+    for job in jobs:
+        await store.submit(job, fingerprint="x", queue_limit=10, tenant_share=10)
+    entries = {j: e for e, j in await store.take(10, block_ms=100)}
+    two_steps, one_step, cancelled, ended = jobs
+    ts = now()
+    fence, _, _ = await store.acquire(two_steps.id, entry=entries[two_steps.id])
+    data = {"status": "running", "attempt": 1, "worker": "w-1"}
+    seq = await store.transition(two_steps.id, allowed=active, event="status", data=data,
+                                 status=JobStatus.RUNNING, attempts=1, worker="w-1",
+                                 started_at=ts, fence=fence)  # fmt: skip
+    assert seq == 2
+    fence, job, flags, started = await store.acquire_and_start(
+        one_step.id, entry=entries[one_step.id], worker="w-1", ts=ts
+    )
+    assert started and (fence, flags["fence"]) == (1, "1")
+    assert (job.status, job.attempts, job.worker, job.started_at) == (
+        JobStatus.RUNNING, 1, "w-1", ts
+    )  # fmt: skip
+    a, b = await store.get(two_steps.id), await store.get(one_step.id)
+    same = ("status", "attempts", "worker", "started_at", "capability", "tenant", "error")
+    assert b == job and [getattr(a, f) for f in same] == [getattr(b, f) for f in same]
+    ea, eb = await store.events(two_steps.id), await store.events(one_step.id)
+    assert [(e.seq, e.type, e.data) for e in ea] == [(e.seq, e.type, e.data) for e in eb]
+    assert (await store.queue_depths())["c"] == 2  # the two not started
+    running, _ = await store.list_jobs(status=JobStatus.RUNNING, limit=10)
+    assert {j.id for j in running} == {two_steps.id, one_step.id}
+    await store.publish_cancel(cancelled.id)
+    fence, job, flags, started = await store.acquire_and_start(
+        cancelled.id, entry=entries[cancelled.id], worker="w-1", ts=ts
+    )
+    assert not started and job.status is JobStatus.QUEUED and flags["cancel"] == "1"
+    assert fence == 1 and [e.type for e in await store.events(cancelled.id)] == ["status"]
+    await store.transition(ended.id, allowed=active, status=JobStatus.CANCELLED)
+    _, job, _, started = await store.acquire_and_start(
+        ended.id, entry=entries[ended.id], worker="w-1", ts=ts
+    )
+    assert not started and job.status is JobStatus.CANCELLED
+    await store.acquire(one_step.id, entry=entries[one_step.id], reclaimed=True)
+    with pytest.raises(Fenced):  # a reclaim took the delivery over: its fresh holder is stale
+        await store.acquire_and_start(one_step.id, entry=entries[one_step.id], worker="w", ts=ts)
+    with pytest.raises(JobNotFound):
+        await store.acquire_and_start("nope", entry="1-1", worker="w", ts=ts)

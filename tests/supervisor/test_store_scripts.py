@@ -216,3 +216,95 @@ async def test_twins_answer_as_the_lua(lua_on: str, request: pytest.FixtureReque
     finally:
         await twin_client.aclose()
         await lua_client.aclose()
+
+
+def start(
+    k: Keys, job_id: str, entry: str = "", reclaimed: str = ""
+) -> tuple[str, list[str], list[str]]:
+    """ACQUIRE with START: the lease, the read and the start on worker w1, at time T."""
+    keys = [k.job(job_id), k.events(job_id), k.queued, *k.status_indexes()]
+    return "ACQUIRE", keys, [entry, reclaimed, '"w1"', T]
+
+
+def started(out: Any) -> Any:
+    """ACQUIRE-with-START's reply: (started, seq, the record), a refusal (-2), or {} (gone)."""
+    if isinstance(out, int) or not out:
+        return out if isinstance(out, int) else {}
+    return (out[0], out[1], text_map(dict(zip(out[2::2], out[3::2], strict=True))))
+
+
+async def start_outcomes(run: Run, client: Any, k: Keys) -> list[Any]:
+    """ACQUIRE's START through each of its outcomes, asserting them; return the answers."""
+    answers: list[Any] = []
+
+    async def check(call: tuple[str, list[str], list[str]]) -> Any:
+        out = started(await run(*call))
+        answers.append(out)
+        return out
+
+    await run(*submit(k, "s1", tenant="t1"))
+    await run(*submit(k, "s2"))
+    go, seq, record = await check(start(k, "s1", entry="5-1"))
+    assert (go, seq) == (1, 2)  # started: its status event follows its queued one
+    assert record["status"] == "running" and record["fence"] == "1"
+    assert (record["attempts"], record["worker"], record["started_at"]) == ("1", '"w1"', T)
+    go, seq, record = await check(start(k, "s1", entry="5-1"))  # running already: no start
+    assert (go, seq, record["fence"], record["attempts"]) == (0, 0, "2", "1")
+    await client.hset(k.job("s2"), "cancel", "1")
+    go, _, record = await check(start(k, "s2", entry="6-1"))  # a cancel was asked: no start
+    assert (go, record["status"], record["fence"]) == (0, "queued", "1")
+    await client.hset(k.job("s2"), "cancel", "")  # a cleared flag does not hold it back
+    go, _, record = await check(start(k, "s2", entry="6-1", reclaimed="1"))  # a reclaim: never
+    assert (go, record["status"], record["claimed"]) == (0, "queued", "6-1")
+    assert await check(start(k, "s2", entry="6-1")) == -2  # its fresh holder, too late
+    assert await check(start(k, "gone")) == {}
+    go, seq, record = await check(start(k, "s2", entry="7-1"))  # a new delivery starts it
+    assert (go, seq, record["status"], record["attempts"]) == (1, 2, "running", "1")
+    return answers
+
+
+@pytest.mark.parametrize("lua_on", ["memory", "redis"])
+async def test_acquire_start_twin_answers_as_the_lua(
+    lua_on: str, request: pytest.FixtureRequest
+) -> None:
+    """The same START outcomes on the twin and on the Lua, leaving the same data: the
+    record, the status event (its data as the dispatcher's TRANSITION writes it), the queued
+    counts (the tenant's too) and the status indexes."""
+    twin_client, k = BurnerRedis(), Keys("s")
+    twins = EmbeddedScripts(twin_client)
+    if lua_on == "memory":
+        lua_client: Any = BurnerRedis()
+    else:
+        lua_client = aioredis.Redis.from_url(request.getfixturevalue("redis_url"))
+        k = Keys(request.getfixturevalue("key_prefix"))
+    scripts = register(lua_client)
+
+    async def lua(name: str, keys: list[str], args: list[str]) -> Any:
+        return await scripts[name](keys=keys, args=args)
+
+    async def written(client: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            j: {
+                "record": text_map(await client.hgetall(k.job(j))),
+                "events": [text_map(f) for _, f in await client.xrange(k.events(j))],
+            }
+            for j in ("s1", "s2")
+        }
+        out["queued"] = text_map(await client.hgetall(k.queued))
+        out["by_status"] = [answer("", await client.zrange(i, 0, -1)) for i in k.status_indexes()]
+        return out
+
+    try:
+        assert await start_outcomes(twins.run, twin_client, k) == await start_outcomes(
+            lua, lua_client, k
+        )
+        twin_data, lua_data = await written(twin_client), await written(lua_client)
+        assert twin_data == lua_data
+        assert twin_data["queued"] == {"echo": "0", "echo@t1": "0"}
+        assert twin_data["by_status"] == [[], ["s1", "s2"], [], [], []]
+        status = twin_data["s1"]["events"][1]
+        assert status == {"t": "status", "d": '{"status":"running","attempt":1,"worker":"w1"}',
+                          "ts": T, "c": "corr"}  # fmt: skip
+    finally:
+        await twin_client.aclose()
+        await lua_client.aclose()
