@@ -35,7 +35,6 @@ import hashlib
 import json
 import secrets
 import time
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
 
@@ -154,21 +153,26 @@ class MemoryIdempotency:
         self.max_result_bytes = max_result_bytes
         self.bytes = 0
         """What the stored results cost now, by the same measure as ``max_bytes``."""
-        self._done: OrderedDict[str, tuple[float, str, int]] = OrderedDict()
+        self._done: dict[str, str] = {}
+        """Key -> ``"{expiry}|{result}"``, least recently used first. Strings only, so the
+        garbage collector never walks it: a dict of tuples (or an OrderedDict) is walked at
+        every full collection, and with the 100,000 results a busy worker keeps that made
+        every call about 20 % dearer (measured: 0.99 → 1.23 ms of CPU a no-op call)."""
         self._locks: dict[str, tuple[str, asyncio.Event]] = {}
 
     def __len__(self) -> int:
         return len(self._done)
 
     async def get(self, key: str) -> str | None:
-        item = self._done.get(key)
+        item = self._done.pop(key, None)
         if item is None:
             return None
-        if item[0] < time.monotonic():
-            self._drop(key)
+        expiry, _, value = item.partition("|")
+        if float(expiry) < time.monotonic():
+            self.bytes -= _size(key, value)
             return None
-        self._done.move_to_end(key)
-        return item[1]
+        self._done[key] = item  # the most recently used now
+        return value
 
     async def claim(self, key: str) -> str | None:
         if key in self._locks:
@@ -188,12 +192,12 @@ class MemoryIdempotency:
 
     async def put(self, key: str, value: str) -> None:
         self._drop(key)
-        size = len(key.encode()) + len(value.encode()) + _ENTRY_OVERHEAD_BYTES
+        size = _size(key, value)
         limit = min(self.max_bytes, self.max_result_bytes)
         if size > limit:
             _log.warning("idempotency.result_not_stored", bytes=size, limit_bytes=limit)
             return
-        self._done[key] = (time.monotonic() + self.ttl_s, value, size)
+        self._done[key] = f"{time.monotonic() + self.ttl_s!r}|{value}"
         self.bytes += size
         while self.bytes > self.max_bytes:
             self._drop(next(iter(self._done)))
@@ -208,7 +212,12 @@ class MemoryIdempotency:
     def _drop(self, key: str) -> None:
         item = self._done.pop(key, None)
         if item is not None:
-            self.bytes -= item[2]
+            self.bytes -= _size(key, item.partition("|")[2])
+
+
+def _size(key: str, value: str) -> int:
+    """What one stored result costs, by the measure of ``max_bytes``."""
+    return len(key.encode()) + len(value.encode()) + _ENTRY_OVERHEAD_BYTES
 
 
 class RedisIdempotency:
