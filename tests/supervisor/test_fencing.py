@@ -33,6 +33,21 @@ class Replica:
     registry: Registry
 
 
+async def dispatching(
+    stack: AsyncExitStack, store: Store, worker_url: str, settings: SupervisorSettings
+) -> tuple[Dispatcher, Registry]:
+    """A dispatcher over ``store`` that knows the worker at ``worker_url`` (closed by
+    ``stack``): a supervisor's dispatching half, without its API."""
+    pool = await stack.enter_async_context(WorkerPool())
+    registry = Registry()
+    discovery = Discovery(registry, pool, store, static_urls=[worker_url])
+    stack.push_async_callback(discovery.aclose)
+    await discovery.refresh()
+    dispatcher = Dispatcher(store, registry, pool, settings, Metrics())
+    stack.push_async_callback(dispatcher.stop)
+    return dispatcher, registry
+
+
 @pytest.fixture
 async def two(redis_url: str, key_prefix: str) -> AsyncIterator[tuple[Replica, Replica, Seen]]:
     seen = Seen()
@@ -46,13 +61,7 @@ async def two(redis_url: str, key_prefix: str) -> AsyncIterator[tuple[Replica, R
             store = await stack.enter_async_context(
                 open_store(redis_url, Keys(key_prefix), retention_s=120)
             )
-            pool = await stack.enter_async_context(WorkerPool())
-            registry = Registry()
-            discovery = Discovery(registry, pool, store, static_urls=[base + "/mcp"])
-            stack.push_async_callback(discovery.aclose)
-            await discovery.refresh()
-            dispatcher = Dispatcher(store, registry, pool, settings, Metrics())
-            stack.push_async_callback(dispatcher.stop)
+            dispatcher, registry = await dispatching(stack, store, base + "/mcp", settings)
             replicas.append(Replica(store, dispatcher, registry))
         yield replicas[0], replicas[1], seen
 

@@ -18,14 +18,11 @@ from typing import Any
 import pytest
 
 from shared import META_ATTEMPT, Job, JobStatus, Keys, SupervisorSettings
-from supervisor.calls import WorkerPool
-from supervisor.discovery import Discovery
 from supervisor.dispatch import Dispatcher
-from supervisor.metrics import Metrics
-from supervisor.registry import Registry
 from supervisor.store import Store, open_store
 from tests.helpers import wait_until
 from tests.servers import serve_asgi
+from tests.supervisor.test_fencing import dispatching
 from tests.supervisor.test_store_contract import make_job
 from tests.supervisor.toolservers import Seen, contract_server
 
@@ -63,13 +60,7 @@ async def one(request: pytest.FixtureRequest) -> AsyncIterator[Replica]:
             return await transition(job_id, **kw)
 
         store.transition = spy  # type: ignore[method-assign]
-        pool = await stack.enter_async_context(WorkerPool())
-        registry = Registry()
-        discovery = Discovery(registry, pool, store, static_urls=[base + "/mcp"])
-        stack.push_async_callback(discovery.aclose)
-        await discovery.refresh()
-        dispatcher = Dispatcher(store, registry, pool, settings, Metrics())
-        stack.push_async_callback(dispatcher.stop)
+        dispatcher, _ = await dispatching(stack, store, base + "/mcp", settings)
         yield Replica(store, dispatcher, seen, writes)
 
 

@@ -184,8 +184,11 @@ async def data(client: Any, k: Keys) -> dict[str, Any]:
     return out
 
 
-@pytest.mark.parametrize("lua_on", ["memory", "redis"])
-async def test_twins_answer_as_the_lua(lua_on: str, request: pytest.FixtureRequest) -> None:
+def engines(
+    lua_on: str, request: pytest.FixtureRequest
+) -> tuple[Any, EmbeddedScripts, Any, Run, Keys]:
+    """The twins on one engine, and the Lua on another (``memory``) or on Redis, with the
+    keys they write under."""
     twin_client, k = BurnerRedis(), Keys("s")
     twins = EmbeddedScripts(twin_client)
     if lua_on == "memory":
@@ -197,6 +200,13 @@ async def test_twins_answer_as_the_lua(lua_on: str, request: pytest.FixtureReque
 
     async def lua(name: str, keys: list[str], args: list[str]) -> Any:
         return await scripts[name](keys=keys, args=args)
+
+    return twin_client, twins, lua_client, lua, k
+
+
+@pytest.mark.parametrize("lua_on", ["memory", "redis"])
+async def test_twins_answer_as_the_lua(lua_on: str, request: pytest.FixtureRequest) -> None:
+    twin_client, twins, lua_client, lua, k = engines(lua_on, request)
 
     try:
         twin_answers = await every_outcome(twins.run, twin_client, k)
@@ -270,17 +280,7 @@ async def test_acquire_start_twin_answers_as_the_lua(
     """The same START outcomes on the twin and on the Lua, leaving the same data: the
     record, the status event (its data as the dispatcher's TRANSITION writes it), the queued
     counts (the tenant's too) and the status indexes."""
-    twin_client, k = BurnerRedis(), Keys("s")
-    twins = EmbeddedScripts(twin_client)
-    if lua_on == "memory":
-        lua_client: Any = BurnerRedis()
-    else:
-        lua_client = aioredis.Redis.from_url(request.getfixturevalue("redis_url"))
-        k = Keys(request.getfixturevalue("key_prefix"))
-    scripts = register(lua_client)
-
-    async def lua(name: str, keys: list[str], args: list[str]) -> Any:
-        return await scripts[name](keys=keys, args=args)
+    twin_client, twins, lua_client, lua, k = engines(lua_on, request)
 
     async def written(client: Any) -> dict[str, Any]:
         out: dict[str, Any] = {
