@@ -246,7 +246,8 @@ class Runner:
             )
 
         idempotent = worker.capabilities[tool_of(job)].idempotent
-        budget = job.max_attempts - job.attempts
+        # The attempts left, counting the first: a started job's record counts it already.
+        budget = job.max_attempts - job.attempts + (started is not None)
         with _tracer.start_as_current_span(
             f"job {job.capability}",
             context=_trace_context(job),

@@ -136,6 +136,25 @@ async def test_the_slot_is_held_for_the_call_and_given_back(one: Replica) -> Non
     assert not one.dispatcher.placement.inflight
 
 
+async def test_a_started_job_is_retried_as_any_other(one: Replica) -> None:
+    """The attempt the store counted as it started the job is the first of max_attempts: a
+    job whose tool keeps failing retryably uses all its attempts, as one that went the
+    two-step way does (the demo's flaky upstream: UPSTREAM_DOWN after 2 attempts)."""
+    outcomes = []
+    for expected in (True, False):
+        before = len(one.seen.calls)
+        job = make_job("fail", input={"code": "UPSTREAM_DOWN", "retryable": True}, max_attempts=3)
+        job.service, job.tool = "toolbox", "fail"
+        if expected:
+            one.dispatcher.expect(job)
+        await one.store.submit(job, fingerprint="f", queue_limit=100)
+        await _deliver(one)
+        ended = await _ended(one, job.id)
+        code = ended.error.code if ended.error else None
+        outcomes.append((ended.status, code, ended.attempts, len(one.seen.calls) - before))
+    assert outcomes[0] == outcomes[1] == (JobStatus.FAILED, "UPSTREAM_DOWN", 3, 3)
+
+
 async def test_a_cancel_asked_before_the_delivery_stops_the_start(one: Replica) -> None:
     job = await _submit(one, "noop")
     await one.store.publish_cancel(job.id)  # the flag is set before the lease is taken

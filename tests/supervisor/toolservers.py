@@ -87,10 +87,11 @@ def contract_server(
             raise
         return {"released": True, "worker": name}
 
-    async def fail(code: str, ctx: Context) -> dict[str, Any]:
-        """Always fail with the given code."""
+    async def fail(code: str, ctx: Context, retryable: bool = False) -> dict[str, Any]:
+        """Always fail with the given code (``retryable``: say it may be tried again)."""
         record(ctx, "fail", code=code)
-        raise ToolError(encode_tool_error(code, f"failed on purpose with {code}", field="code"))
+        message = f"failed on purpose with {code}"
+        raise ToolError(encode_tool_error(code, message, field="code", retryable=retryable))
 
     async def flaky(ctx: Context) -> dict[str, Any]:
         """Answer BUSY while fail_next > 0, then succeed."""
@@ -111,7 +112,7 @@ def contract_server(
     register(hold, idempotent=False, schema={"type": "object", "properties": {}})
     fail_schema = {
         "type": "object",
-        "properties": {"code": {"type": "string"}},
+        "properties": {"code": {"type": "string"}, "retryable": {"type": "boolean"}},
         "required": ["code"],
     }
     register(fail, idempotent=True, schema=fail_schema)
