@@ -61,18 +61,16 @@ class Placement:
             except UnknownCapability:
                 return None
             job.service, job.tool, job.schema_digest = target.service, target.tool, target.digest
-        return self.router.choose(
-            tool_of(job),
-            pinned=job.pinned_worker,
-            avoid=avoid or (),
-            service=job.service,
-            digest=job.schema_digest,
-        )
+        return self.route_to(Route.of(job), avoid)
 
-    def route_to(self, route: Route) -> WorkerView | None:
+    def route_to(self, route: Route, avoid: set[str] | None = None) -> WorkerView | None:
         """:meth:`route` for a job known by its :class:`Route` alone (not yet read)."""
         return self.router.choose(
-            route.tool, pinned=route.pinned, service=route.service, digest=route.digest
+            route.tool,
+            pinned=route.pinned,
+            avoid=avoid or (),
+            service=route.service,
+            digest=route.digest,
         )
 
     async def choose(self, job: Job, held: Held) -> WorkerView:
