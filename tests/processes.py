@@ -33,12 +33,28 @@ def _env(extra: dict[str, str]) -> dict[str, str]:
 
 
 class Proc:
-    def __init__(self, args: list[str], env: dict[str, str], url: str, health: str) -> None:
+    def __init__(
+        self,
+        args: list[str],
+        env: dict[str, str],
+        url: str,
+        health: str,
+        log: Path | None = None,
+    ) -> None:
+        """``log``: a file the process's output goes to (else it is dropped), for a test to
+        show what the process said when it fails (:meth:`said`)."""
         self.url = url
         self.health = health
-        self.p = subprocess.Popen(
-            args, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
-        )
+        self.log = log
+        with open(log, "ab") if log is not None else open(os.devnull, "wb") as out:
+            self.p = subprocess.Popen(args, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+
+    def said(self, about: str, lines: int = 40) -> str:
+        """The last ``lines`` lines of its log that mention ``about``."""
+        if self.log is None or not self.log.exists():
+            return "(no log kept)"
+        text = self.log.read_text(errors="replace").splitlines()
+        return "\n".join([line for line in text if about in line][-lines:])
 
     def healthy(self) -> bool:
         if self.p.poll() is not None:
