@@ -20,7 +20,7 @@ every answer classified.
 """
 
 from supervisor.calls.answers import LogHandler, ProgressHandler
-from supervisor.calls.connection import Connection, reuse_tracing
+from supervisor.calls.connection import Connection, ReuseConnector
 from supervisor.calls.pool import CallResult, WorkerPool, call_headers
 from supervisor.calls.results import result_value
 from supervisor.calls.revisions import LEGACY_VERSIONS, MODERN_VERSION, ServerInfo
@@ -32,9 +32,9 @@ __all__ = [
     "Connection",
     "LogHandler",
     "ProgressHandler",
+    "ReuseConnector",
     "ServerInfo",
     "WorkerPool",
     "call_headers",
     "result_value",
-    "reuse_tracing",
 ]

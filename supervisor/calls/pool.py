@@ -32,7 +32,7 @@ from opentelemetry import propagate, trace
 
 from shared import tracer
 from supervisor.calls.answers import LogHandler, ProgressHandler
-from supervisor.calls.connection import Connection, reuse_tracing
+from supervisor.calls.connection import Connection, ReuseConnector
 from supervisor.calls.results import result_value
 from supervisor.calls.revisions import ServerInfo
 
@@ -84,7 +84,7 @@ class WorkerPool:
         self._fresh: aiohttp.ClientSession | None = None
 
     def _make_session(self, *, reuse: bool) -> aiohttp.ClientSession:
-        connector = aiohttp.TCPConnector(
+        connector = ReuseConnector(
             limit=self._max_connections if reuse else 64,
             ssl=self._ssl,
             force_close=not reuse,
@@ -98,7 +98,6 @@ class WorkerPool:
             connector=connector,
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
             skip_auto_headers=("User-Agent",),
-            trace_configs=[reuse_tracing()] if reuse else None,
         )
 
     def session(self) -> aiohttp.ClientSession:
