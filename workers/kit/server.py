@@ -36,7 +36,7 @@ from shared.logs import get_logger
 from shared.models import CapabilitiesReport
 from shared.protocol import CAPABILITIES_TOOL
 from shared.redis_urls import redis_client, store_prefix
-from shared.serving import Running
+from shared.serving import Running, settle_heap
 from shared.serving import serving as serve_http
 from shared.settings import WorkerSettings
 from workers.kit.auth import BearerTokenMiddleware
@@ -250,11 +250,13 @@ class Worker:
         host: str | None = None,
         port: int | None = None,
         sockets: list[socket.socket] | None = None,
+        settle: bool = False,
     ) -> None:
         """Serve over HTTP until :meth:`request_shutdown`, then drain; or until cancelled.
 
         Binding ``host`` (not given ``sockets``) follows the bind rule of
-        :func:`check_worker_bind`.
+        :func:`check_worker_bind`. ``settle``: this is the whole process; once started, its
+        heap is settled (:func:`shared.serving.settle_heap`).
         """
         if sockets is None:
             check_worker_bind(self.settings, host)
@@ -273,6 +275,8 @@ class Worker:
                 timeout_graceful_shutdown=3,
                 timeout_keep_alive=KEEP_ALIVE_S,
             ) as running:
+                if settle:
+                    settle_heap()
                 try:
                     await self._serve_until_stopped(running)
                 except asyncio.CancelledError:  # cancel the calls before uvicorn waits on them
