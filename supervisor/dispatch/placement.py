@@ -48,7 +48,7 @@ class Placement:
         self.wake_intake = wake_intake
         self.inflight: collections.Counter[tuple[str, str]] = collections.Counter()
         self.router = Router(registry, lambda url, cap: self.inflight[(url, cap)])
-        self._waiters: dict[str, collections.deque[asyncio.Future[None]]] = {}
+        self._waiters: dict[str, collections.deque[asyncio.Future[object]]] = {}
         """Per tool, the jobs waiting for one of its slots, oldest first. Plain futures, no
         ``asyncio.Condition``: a Condition waited on under ``wait_for`` and cancelled while
         it re-takes its lock leaves ``async with`` releasing a lock it does not hold
@@ -82,33 +82,31 @@ class Placement:
                 return worker
             if time.monotonic() >= deadline:
                 raise NoWorker(f"no healthy worker serves {job.capability!r} right now")
-            await self.wait_tool(job, held, min(1.0, deadline - time.monotonic()))
+            await self.wait_tool(tool_of(job), held, min(1.0, deadline - time.monotonic()))
 
-    async def wait_tool(self, job: Job, held: Held, timeout: float) -> None:
-        """Wait for a slot of this job's tool to free (or ``timeout``, which also catches
-        registry changes), holding no dispatcher slot meanwhile."""
-        waiters = self._waiters.setdefault(tool_of(job), collections.deque())
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    async def wait_tool(self, tool: str, held: Held, timeout: float) -> None:
+        """Wait for a slot of ``tool`` to free (or ``timeout``, which also catches registry
+        changes), holding no dispatcher slot meanwhile. The wait is one future and one timer
+        (``asyncio.wait_for`` makes two futures and a callback more): thousands of jobs may
+        wait at once."""
+        waiters = self._waiters.setdefault(tool, collections.deque())
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[object] = loop.create_future()
         waiters.append(waiter)
+        timer = loop.call_later(timeout, _time_up, waiter)
         held.waiting = True
         self.wake_intake()  # intake may take another job in this one's place
         try:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(waiter, timeout)
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                # Python 3.11's wait_for returns the result of a future woken in the same
-                # turn as the task's cancel, swallowing the cancel: a stopping supervisor
-                # would start the call anyway.
-                raise asyncio.CancelledError
+            await waiter
         except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled():
-                self._wake(tool_of(job))  # woken, but leaving: the slot goes to the next one
+            if waiter.done() and not waiter.cancelled() and waiter.result() is None:
+                self._wake(tool)  # woken, but leaving: the slot goes to the next one
             raise
         finally:
+            timer.cancel()
             held.waiting = False
-            if not waiter.done() or waiter.cancelled():  # not woken: the waker takes those off
-                waiter.cancel()
+            if not waiter.done() or waiter.cancelled() or waiter.result() is _TIMED_OUT:
+                waiter.cancel()  # not woken: the waker takes those off
                 with contextlib.suppress(ValueError):
                     waiters.remove(waiter)
 
@@ -144,6 +142,14 @@ class Placement:
             if not waiter.done():
                 waiter.set_result(None)
                 return
+
+
+_TIMED_OUT = object()
+
+
+def _time_up(waiter: asyncio.Future[object]) -> None:
+    if not waiter.done():
+        waiter.set_result(_TIMED_OUT)
 
 
 def tool_of(job: Job) -> str:

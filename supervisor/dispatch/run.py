@@ -95,7 +95,7 @@ class Runner:
                 )
             with bind(job_id=job.id, correlation_id=job.correlation_id, capability=job.capability):
                 if started is not None:
-                    done = await self._execute(job, held, started)
+                    done = await self._execute(job, held, started.worker, started)
                 elif job.status.terminal:
                     done = True
                 elif flags.get("cancel"):
@@ -106,7 +106,12 @@ class Runner:
                 elif held.reclaimed and await self._refuse_rerun(job, held):
                     done = True
                 else:
-                    done = await self._execute(job, held)
+                    worker = self.placement.route(job)
+                    if worker is None:  # it waits holding its id and route, not its record
+                        route, job = Route.of(job), None
+                        worker = await self._wait_for_worker(route, held)
+                        job = await self.store.get(job_id)  # as it is now: one read
+                    done = await self._execute(job, held, worker)
         except JobNotFound:
             done = True  # expired or removed: nothing left to do
         except Fenced:
@@ -226,10 +231,12 @@ class Runner:
         except UnknownCapability:
             return None
 
-    async def _execute(self, job: Job, held: Held, started: _Started | None = None) -> bool:
-        """``started``: the job is already ``running`` on its worker (its first attempt's
-        slot taken and its status written by :meth:`_take_started`)."""
-        worker = started.worker if started is not None else await self._wait_for_worker(job, held)
+    async def _execute(
+        self, job: Job, held: Held, worker: WorkerView, started: _Started | None = None
+    ) -> bool:
+        """The job's attempts, the first on ``worker``. ``started``: the job is already
+        ``running`` there (its first attempt's slot taken and its status written by
+        :meth:`_take_started`)."""
 
         async def before_sleep(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
@@ -298,18 +305,22 @@ class Runner:
         finally:
             await started.give_back()
 
-    async def _wait_for_worker(self, job: Job, held: Held) -> WorkerView:
+    async def _wait_for_worker(self, route: Route, held: Held) -> WorkerView:
         """Hold a queued job until a worker can take it (the job stays ``queued``).
+
+        The wait holds the job's route, not its record (read again once a worker is found):
+        a supervisor holds thousands of waiting jobs (``FLEET_WAITING_LIMIT``), and a record
+        is ~2 KB of each one's ~9.5 KB.
 
         A cancel reaches a waiting job as it reaches a running one: its message cancels the
         job's task at once, and a missed message is caught by the lease loop's read of every
         held job's flags (every ``lease_s / 3``). No read of its own each second: with a
         backlog of 2,000 jobs waiting, that was 2,000 store round trips a second."""
         while True:
-            worker = self.placement.route(job)
+            await self.placement.wait_tool(route.tool, held, 1.0)
+            worker = self.placement.route_to(route)
             if worker is not None:
                 return worker
-            await self.placement.wait_tool(job, held, 1.0)
 
 
 class _Started:

@@ -7,17 +7,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from contextlib import AsyncExitStack
 
 import pytest
 from structlog.testing import capture_logs
 
+from shared import Job
 from supervisor.dispatch.held import Held
 from supervisor.dispatch.placement import Placement
 from supervisor.registry import Registry
 from tests.helpers import wait_until
 from tests.supervisor.conftest import start_fleet
-from tests.supervisor.test_store_contract import make_job
 
 
 def placement() -> Placement:
@@ -25,9 +26,9 @@ def placement() -> Placement:
 
 
 async def test_a_freed_slot_wakes_the_oldest_waiter_only() -> None:
-    p, job = placement(), make_job(tool="echo")
-    first = asyncio.create_task(p.wait_tool(job, Held("1-0"), 30))
-    second = asyncio.create_task(p.wait_tool(job, Held("2-0"), 30))
+    p = placement()
+    first = asyncio.create_task(p.wait_tool("echo", Held("1-0"), 30))
+    second = asyncio.create_task(p.wait_tool("echo", Held("2-0"), 30))
     await asyncio.sleep(0)  # both waiting (one loop turn: no timing involved)
     await p._tool_slot_freed("echo")
     await asyncio.wait_for(first, 5)
@@ -39,9 +40,9 @@ async def test_a_freed_slot_wakes_the_oldest_waiter_only() -> None:
 
 @pytest.mark.parametrize("woken", [False, True])
 async def test_a_cancelled_waiter_leaves_cleanly(woken: bool) -> None:
-    p, job = placement(), make_job(tool="echo")
+    p = placement()
     held = Held("1-0")
-    task = asyncio.create_task(p.wait_tool(job, held, 30))
+    task = asyncio.create_task(p.wait_tool("echo", held, 30))
     await asyncio.sleep(0)
     assert held.waiting
     if woken:  # woken and cancelled in the same turn: the case the Condition got wrong
@@ -50,15 +51,15 @@ async def test_a_cancelled_waiter_leaves_cleanly(woken: bool) -> None:
     with contextlib.suppress(asyncio.CancelledError):
         await task  # a woken waiter may return before the cancel lands: either is clean
     assert not held.waiting and not p._waiters["echo"]
-    other = asyncio.create_task(p.wait_tool(job, Held("2-0"), 30))
+    other = asyncio.create_task(p.wait_tool("echo", Held("2-0"), 30))
     await asyncio.sleep(0)
     await p._tool_slot_freed("echo")  # the slot goes to a live waiter, not the cancelled one
     await asyncio.wait_for(other, 5)
 
 
 async def test_a_waiter_times_out_and_is_forgotten() -> None:
-    p, job = placement(), make_job(tool="echo")
-    await p.wait_tool(job, Held("1-0"), 0.01)
+    p = placement()
+    await p.wait_tool("echo", Held("1-0"), 0.01)
     assert not p._waiters["echo"]
 
 
@@ -82,3 +83,25 @@ async def test_stopping_a_supervisor_leaves_waiting_jobs_untouched() -> None:
         states = [await store.get(j["id"]) for j in jobs]
         waiting = [j for j in states if j.attempts == 0]
         assert len(waiting) == 4 and {j.status.value for j in waiting} == {"queued"}
+
+
+async def test_a_waiting_job_holds_its_route_not_its_record() -> None:
+    """A supervisor holds thousands of jobs waiting for a slot (FLEET_WAITING_LIMIT): each
+    waits with its id and route, and its record is read again once a slot frees."""
+    async with AsyncExitStack() as stack:
+        fleet = await start_fleet(stack, workers=1)
+        jobs = [await fleet.submit("hold") for _ in range(10)]  # 8 slots: 2 wait
+        dispatcher = fleet.services.dispatcher
+
+        def waiting() -> set[str]:
+            return {j for j, h in dispatcher.held.items() if h.waiting}
+
+        await wait_until(lambda: len(waiting()) == 2, timeout=10, message="2 jobs waiting")
+        gc.collect()
+        alive = {o.id for o in gc.get_objects() if isinstance(o, Job)}
+        assert not waiting() & alive, "a waiting job's record is held"
+        assert {j["id"] for j in jobs} - waiting() <= alive  # the running ones hold theirs
+        fleet.seen["w1"].release.set()  # the waiting jobs run, from their records read again
+        for j in jobs:
+            done = await fleet.wait(j["id"])
+            assert done["status"] == "succeeded", done
