@@ -70,8 +70,13 @@ class Router:
         fresh = [w for w in pool if w.url not in avoid]
         pool = fresh or pool
         while pool:
-            pick = self._random.sample(pool, min(2, len(pool)))  # random order: fair ties
-            best = min(pick, key=lambda w: self.load(w, capability))
+            if len(pool) == 1:
+                best = pool[0]
+            else:  # two distinct at random, in random order (fair ties)
+                i = self._random.randrange(len(pool))
+                j = (i + 1 + self._random.randrange(len(pool) - 1)) % len(pool)
+                a, b = pool[i], pool[j]
+                best = b if self.load(b, capability) < self.load(a, capability) else a
             if best.breaker.allow():
                 return best
             pool.remove(best)
