@@ -14,14 +14,16 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from starlette.requests import Request
 
 from shared import FleetError, SupervisorSettings, get_logger
 from shared.errors import InvalidToken, Unauthorized
 from shared.settings import SCOPES, TENANT_PATTERN, ApiToken
-from supervisor.api.jwks import JwtVerifier
+
+if TYPE_CHECKING:  # imported when JWTs are configured: PyJWT brings cryptography, ~20 MB
+    from supervisor.api.jwks import JwtVerifier
 
 __all__ = [
     "ADMIN",
@@ -140,6 +142,8 @@ class Authenticator:
         self.issuer = settings.jwt_issuer
         self.verifier: JwtVerifier | None = None
         if settings.jwks_url and settings.jwt_issuer:
+            from supervisor.api.jwks import JwtVerifier  # only then: see the imports above
+
             self.verifier = JwtVerifier(
                 jwks_url=settings.jwks_url,
                 issuer=settings.jwt_issuer,
