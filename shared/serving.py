@@ -228,7 +228,10 @@ def settle_heap() -> None:
     flight: 1.10 -> 0.93 ms on redis://, 1.05 -> 0.86 ms on memory://). The price: an object
     from start-up that later ends up in a reference cycle is never freed (a one-off, bounded
     by what start-up made). Whole processes only: an embedding process owns its heap."""
-    gc.collect()
+    # No gc.collect() first: a collection here finalises whatever start-up left in cycles,
+    # and one worker start in CI failed with EBADF right after it (a collected socket object
+    # closing an fd number the server had reused, as far as could be told). Freezing alone
+    # finalises nothing; start-up's garbage stays, a one-off.
     gc.freeze()
 
 
