@@ -225,7 +225,8 @@ def settle_heap() -> None:
 
     The collector walked those few hundred thousand objects again at every full collection,
     which under load was about 15 % of the supervisor's CPU per job (measured at 64 jobs in
-    flight: 1.10 -> 0.93 ms on redis://, 1.05 -> 0.86 ms on memory://). The price: an object
+    flight, interleaved: 1.04-1.09 -> 0.91-0.96 ms on redis://, 1.03-1.07 -> 0.81-0.89 ms on
+    memory://). The price: an object
     from start-up that later ends up in a reference cycle is never freed (a one-off, bounded
     by what start-up made). Whole processes only: an embedding process owns its heap."""
     # No gc.collect() first: a collection here finalises whatever start-up left in cycles,
